@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine:
+#   make plan STACK=dev   offline plan of a stack (sets up .venv first)
+#   make test             sets up everything the tests need and runs all of them
+STACK ?= dev
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: plan test test-fast bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+plan: $(VENV)/.runtime
+	$(PY) -m tools.plan $(STACK)
+
+test: $(VENV)/.dev
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "not slow"
+
+bench: $(VENV)/.dev
+	$(PY) -m benchmarks.plan_and_tests
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,26 @@
+"""Pulumi program: read this stack's settings, build the platform, export what users need."""
+
+import pulumi
+
+from components.platform import LabelingPlatform
+from components.settings import ConfigError, load_settings
+
+try:
+    settings = load_settings()
+except ConfigError as error:
+    # A clean, complete list of mistakes instead of a traceback, before any resource exists.
+    raise pulumi.RunError(error.message()) from None
+
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
+
+platform = LabelingPlatform("labeling", settings)
+label_studio = platform.label_studio
+
+pulumi.export("url", platform.url)
+pulumi.export("adminEmail", label_studio.admin_email)
+pulumi.export("adminPassword", label_studio.admin_password)
+pulumi.export("adminApiToken", label_studio.admin_token)
+pulumi.export("bucketName", platform.storage.bucket_name)
+pulumi.export("samBackendUrl", platform.sam.url if platform.sam else None)
+pulumi.export("kubectlLogs", label_studio.log_commands)

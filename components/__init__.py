@@ -1,0 +1,1 @@
+"""ComponentResources of the labeling platform, one per concern."""

@@ -1,0 +1,104 @@
+"""The whole platform: cluster connection, namespace, storage, Label Studio, ingress, SAM."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.ingress import LabelStudioIngress, IngressArgs
+from components.label_studio import LabelStudio, LabelStudioArgs
+from components.sam_backend import SamBackend, SamBackendArgs
+from components.settings import Settings
+from components.storage import ObjectStorage, StorageArgs
+
+
+class LabelingPlatform(pulumi.ComponentResource):
+    """Composes one component per concern and wires their outputs together."""
+
+    url: str
+    label_studio: LabelStudio
+    storage: ObjectStorage
+    sam: Optional[SamBackend]
+
+    def __init__(self, name: str, settings: Settings, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:Platform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.kubernetes_provider = k8s.Provider(
+            "kubernetes",
+            kubeconfig=settings.kubernetes.kubeconfig,
+            context=settings.kubernetes.context,
+            # Objects always carry an explicit namespace; never fall back to `default`.
+            namespace=settings.namespace,
+            opts=child,
+        )
+        in_cluster = pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider)
+        # The namespace holds the database volume claim: deleting it deletes the data.
+        self.namespace = k8s.core.v1.Namespace(
+            "namespace",
+            metadata={
+                "name": settings.namespace,
+                "labels": {
+                    "app.kubernetes.io/part-of": "labeling-platform",
+                    # The chart's pods do not meet `restricted`; enforce baseline, report restricted.
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                },
+            },
+            opts=pulumi.ResourceOptions.merge(
+                in_cluster, pulumi.ResourceOptions(protect=settings.protect, retain_on_delete=settings.protect)
+            ),
+        )
+        namespace_name = self.namespace.metadata.apply(lambda m: m["name"])
+        namespaced = pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider, depends_on=[self.namespace])
+
+        self.storage = ObjectStorage(
+            "storage",
+            StorageArgs(
+                settings=settings.storage,
+                namespace=namespace_name,
+                cors_origin=settings.label_studio.public_url,
+                protect=settings.protect,
+                label_studio_service_account=settings.label_studio.app_service_name,
+                kubernetes_provider=self.kubernetes_provider,
+            ),
+            opts=namespaced,
+        )
+        self.label_studio = LabelStudio(
+            "label-studio",
+            LabelStudioArgs(settings=settings, storage=self.storage, namespace=namespace_name,
+                            kubernetes_provider=self.kubernetes_provider),
+            opts=namespaced,
+        )
+        self.url = settings.label_studio.public_url
+        if settings.ingress.enabled:
+            self.ingress = LabelStudioIngress(
+                "ingress",
+                IngressArgs(settings=settings.ingress, namespace=namespace_name,
+                            release_name=settings.label_studio.release_name,
+                            service_name=self.label_studio.service_name,
+                            kubernetes_provider=self.kubernetes_provider),
+                opts=namespaced,
+            )
+        self.sam = None
+        if settings.sam.enabled:
+            self.sam = SamBackend(
+                "sam",
+                SamBackendArgs(
+                    settings=settings.sam,
+                    namespace=namespace_name,
+                    label_studio_url=self.label_studio.service_url,
+                    token_secret_name=self.label_studio.secret_name,
+                    token_secret_key=self.label_studio.admin_token_key,
+                    label_studio_pod_labels=self.label_studio.app_pod_labels,
+                    kubernetes_provider=self.kubernetes_provider,
+                ),
+                opts=namespaced,
+            )
+        self.register_outputs({
+            "url": self.url,
+            "bucketName": self.storage.bucket_name,
+            "samBackendUrl": self.sam.url if self.sam else None,
+        })

@@ -1,0 +1,235 @@
+"""The configuration contract: good stacks parse, every mistake is one clear line."""
+
+from __future__ import annotations
+
+import copy
+
+import pulumi
+import pytest
+import yaml
+
+from components import settings as settings_module
+from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
+from tests.conftest import PROJECT_ROOT, STACKS, evaluate_cached
+from tools.stack_eval import stack_config
+
+PREFIX = "labeling-platform:"
+
+
+def stack_values(stack: str) -> dict:
+    _, config, _ = stack_config(stack)
+    return {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
+
+
+def with_change(values: dict, path: str, value) -> dict:
+    changed = copy.deepcopy(values)
+    node = changed
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return changed
+
+
+DELETE = object()
+
+S3_COMPATIBLE = {
+    "mode": "s3Compatible", "bucketName": "my-bucket", "endpoint": "https://s3.example.com",
+    "accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "example-secret-key",
+}
+
+# (change to the dev stack, the key path the single error line must name, a word it must contain)
+BAD_CONFIGS = [
+    ({"ingres": {"enabled": True}}, "ingres", "did you mean 'ingress'"),
+    ({"labelStudio.replica": 2}, "labelStudio.replica", "did you mean 'labelStudio.replicas'"),
+    ({"sam.gpu": 1}, "sam.gpu", "did you mean 'sam.gpus'"),
+    ({"labelStudio.replicas": "two"}, "labelStudio.replicas", "not an integer"),
+    ({"labelStudio.replicas": 0}, "labelStudio.replicas", "out of range"),
+    ({"labelStudio.replicas": True}, "labelStudio.replicas", "not an integer"),
+    ({"protect": "yes"}, "protect", "not a boolean"),
+    ({"storage.mode": "s3compatible"}, "storage.mode", "did you mean 's3Compatible'"),
+    ({"sam.model": "SAM2"}, "sam.model", "expected one of MobileSAM | SAM"),
+    ({"labelStudio.database.mode": "sqlite"}, "labelStudio.database.mode", "expected one of"),
+    ({"storage.bucketName": DELETE}, "storage.bucketName", "is required"),
+    ({"labelStudio.adminEmail": DELETE}, "labelStudio.adminEmail", "is required"),
+    ({"labelStudio.adminEmail": "admin"}, "labelStudio.adminEmail", "not an email"),
+    ({"labelStudio.resources.limits.memory": "6GB"}, "labelStudio.resources.limits.memory", "not a Kubernetes quantity"),
+    ({"labelStudio.resources.requests.cpu": "8"}, "labelStudio.resources.requests.cpu", "above the limit"),
+    ({"sam.resources.requests.gpu": "1"}, "sam.resources.requests.gpu", "not a known key"),
+    ({"namespace": "Labeling_Dev"}, "namespace", "not a DNS label"),
+    ({"namespace": "default"}, "namespace", "own"),
+    ({"ingress.host": "not a host"}, "ingress.host", "not a DNS host name"),
+    ({"ingress.host": DELETE}, "ingress.host", "required when the ingress is enabled"),
+    ({"ingress.tls.secretName": "existing-tls"}, "ingress.tls", "exactly one"),
+    ({"ingress.enabled": False}, "ingress.tls", "enable the ingress"),
+    ({"sam.model": "SAM"}, "sam.model", "needs a GPU"),
+    ({"sam.image": "t9kpublic/label-studio-sam"}, "sam.image", "no tag"),
+    ({"sam.image": "t9kpublic/label-studio-sam:latest"}, "sam.image", "latest"),
+    ({"sam.image": DELETE}, "sam.image", "is required"),
+    ({"sam.gpus": 9}, "sam.gpus", "out of range"),
+    ({"sam.tolerations": [{"operator": "Exists"}]}, "sam.tolerations[0].key", "is required"),
+    ({"storage.endpoint": "https://minio.example.com"}, "storage.endpoint", "only to mode s3Compatible"),
+    ({"storage.region": DELETE}, "storage.region", "required when mode is aws"),
+    ({"storage.prefix": "/label-studio/"}, "storage.prefix", "not a key prefix"),
+    ({"labelStudio.chartVersion": "2.x"}, "labelStudio.chartVersion", "not a pinned version"),
+    ({"labelStudio.imageTag": "latest"}, "labelStudio.imageTag", "never latest"),
+    ({"labelStudio.releaseName": "ls-postgresql"}, "labelStudio.releaseName", "postgresql"),
+    ({"labelStudio.publicUrl": "label.example.com"}, "labelStudio.publicUrl", "not an origin"),
+    ({"labelStudio.database.mode": "external"}, "labelStudio.database.host", "required when mode is external"),
+    ({"labelStudio.database.host": "db.example.com"}, "labelStudio.database.host", "only to mode external"),
+    ({"labeling.projects": [{"title": "x", "labelConfig": "label_configs/missing.xml"}]},
+     "labeling.projects[0].labelConfig", "not a file in this repository"),
+    ({"labeling.projects": [{"title": "x", "labelConfig": "label_configs/sam_segmentation.xml", "regexFilter": "*.jpg"}]},
+     "labeling.projects[0].regexFilter", "not a regular expression"),
+    ({"sam.enabled": False}, "labeling.projects[1].sam", "sam.enabled is false"),
+    ({"ingress": "on"}, "ingress", "not an object"),
+]
+
+
+def apply_changes(values: dict, changes: dict) -> dict:
+    for path, value in changes.items():
+        values = with_change(values, path, value)
+    return values
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_committed_stacks_parse(stack):
+    settings = parse_settings(stack_values(stack), stack=stack)
+    assert settings.namespace
+    assert settings.label_studio.public_url.startswith("https://")
+
+
+def test_dev_and_prod_differ_where_the_contract_says():
+    dev = parse_settings(stack_values("dev"), stack="dev")
+    prod = parse_settings(stack_values("prod"), stack="prod")
+    assert (dev.sam.model, dev.sam.gpus) == ("MobileSAM", 0)
+    assert (prod.sam.model, prod.sam.gpus) == ("SAM", 1)
+    assert dev.storage.force_destroy and not dev.protect
+    assert prod.protect and not prod.storage.force_destroy
+    assert dev.label_studio.resources.as_dict() == {
+        "requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "4000m", "memory": "6144Mi"}}
+    assert prod.label_studio.replicas == 2
+    assert prod.ingress.tls is not None and prod.ingress.host
+
+
+def test_at_least_twenty_distinct_mistakes_are_covered():
+    assert len(BAD_CONFIGS) >= 20
+
+
+@pytest.mark.parametrize("changes,key,words", BAD_CONFIGS, ids=[c[1] for c in BAD_CONFIGS])
+def test_each_mistake_is_one_line_naming_the_key(changes, key, words):
+    values = apply_changes(stack_values("dev"), changes)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="dev")
+    problems = caught.value.problems
+    assert all("\n" not in p for p in problems)
+    naming_the_key = [p for p in problems if p.startswith(f"{key}: ")]
+    assert len(naming_the_key) == 1, problems
+    assert words in naming_the_key[0]
+
+
+def test_all_mistakes_of_a_stack_are_reported_together():
+    values = apply_changes(stack_values("dev"), {"ingres": {}, "labelStudio.replicas": "two", "sam.gpus": -1})
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="dev")
+    assert [p.split(":")[0] for p in caught.value.problems] == ["labelStudio.replicas", "sam.gpus", "ingres"]
+    message = caught.value.message()
+    assert message.splitlines()[0] == "invalid configuration for labeling-platform (3 problems):"
+
+
+def test_bad_config_stops_the_program_before_any_resource(capsys):
+    with pytest.raises(pulumi.RunError) as caught:
+        evaluate_cached("dev", overrides={"labelStudio.replicas": "two"})
+    assert "labelStudio.replicas: \"two\" is not an integer" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_moving_image_tag_warns_in_dev_and_fails_when_protected():
+    dev = parse_settings(stack_values("dev"), stack="dev")
+    assert any(w.startswith("sam.image:") and "moving tag" in w for w in dev.warnings)
+    prod_values = with_change(stack_values("prod"), "sam.image", "heartexlabs/label-studio-ml-backend:sam-master")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(prod_values, stack="prod")
+    assert caught.value.problems == [
+        'sam.image: "heartexlabs/label-studio-ml-backend:sam-master" uses a moving tag without a digest; '
+        "expected repository:tag@sha256:<digest> in a protected stack"]
+
+
+def test_protect_and_force_destroy_contradict():
+    values = with_change(stack_values("prod"), "storage.forceDestroy", True)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="prod")
+    assert caught.value.problems[0].startswith("storage.forceDestroy: is true in a protected stack")
+
+
+def test_s3_compatible_needs_endpoint_and_both_keys():
+    values = with_change(stack_values("dev"), "storage", {"mode": "s3Compatible", "bucketName": "my-bucket"})
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="dev", secret_keys=frozenset({"storage"}))
+    assert sorted(p.split(":")[0] for p in caught.value.problems) == [
+        "storage.accessKeyId", "storage.endpoint", "storage.secretAccessKey"]
+
+
+def test_s3_compatible_defaults_region_and_wraps_keys_as_secrets():
+    values = with_change(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
+    settings = parse_settings(values, stack="dev", secret_keys=frozenset({"storage"}))
+    assert settings.storage.region == "us-east-1"
+    assert isinstance(settings.storage.secret_access_key, pulumi.Output)
+    assert isinstance(settings.storage.access_key_id, pulumi.Output)
+
+
+def test_secret_fields_set_in_plain_text_are_refused():
+    values = with_change(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="dev", secret_keys=frozenset())
+    assert sorted(p.split(":")[0] for p in caught.value.problems) == ["storage.accessKeyId", "storage.secretAccessKey"]
+    assert all("--secret" in p for p in caught.value.problems)
+    assert all("example-secret-key" not in p for p in caught.value.problems)
+
+
+def test_public_url_defaults_follow_the_ingress():
+    values = stack_values("dev")
+    assert parse_settings(values, stack="dev").label_studio.public_url == "https://label.dev.example.com"
+    plain = apply_changes(values, {"ingress.tls": DELETE})
+    assert parse_settings(plain, stack="dev").label_studio.public_url == "http://label.dev.example.com"
+    closed = apply_changes(values, {"ingress": {"enabled": False}})
+    assert parse_settings(closed, stack="dev").label_studio.public_url == settings_module.PORT_FORWARD_URL
+
+
+def test_gpu_pods_tolerate_the_gpu_taint_by_default():
+    prod = parse_settings(stack_values("prod"), stack="prod")
+    assert [t.as_dict() for t in prod.sam.tolerations] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    dev = parse_settings(stack_values("dev"), stack="dev")
+    assert dev.sam.tolerations == ()
+
+
+def test_in_cluster_database_with_replicas_warns_single_point_of_failure():
+    prod = parse_settings(stack_values("prod"), stack="prod")
+    assert any("single point of failure" in w for w in prod.warnings)
+
+
+@pytest.mark.parametrize("text,value", [("500m", "0.5"), ("2", "2"), ("1Gi", str(2**30)), ("6144Mi", str(6144 * 2**20))])
+def test_quantities(text, value):
+    assert quantity_value(text) == __import__("decimal").Decimal(value)
+
+
+def test_pulumi_yaml_declarations_agree_with_settings():
+    declared = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())["config"]
+    fields = {f.path: f for f in describe_fields()}
+    kinds = {"string": ("DNS label", "string"), "boolean": ("boolean",), "integer": ("integer",)}
+    for key, spec in declared.items():
+        assert key in fields, f"Pulumi.yaml declares {key}, which settings.py does not read"
+        assert fields[key].kind.split(" ")[0] in [k.split(" ")[0] for k in kinds[spec["type"]]]
+        assert spec["default"] == fields[key].default
+    scalar_top_level = [p for p, f in fields.items() if "." not in p and f.kind != "object"]
+    assert sorted(scalar_top_level) == sorted(declared), "every top-level scalar key is declared in Pulumi.yaml"
+
+
+def test_stack_files_hold_no_secure_values():
+    for stack in STACKS:
+        text = (PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()
+        assert "secure:" not in text

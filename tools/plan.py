@@ -1,0 +1,120 @@
+"""Offline plan: what `pulumi up` would declare for a stack, without CLI, cloud or cluster.
+
+    python -m tools.plan dev
+
+Runs the real program with the stack's configuration under mocks, prints the resource
+tree (type, name, key inputs; secrets as [secret]) and the stack outputs, and writes
+every Kubernetes object and each Helm release's values as YAML under build/plan/<stack>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.stack_eval import PROJECT_ROOT, DeclaredResource, Evaluation, evaluate
+
+import pulumi
+
+# Inputs worth a glance in the tree; the full declared inputs go to the YAML files.
+KEY_INPUTS = ("bucket", "chart", "version", "name", "namespace", "forceDestroy", "kind", "context",
+              "region", "user", "policy", "type")
+
+
+def _summary(resource: DeclaredResource) -> str:
+    inputs = resource.masked_inputs()
+    shown: dict[str, Any] = {}
+    metadata = inputs.get("metadata") if isinstance(inputs.get("metadata"), dict) else {}
+    if metadata.get("name"):
+        shown["name"] = metadata["name"]
+    for key in KEY_INPUTS:
+        value = inputs.get(key)
+        if value is not None and not isinstance(value, (dict, list)) and key not in shown:
+            text = str(value)
+            shown[key] = text if len(text) <= 60 else text[:57] + "..."
+    if resource.type.endswith(":Secret") and isinstance(inputs.get("stringData"), dict):
+        shown["keys"] = ",".join(sorted(inputs["stringData"]))
+    flags = [flag for flag, on in (("protect", resource.protect), ("retain", resource.retain_on_delete)) if on]
+    if resource.secret_paths:
+        flags.append(f"{len(resource.secret_paths)} secret input(s)")
+    details = " ".join(f"{k}={v}" for k, v in shown.items())
+    return f"{resource.type} {resource.name}  {details}" + (f"  [{', '.join(flags)}]" if flags else "")
+
+
+def print_tree(evaluation: Evaluation, out=sys.stdout) -> None:
+    children: dict[Any, list[DeclaredResource]] = {}
+    for resource in evaluation.resources:
+        children.setdefault(resource.parent, []).append(resource)
+    known = {r.urn for r in evaluation.resources}
+
+    def walk(parent: Any, depth: int) -> None:
+        for resource in children.get(parent, []):
+            print("  " * depth + _summary(resource), file=out)
+            walk(resource.urn, depth + 1)
+
+    for root in [p for p in children if p not in known]:
+        walk(root, 0)
+
+
+def write_manifests(evaluation: Evaluation, directory: Path) -> int:
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    written = 0
+    for index, resource in enumerate(evaluation.resources):
+        inputs = resource.masked_inputs()
+        if resource.type == "kubernetes:helm.sh/v3:Release":
+            document, stem = inputs.get("values", {}), f"helm-values-{resource.name}"
+        elif resource.kubernetes_manifest is not None:
+            document = {k: inputs[k] for k in resource.kubernetes_manifest}
+            stem = f"{document.get('kind', 'object').lower()}-{resource.name}"
+        else:
+            continue
+        path = directory / f"{index:02d}-{stem}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        written += 1
+    return written
+
+
+def _masked_outputs(evaluation: Evaluation) -> dict[str, Any]:
+    return {k: ("[secret]" if k in evaluation.secret_outputs else v) for k, v in evaluation.outputs.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stack", help="stack name: Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "plan")
+    args = parser.parse_args(argv)
+    if not (PROJECT_ROOT / f"Pulumi.{args.stack}.yaml").is_file():
+        print(f"error: no stack file Pulumi.{args.stack}.yaml in {PROJECT_ROOT}", file=sys.stderr)
+        return 2
+
+    started = time.perf_counter()
+    try:
+        evaluation = evaluate(args.stack)
+    except pulumi.RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    elapsed = time.perf_counter() - started
+
+    print(f"Offline plan of stack {args.stack!r}: {len(evaluation.resources)} resources\n")
+    print_tree(evaluation)
+    print("\nOutputs:")
+    print(yaml.safe_dump(_masked_outputs(evaluation), sort_keys=False).rstrip())
+    if evaluation.warnings:
+        print("\nWarnings:")
+        for warning in evaluation.warnings:
+            print(f"  {warning}")
+    written = write_manifests(evaluation, args.out / args.stack)
+    print(f"\nWrote {written} manifests to {args.out / args.stack}/ (evaluated in {elapsed:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

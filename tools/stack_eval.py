@@ -1,0 +1,333 @@
+"""Evaluate the real Pulumi program for a stack, offline, under `pulumi.runtime.set_mocks`.
+
+It reads Pulumi.yaml and Pulumi.<stack>.yaml the way the CLI would (project defaults,
+then stack values), stands a secret placeholder in for every `secure:` value (only the
+CLI can decrypt those), runs `__main__.py`, and records every resource the program
+registers: type, name, parent, inputs, which input paths are secret, and the options
+that matter for data safety (protect, retainOnDelete, aliases, dependencies).
+
+Both the offline plan (tools/plan.py) and the tests use it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import runpy
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+import pulumi  # noqa: E402
+from pulumi.runtime import mocks as pulumi_mocks  # noqa: E402
+from pulumi.runtime import rpc  # noqa: E402
+from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs  # noqa: E402
+from pulumi.runtime.sync_await import _sync_await  # noqa: E402
+from pulumi.runtime.settings import SETTINGS, get_root_resource  # noqa: E402
+
+PLACEHOLDER_PREFIX = "secret-placeholder:"
+DELETE = object()  # an override value that removes the key from the stack's config
+
+_SECRET_SIG = rpc._special_secret_sig
+_SIG_KEY = rpc._special_sig_key
+
+
+@dataclass
+class DeclaredResource:
+    type: str
+    name: str
+    urn: str
+    parent: Optional[str]
+    custom: bool
+    inputs: dict
+    secret_paths: set[str]
+    protect: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+    provider: str
+    aliases: list[Any]
+    delete_before_replace: bool
+    ignore_changes: list[str]
+
+    def masked_inputs(self) -> Any:
+        """The inputs with every secret value replaced by `[secret]`, as a preview shows them."""
+        return _mask(self.inputs, "", self.secret_paths)
+
+    @property
+    def kubernetes_manifest(self) -> Optional[dict]:
+        """The object as the Kubernetes provider would send it (for kubernetes-validate, checkov)."""
+        if not self.type.startswith("kubernetes:") or "helm.sh" in self.type or self.type.endswith(":Provider"):
+            return None
+        return {k: v for k, v in self.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec", "data",
+                                                              "stringData", "type", "immutable", "rules",
+                                                              "roleRef", "subjects")}
+
+
+@dataclass
+class Evaluation:
+    stack: str
+    resources: list[DeclaredResource]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: Optional[str] = None) -> DeclaredResource:
+        found = [r for r in self.of_type(type_) if name is None or r.name == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_} named {name!r}, found {[r.name for r in found]}")
+        return found[0]
+
+    def by_urn(self, urn: str) -> DeclaredResource:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def children_of(self, parent: DeclaredResource) -> list[DeclaredResource]:
+        return [r for r in self.resources if r.parent == parent.urn]
+
+    def kubernetes_objects(self) -> list[dict]:
+        return [m for r in self.resources if (m := r.kubernetes_manifest) is not None]
+
+
+def _mask(value: Any, path: str, secret_paths: set[str]) -> Any:
+    if (path or "$") in secret_paths:
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: _mask(v, f"{path}.{k}" if path else k, secret_paths) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, f"{path}[{i}]", secret_paths) for i, v in enumerate(value)]
+    return value
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _project_config_defaults(project_file: Path) -> tuple[str, dict[str, Any]]:
+    project = yaml.safe_load(project_file.read_text())
+    name = project["name"]
+    defaults = {}
+    for key, spec in (project.get("config") or {}).items():
+        if isinstance(spec, Mapping) and "default" in spec:
+            defaults[key if ":" in key else f"{name}:{key}"] = spec["default"]
+    return name, defaults
+
+
+def _set_path(config: dict, path: str, value: Any, project: str) -> None:
+    top, _, rest = path.partition(".")
+    key = top if ":" in top else f"{project}:{top}"
+    if not rest:
+        if value is DELETE:
+            config.pop(key, None)
+        else:
+            config[key] = value
+        return
+    node = config.setdefault(key, {})
+    parts = rest.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
+
+
+def _replace_secure(value: Any, path: str) -> tuple[Any, bool]:
+    """Swap each `secure:` ciphertext for a recognisable placeholder."""
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return f"{PLACEHOLDER_PREFIX}{path}", True
+        found = False
+        out = {}
+        for k, v in value.items():
+            out[k], inner = _replace_secure(v, f"{path}.{k}")
+            found = found or inner
+        return out, found
+    if isinstance(value, list):
+        found = False
+        items = []
+        for i, v in enumerate(value):
+            item, inner = _replace_secure(v, f"{path}[{i}]")
+            items.append(item)
+            found = found or inner
+        return items, found
+    return value, False
+
+
+def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+                 secrets: Optional[Mapping[str, Any]] = None) -> tuple[str, dict[str, Any], set[str]]:
+    """(project, config, secret keys) as the CLI would hand them to the program."""
+    project, config = _project_config_defaults(PROJECT_ROOT / "Pulumi.yaml")
+    stack_file = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
+    stack_values = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+    secret_keys: set[str] = set()
+    for key, value in stack_values.items():
+        value, secure = _replace_secure(value, key)
+        config[key] = value
+        if secure:
+            secret_keys.add(key)
+    config = copy.deepcopy(config)
+    for path, value in (overrides or {}).items():
+        _set_path(config, path, value, project)
+    for path, value in (secrets or {}).items():
+        _set_path(config, path, value, project)
+        top = path.partition(".")[0]
+        secret_keys.add(top if ":" in top else f"{project}:{top}")
+    return project, config, secret_keys
+
+
+def _as_cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+@contextmanager
+def _pulumi_config_env(config: Mapping[str, Any], secret_keys: set[str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")}
+    os.environ["PULUMI_CONFIG"] = json.dumps({k: _as_cli_value(v) for k, v in config.items()})
+    os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(sorted(secret_keys))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- mocks
+
+
+def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
+    if isinstance(value, dict):
+        if value.get(_SIG_KEY) == _SECRET_SIG:
+            found.add(path or "$")
+            return _unwrap_secrets(value["value"], path, found)
+        return {k: _unwrap_secrets(v, f"{path}.{k}" if path else k, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
+    return value
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Answers as the providers would, with values that are obviously fake and traceable."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        name = args.name
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = pulumi.Output.secret(f"mock-generated-{name}-value")
+        elif args.typ == "aws:s3/bucket:Bucket":
+            bucket = state.get("bucket") or name
+            state.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}")
+            return bucket, state
+        elif args.typ == "aws:iam/user:User":
+            state["arn"] = f"arn:aws:iam::123456789012:user/{state.get('name', name)}"
+        elif args.typ == "aws:iam/role:Role":
+            state["arn"] = f"arn:aws:iam::123456789012:role/{state.get('name', name)}"
+        elif args.typ == "aws:iam/accessKey:AccessKey":
+            state["secret"] = pulumi.Output.secret(f"mock-secret-access-key-{name}")
+            return f"MOCKACCESSKEYID{name.upper()[:8]}", state
+        elif args.typ.startswith("aws:rds/instance:Instance"):
+            state.update(address=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com", port=state.get("port", 5432),
+                         endpoint=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com:5432")
+        return f"{name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/mock", "userId": "mock"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The stock mock monitor, plus a record of each registration's options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.declared: list[DeclaredResource] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        secret_paths: set[str] = set()
+        inputs = _unwrap_secrets(rpc.deserialize_properties(request.object), "", secret_paths)
+        self.declared.append(DeclaredResource(
+            type=request.type,
+            name=request.name,
+            urn=response.urn,
+            parent=request.parent or None,
+            custom=request.custom,
+            inputs=inputs,
+            secret_paths=secret_paths,
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            dependencies=list(request.dependencies),
+            provider=request.provider,
+            aliases=[_alias_dict(a) for a in request.aliases],
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            ignore_changes=list(request.ignoreChanges),
+        ))
+        return response
+
+
+def _alias_dict(alias: Any) -> dict:
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(alias)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
+             secrets: Optional[Mapping[str, Any]] = None) -> Evaluation:
+    """Run __main__.py for `stack` (plus overrides) under mocks and return what it declared.
+
+    A configuration error surfaces as the `pulumi.RunError` the program raises.
+    """
+    project, config, secret_keys = stack_config(stack, overrides, secrets)
+    monitor = RecordingMonitor(PlatformMocks())
+    warnings: list[str] = []
+
+    class _WarningLog:
+        def debug(self, msg): pass
+        def info(self, msg): pass
+        def warning(self, msg): warnings.append(msg)
+        def error(self, msg): warnings.append(msg)
+
+    with _pulumi_config_env(config, secret_keys):
+        pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False,
+                                 monitor=monitor, logger=_WarningLog())
+        SETTINGS.rpc_manager.clear()
+        SETTINGS.outputs.clear()
+
+        outputs: dict[str, Any] = {}
+        secret_outputs: set[str] = set()
+
+        async def program() -> None:
+            runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
+            await wait_for_rpcs()
+            for name, value in get_root_resource().outputs.items():
+                output = pulumi.Output.from_input(value)
+                outputs[name] = await output.future()
+                if await output.is_secret():
+                    secret_outputs.add(name)
+
+        _sync_await(run_pulumi_func(program))
+    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings)
