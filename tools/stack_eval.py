@@ -123,6 +123,7 @@ def _project_config_defaults(project_file: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _set_path(config: dict, path: str, value: Any, project: str) -> None:
+    value = value if value is DELETE else copy.deepcopy(value)  # never alias the caller's data
     top, _, rest = path.partition(".")
     key = top if ":" in top else f"{project}:{top}"
     if not rest:
