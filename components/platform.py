@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from components.ingress import LabelStudioIngress, IngressArgs
 from components.label_studio import LabelStudio, LabelStudioArgs
+from components.labeling import LabelingArgs, LabelingConfiguration
 from components.sam_backend import SamBackend, SamBackendArgs
 from components.settings import Settings
 from components.storage import ObjectStorage, StorageArgs
@@ -97,6 +98,23 @@ class LabelingPlatform(pulumi.ComponentResource):
                 ),
                 opts=namespaced,
             )
+        self.labeling = LabelingConfiguration(
+            "labeling",
+            LabelingArgs(
+                settings=settings,
+                namespace=namespace_name,
+                label_studio_url=self.label_studio.service_url,
+                token_secret_name=self.label_studio.secret_name,
+                token_secret_key=self.label_studio.admin_token_key,
+                bucket_name=self.storage.bucket_name,
+                storage_secret_name=self.storage.credentials_secret_name,
+                storage_secret_keys=(self.storage.access_key_id_key, self.storage.secret_access_key_key),
+                sam_url=self.sam.url if self.sam else None,
+                depends_on=[self.label_studio.release, *([self.sam.deployment] if self.sam else [])],
+                kubernetes_provider=self.kubernetes_provider,
+            ),
+            opts=namespaced,
+        )
         self.register_outputs({
             "url": self.url,
             "bucketName": self.storage.bucket_name,

@@ -1,0 +1,107 @@
+"""The reconciler Job as the stacks declare it: manifest, identity, wiring, re-run rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import metadata
+
+import kubernetes_validate
+import pytest
+
+from components import labeling
+from components.settings import parse_settings
+from tests.conftest import PROJECT_ROOT, STACKS, evaluate_cached
+from tests.test_settings import stack_values
+
+KUBERNETES_VERSION = "1.33"
+JOB = "kubernetes:batch/v1:Job"
+
+
+def reconciler_objects(evaluation):
+    component = evaluation.one("labeling:app:LabelingConfiguration")
+    return {r.type.rsplit(":", 1)[-1]: r for r in evaluation.children_of(component)}
+
+
+def job_container(evaluation):
+    return evaluation.one(JOB).inputs["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_every_reconciler_object_is_a_valid_kubernetes_object(stack_eval):
+    for resource in reconciler_objects(stack_eval).values():
+        kubernetes_validate.validate(resource.kubernetes_manifest, KUBERNETES_VERSION, strict=True)
+
+
+def test_job_runs_once_per_state_without_ttl(stack_eval):
+    spec = stack_eval.one(JOB).inputs["spec"]
+    assert "ttlSecondsAfterFinished" not in spec
+    assert spec["backoffLimit"] == 3
+    assert spec["activeDeadlineSeconds"] == labeling.DEADLINE_SECONDS
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_credentials_reach_the_job_only_by_secret_reference(stack_eval):
+    env = {e["name"]: e for e in job_container(stack_eval)["env"]}
+    generated = stack_eval.one("kubernetes:core/v1:Secret", "label-studio-platform-secrets")
+    token_ref = env["LABEL_STUDIO_API_KEY"]["valueFrom"]["secretKeyRef"]
+    assert token_ref["name"] == generated.inputs["metadata"]["name"]
+    assert token_ref["key"] in generated.inputs["stringData"]
+    assert "value" not in env["LABEL_STUDIO_API_KEY"]
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "object-storage-credentials", "key": key}
+    assert re.fullmatch(r"http://[a-z0-9-]+-ls-app\.[a-z0-9-]+\.svc\.cluster\.local:80", env["LABEL_STUDIO_URL"]["value"])
+
+
+def test_job_waits_for_label_studio_and_sam(stack_eval):
+    job = stack_eval.one(JOB)
+    release = stack_eval.one("kubernetes:helm.sh/v3:Release")
+    sam = stack_eval.one("kubernetes:apps/v1:Deployment", "sam-backend")
+    assert {release.urn, sam.urn} <= set(job.dependencies)
+
+
+def test_config_map_carries_the_script_and_the_desired_state(stack_eval):
+    data = reconciler_objects(stack_eval)["ConfigMap"].inputs["data"]
+    assert data["reconcile.py"] == (PROJECT_ROOT / "reconciler" / "reconcile.py").read_text()
+    state = json.loads(data["desired.json"])
+    settings = parse_settings(stack_values(stack_eval.stack), stack=stack_eval.stack)
+    assert [p["title"] for p in state["projects"]] == [p.title for p in settings.labeling.projects]
+    assert state["projects"][1]["labelConfig"] == (PROJECT_ROOT / "label_configs" / "sam_segmentation.xml").read_text()
+    assert state["storage"]["bucket"] == stack_eval.outputs["bucketName"]
+    assert state["samUrl"] == stack_eval.outputs["samBackendUrl"]
+    assert state["exportPrefix"] == "label-studio/exports"
+
+
+def test_a_changed_state_renames_the_job_and_an_unchanged_one_does_not():
+    base = evaluate_cached("dev").one(JOB).inputs["metadata"]["name"]
+    again = evaluate_cached("dev", overrides={"namespace": "labeling-dev"}).one(JOB).inputs["metadata"]["name"]
+    changed = evaluate_cached("dev", overrides={"labeling.members": ["annotator@example.com"]}).one(JOB)
+    assert base == again
+    assert changed.inputs["metadata"]["name"] != base
+    assert labeling.job_name("{}", "script") != labeling.job_name("{}", "script v2")
+
+
+def test_reconciler_may_touch_only_the_team_secret(stack_eval):
+    objects = reconciler_objects(stack_eval)
+    [rule] = objects["Role"].inputs["rules"]
+    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["label-studio-team-access"],
+                    "verbs": ["get", "patch"]}
+    assert objects["Secret"].ignore_changes == ["data", "stringData"]
+
+
+def test_without_sam_projects_the_state_names_no_backend():
+    evaluation = evaluate_cached("dev", overrides={
+        "sam.enabled": False,
+        "labeling.projects": [{"title": "Cats and dogs", "labelConfig": "label_configs/image_classification.xml"}],
+    })
+    state = json.loads(reconciler_objects(evaluation)["ConfigMap"].inputs["data"]["desired.json"])
+    assert state["samUrl"] is None
+    assert all(not dep.endswith("sam-backend") for dep in evaluation.one(JOB).dependencies)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_tested_label_studio_is_the_deployed_version(stack):
+    """The real-service tests run the same Label Studio release the stacks deploy."""
+    settings = parse_settings(stack_values(stack), stack=stack)
+    pinned = re.search(r"^label-studio==(\S+)$", (PROJECT_ROOT / "requirements-dev.txt").read_text(), re.M).group(1)
+    assert settings.label_studio.image_tag == pinned
+    assert metadata.version("label-studio") == pinned
