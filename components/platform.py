@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+
+from components.backup import BackupTarget, DatabaseBackup
+from components.database import ManagedDatabase, ManagedDatabaseArgs, external_connection
 
 from components.ingress import LabelStudioIngress, IngressArgs
 from components.label_studio import LabelStudio, LabelStudioArgs
@@ -34,6 +38,11 @@ class LabelingPlatform(pulumi.ComponentResource):
             # Objects always carry an explicit namespace; never fall back to `default`.
             namespace=settings.namespace,
             opts=child,
+        )
+        # One AWS provider, in the configured region, for everything the stack makes there.
+        self.aws_provider = (
+            aws.Provider("aws", region=settings.storage.region, opts=child)
+            if settings.storage.mode == "aws" else None
         )
         in_cluster = pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider)
         # The namespace holds the database volume claim: deleting it deletes the data.
@@ -64,16 +73,49 @@ class LabelingPlatform(pulumi.ComponentResource):
                 protect=settings.protect,
                 label_studio_service_account=settings.label_studio.app_service_name,
                 kubernetes_provider=self.kubernetes_provider,
+                aws_provider=self.aws_provider,
             ),
             opts=namespaced,
         )
+        database = settings.label_studio.database
+        self.database = None
+        connection = external_connection(database) if database.mode == "external" else None
+        if database.mode == "rds":
+            self.database = ManagedDatabase(
+                "database",
+                ManagedDatabaseArgs(settings=database, protect=settings.protect, aws_provider=self.aws_provider),
+                opts=child,
+            )
+            connection = self.database.connection
         self.label_studio = LabelStudio(
             "label-studio",
             LabelStudioArgs(settings=settings, storage=self.storage, namespace=namespace_name,
-                            kubernetes_provider=self.kubernetes_provider),
+                            kubernetes_provider=self.kubernetes_provider, database=connection),
             opts=namespaced,
         )
         self.url = settings.label_studio.public_url
+        if database.mode == "inCluster" and database.backup.enabled:
+            DatabaseBackup(
+                "backup",
+                BackupTarget(
+                    settings=database.backup,
+                    namespace=namespace_name,
+                    database_host=self.label_studio.database_host,
+                    database_name=database.name,
+                    database_user=database.user,
+                    password_secret=self.label_studio.secret_name,
+                    password_key=self.label_studio.database_password_key,
+                    bucket=self.storage.bucket_name,
+                    backup_prefix=f"{self.storage.prefix}/backups",
+                    region=self.storage.region,
+                    endpoint=self.storage.endpoint,
+                    credentials_secret=self.storage.credentials_secret_name,
+                    credential_keys=(self.storage.access_key_id_key, self.storage.secret_access_key_key),
+                    service_account=None if self.storage.credentials_secret_name else settings.label_studio.app_service_name,
+                ),
+                self.kubernetes_provider,
+                opts=namespaced,
+            )
         if settings.ingress.enabled:
             self.ingress = LabelStudioIngress(
                 "ingress",

@@ -374,6 +374,29 @@ class KubernetesSettings:
 
 
 @dataclass(frozen=True)
+class RdsSettings:
+    vpc_id: Optional[str]
+    subnet_ids: tuple[str, ...]
+    instance_class: str
+    engine_version: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    allowed_security_group_ids: tuple[str, ...]
+    allowed_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Nightly dumps of the in-cluster database into the bucket."""
+
+    enabled: bool
+    schedule: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
 class DatabaseSettings:
     mode: str
     host: Optional[str]
@@ -383,6 +406,8 @@ class DatabaseSettings:
     password: Optional[pulumi.Output]
     storage_size: str
     ssl_mode: Optional[str]
+    rds: RdsSettings
+    backup: BackupSettings
 
 
 @dataclass(frozen=True)
@@ -499,12 +524,16 @@ class Settings:
 # --------------------------------------------------------------------------- parsing
 
 
-def _resources(section: _Section, defaults: Resources) -> Resources:
+_RESOURCE_DOCS = {"cpu": "CPU", "memory": "memory", "ephemeral-storage": "ephemeral storage"}
+
+
+def _resources(section: _Section, defaults: Resources, names: Sequence[str]) -> Resources:
     parts = {}
     for part in ("requests", "limits"):
         sub = section.section(part, f"Resource {part} of each container.")
         values = {}
-        for resource, doc in (("cpu", "CPU"), ("memory", "memory"), ("ephemeral-storage", "ephemeral storage")):
+        for resource in names:
+            doc = _RESOURCE_DOCS[resource]
             value = sub.quantity(resource, f"{doc} {part[:-1]}", getattr(defaults, part).get(resource))
             if value is not None:
                 values[resource] = value
@@ -530,9 +559,85 @@ def _kubernetes(section: _Section, secret_keys: frozenset[str]) -> KubernetesSet
     return KubernetesSettings(context, kubeconfig)
 
 
-def _database(section: _Section, secret_keys: frozenset[str]) -> DatabaseSettings:
-    mode = section.choice("mode", "Where PostgreSQL runs: the chart's in-cluster StatefulSet, or an external server.",
-                          ("inCluster", "external"), "inCluster")
+def _id_list(section: _Section, name: str, doc: str, pattern: str, example: str) -> tuple[str, ...]:
+    values = []
+    for i, value in enumerate(section.items(name, doc, f"list of {example}-style ids")):
+        if isinstance(value, str) and re.match(pattern, value):
+            values.append(value)
+        else:
+            section.problems.error(f"{section.key(name)}[{i}]", f"{_show(value)} is not an id like {example}")
+    return tuple(values)
+
+
+def _rds(section: _Section, production: bool, active: bool) -> RdsSettings:
+    vpc_id = section.string("vpcId", "VPC of the database and the cluster.",
+                            check=lambda v: None if re.match(r"^vpc-[0-9a-f]{8,17}$", v) else "is not a VPC id like vpc-0abc1234",
+                            kind="VPC id")
+    subnet_ids = _id_list(section, "subnetIds", "Private subnets (two or more zones) of the DB subnet group.",
+                          r"^subnet-[0-9a-f]{8,17}$", "subnet-0abc1234")
+    instance_class = section.string("instanceClass", "RDS instance class.", "db.t4g.medium",
+                                    check=lambda v: None if re.match(r"^db\.[a-z0-9]+\.[a-z0-9]+$", v) else "is not an instance class like db.t4g.medium",
+                                    kind="instance class")
+    engine_version = section.string("engineVersion", "PostgreSQL major version (Label Studio needs 14 or newer).", "16",
+                                    check=_check_postgres_version, kind="major version")
+    allocated = section.integer("allocatedStorageGb", "Initial storage in GiB.", 20, minimum=20, maximum=65536)
+    max_allocated = section.integer("maxAllocatedStorageGb", "Storage autoscaling ceiling in GiB.", 100, minimum=20, maximum=65536)
+    multi_az = section.boolean("multiAz", "Standby in a second availability zone.", False)
+    retention = section.integer("backupRetentionDays", "Days of automated backups (7 or more in a protected stack).", 7,
+                                minimum=1, maximum=35)
+    groups = _id_list(section, "allowedSecurityGroupIds", "Security groups (the cluster nodes') admitted on 5432.",
+                      r"^sg-[0-9a-f]{8,17}$", "sg-0abc1234")
+    cidrs = section.items("allowedCidrs", "CIDR ranges (the cluster's pod or node network) admitted on 5432.", "list of CIDRs")
+    section.finish()
+    for i, cidr in enumerate(cidrs):
+        try:
+            network = ipaddress.ip_network(cidr)
+            if network.prefixlen == 0 or network.is_global:
+                section.problems.error(f"{section.key('allowedCidrs')}[{i}]", f"{_show(cidr)} is public; expected a private range of the cluster")
+        except (TypeError, ValueError):
+            section.problems.error(f"{section.key('allowedCidrs')}[{i}]", f"{_show(cidr)} is not a CIDR like 10.0.0.0/16")
+    if active:
+        if not vpc_id and not section.has("vpcId"):
+            section.problems.error(section.key("vpcId"), "is required when mode is rds")
+        listed = section.raw.get("subnetIds")
+        if len(subnet_ids) < 2 and (not isinstance(listed, list) or len(listed) == len(subnet_ids)):
+            section.problems.error(section.key("subnetIds"), "needs at least two subnets in different zones when mode is rds")
+        if not groups and not cidrs:
+            section.problems.error(section.key("allowedSecurityGroupIds"),
+                                   "or allowedCidrs must admit the cluster when mode is rds; expected at least one")
+        if production and retention < 7:
+            section.problems.error(section.key("backupRetentionDays"), f"{retention} is too short for a protected stack; expected 7 or more")
+        if max_allocated < allocated:
+            section.problems.error(section.key("maxAllocatedStorageGb"), f"{max_allocated} is below allocatedStorageGb {allocated}")
+    return RdsSettings(vpc_id, subnet_ids, instance_class or "db.t4g.medium", engine_version or "16", allocated,
+                       max_allocated, multi_az, retention, groups, tuple(c for c in cidrs if isinstance(c, str)))
+
+
+def _check_postgres_version(text: str) -> Optional[str]:
+    if re.match(r"^\d+(\.\d+)?$", text) and int(text.split(".")[0]) >= 14:
+        return None
+    return "is not a supported PostgreSQL version; expected 14 or newer, e.g. 16 or 16.4"
+
+
+def _check_cron(text: str) -> Optional[str]:
+    fields = text.split()
+    if len(fields) == 5 and all(re.match(r"^[\d*/,-]+$", f) for f in fields):
+        return None
+    return "is not a cron schedule; expected five fields like \"17 3 * * *\""
+
+
+def _backup(section: _Section) -> BackupSettings:
+    enabled = section.boolean("enabled", "Dump the in-cluster database to <storage.prefix>/backups/ on a schedule.", True)
+    schedule = section.string("schedule", "Cron schedule of the dump (cluster time zone).", "17 3 * * *",
+                              check=_check_cron, kind="cron schedule")
+    retention = section.integer("retentionDays", "Days a dump is kept in the bucket.", 14, minimum=1, maximum=3650)
+    section.finish()
+    return BackupSettings(enabled, schedule or "17 3 * * *", retention)
+
+
+def _database(section: _Section, secret_keys: frozenset[str], production: bool) -> DatabaseSettings:
+    mode = section.choice("mode", "Where PostgreSQL runs: the chart's in-cluster StatefulSet, an external server, or RDS made by the stack.",
+                          ("inCluster", "external", "rds"), "inCluster")
     host = section.string("host", "External PostgreSQL host name (mode external).", check=_check_host_or_ip)
     port = section.integer("port", "External PostgreSQL port.", 5432, minimum=1, maximum=65535)
     name = section.string("name", "Database name.", "labelstudio", check=_check_pg_identifier)
@@ -542,7 +647,13 @@ def _database(section: _Section, secret_keys: frozenset[str]) -> DatabaseSetting
     storage_size = section.quantity("storageSize", "Volume size of the in-cluster PostgreSQL.", "10Gi")
     ssl_mode = section.choice("sslMode", "libpq sslmode toward an external server.",
                               ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"), None)
+    rds = _rds(section.section("rds", "The RDS PostgreSQL instance (mode rds)."), production, mode == "rds")
+    backup = _backup(section.section("backup", "Scheduled dumps of the in-cluster database (mode inCluster)."))
     section.finish()
+    if mode != "rds" and section.has("rds"):
+        section.problems.error(section.key("rds"), "applies only to mode rds")
+    if mode != "inCluster" and section.has("backup"):
+        section.problems.error(section.key("backup"), "applies only to mode inCluster; RDS and external servers keep their own backups")
     if mode == "external":
         if not host:
             section.problems.error(section.key("host"), "is required when mode is external; expected the server's host name")
@@ -551,8 +662,8 @@ def _database(section: _Section, secret_keys: frozenset[str]) -> DatabaseSetting
     else:
         for key in ("host", "password", "sslMode"):
             if section.has(key):
-                section.problems.error(section.key(key), "applies only to mode external; the in-cluster database is configured by the stack")
-    return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode)
+                section.problems.error(section.key(key), "applies only to mode external; the stack configures this database itself")
+    return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode, rds, backup)
 
 
 def _check_host_or_ip(text: str) -> Optional[str]:
@@ -576,7 +687,8 @@ def _check_release_name(text: str) -> Optional[str]:
     return None
 
 
-def _label_studio(section: _Section, ingress: IngressSettings, secret_keys: frozenset[str]) -> LabelStudioSettings:
+def _label_studio(section: _Section, ingress: IngressSettings, secret_keys: frozenset[str],
+                  production: bool) -> LabelStudioSettings:
     release = section.string("releaseName", "Helm release name; names every chart object (`<release>-ls-app`).",
                              "label-studio", check=_check_release_name, kind="DNS label")
     chart_version = section.string("chartVersion", "heartex/label-studio chart version, pinned.",
@@ -587,6 +699,8 @@ def _label_studio(section: _Section, ingress: IngressSettings, secret_keys: froz
     resources = _resources(
         section.section("resources", "Requests and limits of each Label Studio app pod."),
         Resources({"cpu": "1000m", "memory": "1Gi"}, {"cpu": "4000m", "memory": "6144Mi"}),
+        # The chart's values.schema.json admits only these two under app.resources.
+        ("cpu", "memory"),
     )
     admin_email = section.string("adminEmail", "Email of the first-boot administrator account.",
                                  required=True, check=_check_email, kind="email")
@@ -595,7 +709,7 @@ def _label_studio(section: _Section, ingress: IngressSettings, secret_keys: froz
         f"Address people open (default https://<ingress.host>, or {PORT_FORWARD_URL} through kubectl port-forward).",
         check=_check_http_origin, kind="URL origin",
     )
-    database = _database(section.section("database", "Label Studio's PostgreSQL database."), secret_keys)
+    database = _database(section.section("database", "Label Studio's PostgreSQL database."), secret_keys, production)
     section.finish()
     if public_url is None:
         if ingress.enabled and ingress.host:
@@ -709,6 +823,7 @@ def _sam(section: _Section, production: bool) -> SamSettings:
     resources = _resources(
         section.section("resources", "Requests and limits of the SAM pod (GPUs come from sam.gpus)."),
         Resources({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+        ("cpu", "memory", "ephemeral-storage"),
     )
     shm_size = section.quantity("shmSize", "Size of the in-memory /dev/shm volume.", "2Gi")
     startup = section.integer("startupTimeoutSeconds", "How long the model may take to load before the pod is restarted.",
@@ -797,7 +912,8 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -
     protect = root.boolean("protect", "Production: protect and retain data (bucket, database, secrets) and apply stricter checks.", False)
     kubernetes = _kubernetes(root.section("kubernetes", "Cluster connection."), secret_keys)
     ingress = _ingress(root.section("ingress", "Public access to Label Studio."))
-    label_studio = _label_studio(root.section("labelStudio", "The Label Studio Helm release."), ingress, secret_keys)
+    label_studio = _label_studio(root.section("labelStudio", "The Label Studio Helm release."), ingress, secret_keys,
+                                 protect)
     storage = _storage(root.section("storage", "Object storage for images and Label Studio data."), secret_keys)
     sam = _sam(root.section("sam", "The Segment Anything ML backend."), protect)
     labeling = _labeling(root.section("labeling", "Projects, storages and team declared as code."), sam)
@@ -807,6 +923,9 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -
         problems.error("namespace", "\"default\" is shared by everything in the cluster; expected a namespace of the platform's own")
     if protect and storage.force_destroy:
         problems.error("storage.forceDestroy", "is true in a protected stack; expected false so data survives `pulumi destroy`")
+    if label_studio.database.mode == "rds" and storage.mode != "aws":
+        problems.error("labelStudio.database.mode", "\"rds\" needs storage.mode aws (the stack's AWS account); "
+                                                    "expected inCluster or external with s3Compatible storage")
     if label_studio.replicas > 1 and label_studio.database.mode == "inCluster":
         problems.warnings.append(
             "labelStudio.replicas: several app pods share one in-cluster PostgreSQL pod, which stays a single point of failure")

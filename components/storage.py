@@ -111,6 +111,8 @@ class StorageArgs:
     protect: bool
     label_studio_service_account: str
     kubernetes_provider: k8s.Provider
+    # The stack's AWS provider (mode aws); None for an existing S3-compatible store.
+    aws_provider: Optional[aws.Provider] = None
 
 
 class ObjectStorage(pulumi.ComponentResource):
@@ -162,8 +164,7 @@ class ObjectStorage(pulumi.ComponentResource):
 
     def _declare_bucket(self, args: StorageArgs) -> tuple[Optional[pulumi.Output], Optional[pulumi.Output]]:
         settings = args.settings
-        provider = aws.Provider("aws", region=settings.region, opts=pulumi.ResourceOptions(parent=self))
-        child = pulumi.ResourceOptions(parent=self, provider=provider)
+        child = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
         bucket = aws.s3.Bucket(
             "bucket",
             bucket=settings.bucket_name,

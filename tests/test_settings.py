@@ -207,11 +207,6 @@ def test_gpu_pods_tolerate_the_gpu_taint_by_default():
     assert dev.sam.tolerations == ()
 
 
-def test_in_cluster_database_with_replicas_warns_single_point_of_failure():
-    prod = parse_settings(stack_values("prod"), stack="prod")
-    assert any("single point of failure" in w for w in prod.warnings)
-
-
 @pytest.mark.parametrize("text,value", [("500m", "0.5"), ("2", "2"), ("1Gi", str(2**30)), ("6144Mi", str(6144 * 2**20))])
 def test_quantities(text, value):
     assert quantity_value(text) == __import__("decimal").Decimal(value)

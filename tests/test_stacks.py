@@ -10,6 +10,7 @@ from tools.stack_eval import PLACEHOLDER_PREFIX, stack_config
 COMPONENT_TYPES = {
     "labeling:index:Platform", "labeling:storage:Bucket", "labeling:app:LabelStudio",
     "labeling:network:Ingress", "labeling:ml:SamBackend", "labeling:app:LabelingConfiguration",
+    "labeling:database:Postgres", "labeling:database:Backup",
 }
 
 # Every operator-supplied secret the contract has, set at once.

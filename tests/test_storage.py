@@ -82,7 +82,7 @@ def test_prod_bucket_is_protected_and_retained_dev_bucket_is_destroyable():
 def test_every_storage_child_is_parented_to_the_component(stack_eval):
     component = storage_component(stack_eval)
     for resource in stack_eval.resources:
-        if resource.type.startswith("aws:") or resource.name == "credentials":
+        if resource.type.startswith(("aws:s3/", "aws:iam/")) or resource.name == "credentials":
             assert resource.parent == component.urn, resource.name
 
 

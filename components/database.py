@@ -1,0 +1,131 @@
+"""Label Studio's PostgreSQL outside the cluster: an RDS instance the stack owns.
+
+Survives what the in-cluster StatefulSet does not: a lost node (Multi-AZ standby), a lost
+zone, a bad upgrade (automated backups, point-in-time restore) and a mistaken `pulumi
+destroy` in a protected stack (protect, retain, deletion protection, final snapshot).
+Reachable only from the cluster, only over TLS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from components.settings import DatabaseSettings
+
+POSTGRES_PORT = 5432
+# Inside the cluster the app authenticates with a password over TLS; `require` encrypts
+# every connection (the parameter group refuses plain ones) without shipping the RDS CA.
+APP_SSL_MODE = "require"
+BACKUP_WINDOW = "02:00-03:00"
+MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
+
+
+@dataclass(frozen=True)
+class DatabaseConnection:
+    """Where Label Studio finds a database the chart does not run itself."""
+
+    host: pulumi.Input[str]
+    port: int
+    name: str
+    user: str
+    password: pulumi.Output
+    ssl_mode: Optional[str]
+
+
+def external_connection(settings: DatabaseSettings) -> DatabaseConnection:
+    """The operator's own server (mode external), as configured."""
+    return DatabaseConnection(host=settings.host, port=settings.port, name=settings.name, user=settings.user,
+                              password=settings.password, ssl_mode=settings.ssl_mode)
+
+
+def parameter_group_family(engine_version: str) -> str:
+    return f"postgres{engine_version.split('.')[0]}"
+
+
+@dataclass
+class ManagedDatabaseArgs:
+    settings: DatabaseSettings
+    protect: bool
+    aws_provider: aws.Provider
+
+
+class ManagedDatabase(pulumi.ComponentResource):
+    """Subnet group, security group, SSL-only parameter group and the encrypted instance."""
+
+    connection: DatabaseConnection
+    address: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ManagedDatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:database:Postgres", name, None, opts)
+        database = args.settings
+        rds = database.rds
+        child = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        keep = pulumi.ResourceOptions(protect=args.protect, retain_on_delete=args.protect)
+
+        # A new password would not reach the existing instance's data without an
+        # explicit rotation, so it is as protected as the instance.
+        password = random.RandomPassword(
+            "master-password", length=32, special=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        subnets = aws.rds.SubnetGroup(
+            "subnets", subnet_ids=list(rds.subnet_ids),
+            description="Private subnets of Label Studio's database", opts=child)
+        firewall = aws.ec2.SecurityGroup(
+            "postgres", vpc_id=rds.vpc_id, description="PostgreSQL for Label Studio: 5432 from the cluster only",
+            opts=child)
+        for index, group in enumerate(rds.allowed_security_group_ids):
+            aws.vpc.SecurityGroupIngressRule(
+                f"postgres-from-group-{index}", security_group_id=firewall.id, ip_protocol="tcp",
+                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, referenced_security_group_id=group, opts=child)
+        for index, cidr in enumerate(rds.allowed_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"postgres-from-cidr-{index}", security_group_id=firewall.id, ip_protocol="tcp",
+                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, cidr_ipv4=cidr, opts=child)
+        parameters = aws.rds.ParameterGroup(
+            "ssl-only", family=parameter_group_family(rds.engine_version),
+            description="Refuse connections without TLS",
+            parameters=[{"name": "rds.force_ssl", "value": "1"}], opts=child)
+
+        instance = aws.rds.Instance(
+            "postgres",
+            engine="postgres",
+            engine_version=rds.engine_version,
+            instance_class=rds.instance_class,
+            allocated_storage=rds.allocated_storage_gb,
+            max_allocated_storage=rds.max_allocated_storage_gb,
+            storage_type="gp3",
+            storage_encrypted=True,
+            db_name=database.name,
+            username=database.user,
+            password=password.result,
+            port=POSTGRES_PORT,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[firewall.id],
+            parameter_group_name=parameters.name,
+            publicly_accessible=False,
+            multi_az=rds.multi_az,
+            backup_retention_period=rds.backup_retention_days,
+            backup_window=BACKUP_WINDOW,
+            maintenance_window=MAINTENANCE_WINDOW,
+            copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True,
+            # Major upgrades change the on-disk format: a reviewed, backed-up step, never implicit.
+            allow_major_version_upgrade=False,
+            enabled_cloudwatch_logs_exports=["postgresql"],
+            deletion_protection=args.protect,
+            skip_final_snapshot=not args.protect,
+            final_snapshot_identifier=f"{pulumi.get_project()}-{pulumi.get_stack()}-final" if args.protect else None,
+            delete_automated_backups=not args.protect,
+            tags={"app.kubernetes.io/part-of": "labeling-platform"},
+            opts=pulumi.ResourceOptions.merge(child, keep),
+        )
+        self.address = instance.address
+        self.connection = DatabaseConnection(
+            host=instance.address, port=POSTGRES_PORT, name=database.name, user=database.user,
+            password=password.result, ssl_mode=APP_SSL_MODE)
+        self.register_outputs({"address": instance.address, "port": POSTGRES_PORT, "name": database.name})

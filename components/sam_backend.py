@@ -1,0 +1,270 @@
+"""The Segment Anything (SAM) ML backend: Deployment, Service and NetworkPolicy.
+
+Replaces the seed's hand-written `sam.yaml`: Label Studio is reached by its Service DNS
+name instead of a copied ClusterIP, and the API token comes from the Label Studio
+Secret through `secretKeyRef` instead of sitting in the manifest in plain text.
+
+`sam_manifests` builds the three objects as plain data so they can be tested without a
+Pulumi engine; `SamBackend` declares them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.settings import SAM_PORT, SamSettings
+
+SAM_NAME = "sam-backend"
+SAM_LABELS = {
+    "app.kubernetes.io/name": SAM_NAME,
+    "app.kubernetes.io/component": "ml-backend",
+    "app.kubernetes.io/part-of": "labeling-platform",
+}
+HEALTH_PATH = "/health"
+
+# The image bakes its checkpoints into /app/models; MODEL_DIR (the backend's sqlite
+# cache of label configs and model versions) must be writable, so it gets its own
+# directory and the baked checkpoints stay visible.
+BAKED_CHECKPOINT_DIR = "/app/models"
+MODEL_CACHE_DIR = "/model-cache"
+
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on
+# top of loading the model. The rollout budget covers both.
+IMAGE_PULL_ALLOWANCE_SECONDS = 600
+
+# The backend accepts either spelling; the upstream docker-compose and the seed's image
+# use the older one, current releases document the newer one. Setting both keeps every
+# image version working (without them it fails with "no access_token provided").
+LABEL_STUDIO_URL_VARIABLES = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
+LABEL_STUDIO_TOKEN_VARIABLES = ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
+
+
+def service_url(namespace: str) -> str:
+    """The in-cluster URL Label Studio uses to reach the backend."""
+    return f"http://{SAM_NAME}.{namespace}.svc.cluster.local:{SAM_PORT}"
+
+
+def rollout_budget_seconds(settings: SamSettings) -> int:
+    """How long a rollout may take before Kubernetes and Pulumi call it failed."""
+    return settings.startup_timeout_seconds + IMAGE_PULL_ALLOWANCE_SECONDS
+
+
+def _http_get_health() -> dict:
+    return {"httpGet": {"path": HEALTH_PATH, "port": SAM_PORT}}
+
+
+def _probes(settings: SamSettings) -> dict:
+    # /health answers only once the model is loaded: the startup probe carries the whole
+    # loading budget, so liveness never kills a pod that is still loading.
+    startup_failures = math.ceil(settings.startup_timeout_seconds / STARTUP_PROBE_PERIOD_SECONDS)
+    return {
+        "startupProbe": {**_http_get_health(), "periodSeconds": STARTUP_PROBE_PERIOD_SECONDS,
+                         "timeoutSeconds": 5, "failureThreshold": startup_failures},
+        "readinessProbe": {**_http_get_health(), "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3},
+        # Lenient: a long CPU prediction occupies the worker's threads; a restart would
+        # cost a full model load.
+        "livenessProbe": {**_http_get_health(), "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 5},
+    }
+
+
+def _resources(settings: SamSettings) -> dict:
+    resources = settings.resources.as_dict()
+    if settings.gpus > 0:
+        # Extended resources cannot be overcommitted: the request must equal the limit.
+        for part in ("requests", "limits"):
+            resources[part]["nvidia.com/gpu"] = str(settings.gpus)
+    return resources
+
+
+def _pull_policy(image: str) -> str:
+    # A digest never changes what it names, so a cached copy is the image. A bare tag
+    # may have moved: pulling on every start keeps all nodes on the tag's current build
+    # instead of whatever each node happened to cache.
+    return "IfNotPresent" if "@sha256:" in image else "Always"
+
+
+def _strategy(settings: SamSettings) -> dict:
+    if settings.gpus > 0:
+        # A rolling update would start the new pod beside the old one and wait for a
+        # second set of GPUs that usually does not exist.
+        return {"type": "Recreate"}
+    # On CPU the old pod keeps serving until the new one has loaded its model.
+    return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+
+
+def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str],
+                 token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str]) -> list[dict]:
+    token_reference = {"secretKeyRef": {"name": token_secret_name, "key": token_secret_key}}
+    return [
+        {"name": "SAM_CHOICE", "value": settings.model},
+        *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
+        *({"name": name, "valueFrom": token_reference} for name in LABEL_STUDIO_TOKEN_VARIABLES),
+        {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},
+        {"name": "LOG_LEVEL", "value": "INFO"},
+    ]
+
+
+def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
+                token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str]) -> dict:
+    budget = rollout_budget_seconds(settings)
+    container = {
+        "name": "sam",
+        "image": settings.image,
+        "imagePullPolicy": _pull_policy(settings.image),
+        "ports": [{"name": "http", "containerPort": SAM_PORT, "protocol": "TCP"}],
+        "env": _environment(settings, label_studio_url, token_secret_name, token_secret_key),
+        **_probes(settings),
+        "resources": _resources(settings),
+        # The upstream image has no USER and writes caches (torch, matplotlib, the
+        # model's sqlite) under root's home and its working directory, so runAsNonRoot
+        # and readOnlyRootFilesystem would break it. What can be taken away is: no
+        # privilege escalation, no Linux capabilities, no privileged mode.
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "dshm", "mountPath": "/dev/shm"},
+            {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    pod_spec = {
+        # It talks to Label Studio over HTTP and never to the Kubernetes API.
+        "automountServiceAccountToken": False,
+        # It finds Label Studio by DNS; Docker-link variables for every Service in the
+        # namespace would only add noise to its environment.
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": [
+            # PyTorch data loaders exchange tensors through shared memory; the runtime's
+            # default 64 MiB /dev/shm is too small.
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
+            {"name": "model-cache", "emptyDir": {}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if settings.node_selector:
+        pod_spec["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod_spec["tolerations"] = [toleration.as_dict() for toleration in settings.tolerations]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": SAM_NAME,
+            "namespace": namespace,
+            "labels": dict(SAM_LABELS),
+            # The provider waits for the Deployment to become ready; its default 10
+            # minutes is shorter than pulling and loading a large model.
+            "annotations": {"pulumi.com/timeoutSeconds": str(budget)},
+        },
+        "spec": {
+            "replicas": 1,
+            "revisionHistoryLimit": 3,
+            # Past this deadline Kubernetes marks the rollout failed, and the provider
+            # stops waiting: it must not be shorter than the loading budget.
+            "progressDeadlineSeconds": budget,
+            "strategy": _strategy(settings),
+            "selector": {"matchLabels": dict(SAM_LABELS)},
+            "template": {"metadata": {"labels": dict(SAM_LABELS)}, "spec": pod_spec},
+        },
+    }
+
+
+def _service(namespace: pulumi.Input[str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SAM_NAME, "namespace": namespace, "labels": dict(SAM_LABELS)},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": dict(SAM_LABELS),
+            "ports": [{"name": "http", "port": SAM_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str]) -> dict:
+    # Only Label Studio calls the backend. Egress stays open: the backend follows
+    # Label Studio's presign redirects to the object store, wherever that lives.
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": SAM_NAME, "namespace": namespace, "labels": dict(SAM_LABELS)},
+        "spec": {
+            "podSelector": {"matchLabels": dict(SAM_LABELS)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": dict(label_studio_pod_labels)}}],
+                "ports": [{"protocol": "TCP", "port": SAM_PORT}],
+            }],
+        },
+    }
+
+
+def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
+                  token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str],
+                  label_studio_pod_labels: Mapping[str, str]) -> dict[str, dict]:
+    """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
+
+    Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
+    """
+    if not settings.image:
+        raise ValueError("sam.image is required to deploy the SAM backend")
+    return {
+        "Deployment": _deployment(settings, namespace, label_studio_url, token_secret_name, token_secret_key),
+        "Service": _service(namespace),
+        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels),
+    }
+
+
+@dataclass(frozen=True)
+class SamBackendArgs:
+    settings: SamSettings
+    namespace: pulumi.Input[str]
+    # The Label Studio Service's DNS URL, e.g. http://<release>-ls-app.<ns>.svc.cluster.local:80.
+    label_studio_url: pulumi.Input[str]
+    # The Secret and key holding the Label Studio API token the backend authenticates with.
+    token_secret_name: pulumi.Input[str]
+    token_secret_key: pulumi.Input[str]
+    # Labels on the Label Studio app pods: the only clients the NetworkPolicy admits.
+    label_studio_pod_labels: Mapping[str, str]
+    kubernetes_provider: Optional[k8s.Provider] = None
+
+
+class SamBackend(pulumi.ComponentResource):
+    """The SAM ML backend, reachable at `url` from Label Studio pods only."""
+
+    url: pulumi.Output[str]
+    deployment: k8s.apps.v1.Deployment
+    service: k8s.core.v1.Service
+    network_policy: k8s.networking.v1.NetworkPolicy
+
+    def __init__(self, name: str, args: SamBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:ml:SamBackend", name, None, opts)
+        manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.token_secret_name,
+                                  args.token_secret_key, args.label_studio_pod_labels)
+        child = pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider)
+
+        # The provider's readiness wait stays on: whatever depends on `deployment`
+        # (registering the backend in Label Studio) runs once /health answers.
+        self.deployment = k8s.apps.v1.Deployment(
+            SAM_NAME, metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"], opts=child)
+        self.service = k8s.core.v1.Service(
+            SAM_NAME, metadata=manifests["Service"]["metadata"], spec=manifests["Service"]["spec"], opts=child)
+        self.network_policy = k8s.networking.v1.NetworkPolicy(
+            SAM_NAME, metadata=manifests["NetworkPolicy"]["metadata"], spec=manifests["NetworkPolicy"]["spec"],
+            opts=child)
+
+        # Derived from the Service so that anything using the URL waits for it.
+        self.url = self.service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
+        self.register_outputs({"url": self.url})

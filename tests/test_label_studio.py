@@ -1,0 +1,426 @@
+"""Label Studio: the Helm release values, the generated secrets, and the data-safety rules.
+
+Pure tests build values from parsed settings and plain storage references; stack tests
+evaluate the real program (tools/stack_eval.py) for dev, prod and other configurations.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any, Iterator
+
+import jsonschema
+import pytest
+import yaml
+
+from components.label_studio import (
+    ADMIN_TOKEN_LENGTH,
+    APP_CONTAINER,
+    CHART_NAME,
+    CHART_REPOSITORY,
+    PERSISTENCE_TYPE,
+    POSTGRESQL_SUBCHART_KEYS,
+    DatabaseRefs,
+    StorageRefs,
+    app_selector_labels,
+    chart_values,
+    unknown_value_keys,
+)
+from components.settings import ConfigError, parse_settings
+from tests.conftest import STACKS, evaluate_cached
+from tools.stack_eval import PLACEHOLDER_PREFIX, Evaluation, stack_config
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
+RANDOM = "random:index/randomPassword:RandomPassword"
+COMPONENT = "labeling:app:LabelStudio"
+PLATFORM_SECRET = "label-studio-platform-secrets"
+PREFIX = "labeling-platform:"
+
+CONFIGURED_SECRETS = {
+    "storage.accessKeyId": "configured-access-key-id",
+    "storage.secretAccessKey": "configured-secret-access-key",
+    "labelStudio.database.password": "configured-database-password",
+}
+# Values that must never appear outside a secret input.
+SECRET_MARKERS = ("mock-generated-", "mock-secret-access-key", PLACEHOLDER_PREFIX, *CONFIGURED_SECRETS.values())
+
+S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
+                 "prefix": "ls", "allowPrivateEndpoint": True}
+EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
+                     "user": "label_studio", "sslMode": "verify-full"}
+OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
+
+# name -> (stack, overrides, secrets): the stack files plus the modes they do not use.
+CONFIGURATIONS = {
+    "dev": ("dev", None, None),
+    "prod": ("prod", None, None),
+    "s3-compatible": ("dev", {"storage": S3_COMPATIBLE},
+                      {k: v for k, v in CONFIGURED_SECRETS.items() if k.startswith("storage.")}),
+    "external-db": ("prod", {"labelStudio.database": EXTERNAL_DATABASE},
+                    {"labelStudio.database.password": CONFIGURED_SECRETS["labelStudio.database.password"]}),
+    "irsa": ("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}, None),
+    "no-sam": ("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}, None),
+}
+
+
+def evaluation(configuration: str) -> Evaluation:
+    stack, overrides, secrets = CONFIGURATIONS[configuration]
+    return evaluate_cached(stack, overrides=overrides, secrets=secrets)
+
+
+@pytest.fixture(params=sorted(CONFIGURATIONS))
+def any_eval(request) -> Evaluation:
+    return evaluation(request.param)
+
+
+def release_values(ev: Evaluation) -> dict:
+    return ev.one(RELEASE).inputs["values"]
+
+
+def platform_secret(ev: Evaluation):
+    return next(r for r in ev.of_type(SECRET) if r.inputs["metadata"]["name"] == PLATFORM_SECRET)
+
+
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from leaves(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def is_secret_path(path: str, secret_paths: set[str]) -> bool:
+    return "$" in secret_paths or any(path == p or path.startswith((p + ".", p + "[")) for p in secret_paths)
+
+
+# --------------------------------------------------------------------------- pure values
+
+
+def settings_for(stack: str, changes: dict | None = None, secrets: dict | None = None):
+    _, config, secret_keys = stack_config(stack, changes, secrets)
+    values = {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
+    return parse_settings(values, stack=stack, secret_keys=frozenset(k[len(PREFIX):] for k in secret_keys))
+
+
+def refs(**changes) -> StorageRefs:
+    base = dict(bucket="images", region="eu-central-1", endpoint=None, prefix="label-studio",
+                credentials_secret_name="object-storage-credentials", access_key_id_key="AWS_ACCESS_KEY_ID",
+                secret_access_key_key="AWS_SECRET_ACCESS_KEY", role_arn=None)
+    return StorageRefs(**{**base, **changes})
+
+
+@pytest.fixture(scope="module")
+def chart_defaults_text(chart_dir) -> str:
+    return (chart_dir / "values.yaml").read_text()
+
+
+@pytest.fixture(scope="module")
+def chart_schema(chart_dir) -> dict:
+    return json.loads((chart_dir / "values.schema.json").read_text())
+
+
+# (settings, storage, database outside the chart)
+PURE_CASES = {
+    "dev": (settings_for("dev"), refs(), None),
+    "prod": (settings_for("prod"), refs(), None),
+    "irsa": (settings_for("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}),
+             refs(credentials_secret_name=None, role_arn="arn:aws:iam::123456789012:role/label-studio"), None),
+    "s3-compatible-external-db": (
+        settings_for("dev", {"storage": S3_COMPATIBLE, "labelStudio.database": EXTERNAL_DATABASE}, CONFIGURED_SECRETS),
+        refs(endpoint="http://minio.storage.svc:9000", prefix="ls"),
+        DatabaseRefs("db.example.com", 6432, "labels", "label_studio", "verify-full")),
+}
+
+
+@pytest.fixture(params=sorted(PURE_CASES))
+def pure_values(request) -> dict:
+    settings, storage, database = PURE_CASES[request.param]
+    return chart_values(settings, storage, "label-studio-platform-secrets", database)
+
+
+def test_every_key_we_set_exists_in_the_chart(pure_values, chart_defaults_text):
+    assert unknown_value_keys(pure_values, chart_defaults_text) == []
+
+
+# (a key path we set by mistake, the path reported: the first segment the chart lacks)
+MISSPELLED = [
+    ("app.ingres.enabled", "app.ingres"),                                       # a chart section
+    ("global.persistence.config.s3.bukcet", "global.persistence.config.s3.bukcet"),  # a chart leaf
+    ("global.persistance.type", "global.persistance"),                          # above the open maps
+    ("postgresql.auth.existingSecrets", "postgresql.auth.existingSecrets"),     # the subchart
+    ("postgresql.primary.persistance.size", "postgresql.primary.persistance"),  # under an allow-listed prefix
+]
+
+
+@pytest.mark.parametrize("path, reported", MISSPELLED)
+def test_a_misspelled_key_is_caught(pure_values, chart_defaults_text, path, reported):
+    values = copy.deepcopy(pure_values)
+    node = values
+    *parents, last = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = "x"
+    assert unknown_value_keys(values, chart_defaults_text) == [reported]
+
+
+def test_open_maps_accept_any_key(chart_defaults_text):
+    values = {"global": {"extraEnvironmentVars": {"ANYTHING": "1"}, "featureFlags": {"ff_x": True}},
+              "app": {"serviceAccount": {"annotations": {"example.com/any": "1"}}}}
+    assert unknown_value_keys(values, chart_defaults_text) == []
+
+
+def test_subchart_allow_list_stays_inside_the_subchart(chart_defaults_text):
+    # The allow-list must not become a back door for keys of the chart itself.
+    assert all(key.startswith("postgresql.") for key in POSTGRESQL_SUBCHART_KEYS)
+    assert "postgresql" in yaml.safe_load(chart_defaults_text)
+
+
+def test_values_validate_against_the_chart_schema(pure_values, chart_schema):
+    jsonschema.Draft202012Validator(chart_schema).validate(pure_values)
+
+
+def test_the_schema_check_is_live(pure_values, chart_schema):
+    broken = copy.deepcopy(pure_values)
+    broken["app"]["replicas"] = "two"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(chart_schema).validate(broken)
+
+
+def test_resources_the_schema_refuses_are_config_errors():
+    with pytest.raises(ConfigError, match="labelStudio.resources.limits.ephemeral-storage: is not a known key"):
+        settings_for("dev", {"labelStudio.resources.limits.ephemeral-storage": "2Gi"})
+
+
+def test_no_secret_value_reaches_the_values():
+    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
+    text = json.dumps(chart_values(settings, storage, "label-studio-platform-secrets", database))
+    assert not any(secret in text for secret in CONFIGURED_SECRETS.values())
+
+
+@pytest.mark.parametrize("case", sorted(PURE_CASES))
+def test_persistence_type_is_always_s3(case, chart_dir):
+    settings, storage, database = PURE_CASES[case]
+    persistence = chart_values(settings, storage, "s", database)["global"]["persistence"]
+    assert persistence["enabled"] is True
+    assert persistence["type"] == PERSISTENCE_TYPE == "s3"
+    # A type the chart does not compare against falls back to an emptyDir.
+    assert f'eq .Values.global.persistence.type "{PERSISTENCE_TYPE}"' in (chart_dir / "templates/_helpers.tpl").read_text()
+
+
+def test_uploads_live_under_their_own_prefix():
+    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
+    s3 = chart_values(settings, storage, "s", database)["global"]["persistence"]["config"]["s3"]
+    assert s3["folder"] == "ls/uploads"
+    assert s3["endpointUrl"] == "http://minio.storage.svc:9000"
+    assert isinstance(s3["urlExpirationSecs"], str)
+
+
+def test_irsa_annotates_the_app_service_account_and_sets_no_keys():
+    settings, storage, database = PURE_CASES["irsa"]
+    values = chart_values(settings, storage, "s", database)
+    assert values["app"]["serviceAccount"]["annotations"] == {"eks.amazonaws.com/role-arn": storage.role_arn}
+    assert not any("Existing" in key for key in values["global"]["persistence"]["config"]["s3"])
+
+
+def test_external_database_values():
+    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
+    values = chart_values(settings, storage, "platform", database)
+    assert values["postgresql"] == {"enabled": False}
+    assert values["global"]["pgConfig"] == {
+        "host": "db.example.com", "port": 6432, "dbName": "labels", "userName": "label_studio",
+        "password": {"secretName": "platform", "secretKey": "database-password"},
+        "ssl": {"pgSslMode": "verify-full"},
+    }
+
+
+def test_in_cluster_database_has_no_default_password():
+    values = chart_values(settings_for("dev"), refs(), "platform")
+    auth = values["postgresql"]["auth"]
+    assert auth["password"] == "" and auth["existingSecret"] == "platform"
+    # The app reads the very key PostgreSQL was initialised with.
+    assert values["global"]["pgConfig"]["password"] == {
+        "secretName": "platform", "secretKey": auth["secretKeys"]["userPasswordKey"]}
+    assert values["postgresql"]["primary"]["persistence"]["size"] == "10Gi"
+
+
+@pytest.mark.parametrize("case, ml_block, ssrf", [
+    ("dev", "false", None), ("irsa", "false", None), ("s3-compatible-external-db", "false", "false"),
+])
+def test_ssrf_is_opened_only_where_needed(case, ml_block, ssrf):
+    settings, storage, database = PURE_CASES[case]
+    environment = chart_values(settings, storage, "s", database)["global"]["extraEnvironmentVars"]
+    assert environment.get("ML_BLOCK_LOCAL_IP") == ml_block
+    assert environment.get("SSRF_PROTECTION_ENABLED") == ssrf
+    assert "USE_DEFAULT_BANNED_SUBNETS" not in environment
+
+
+def test_environment_variable_names_survive_the_chart(pure_values):
+    # The chart renders each name through `replace "." "_" | upper`.
+    for section in ("extraEnvironmentVars", "extraEnvironmentSecrets"):
+        for name in pure_values["global"][section]:
+            assert name == name.upper().replace(".", "_")
+    assert all(isinstance(v, str) for v in pure_values["global"]["extraEnvironmentVars"].values())
+
+
+# --------------------------------------------------------------------------- chart templates
+
+
+def _define(helpers: str, name: str) -> str:
+    match = re.search(r'\{\{-? define "' + re.escape(name) + r'" -?\}\}(.*?)\{\{-? end -?\}\}', helpers, re.S)
+    assert match, name
+    return match.group(1)
+
+
+def test_app_pod_labels_match_the_chart_selector(chart_dir):
+    helpers = (chart_dir / "templates/_helpers.tpl").read_text()
+    # ls-app.name: `default "ls-app" .Values.app.NameOverride` -- we never set NameOverride.
+    name_default = re.search(r'default "([^"]+)" \.Values\.app\.NameOverride', _define(helpers, "ls-app.name")).group(1)
+    rendered = {}
+    for line in _define(helpers, "ls-app.selectorLabels").strip().splitlines():
+        key, _, expression = line.partition(": ")
+        expression = expression.strip()
+        if expression == "{{ .Release.Name }}":
+            rendered[key] = "my-release"
+        elif expression == '{{ include "ls-app.name" . }}':
+            rendered[key] = name_default
+        else:
+            pytest.fail(f"unexpected selector label template: {line}")
+    assert app_selector_labels("my-release") == rendered
+    deployment = (chart_dir / "templates/app-deployment.yaml").read_text()
+    assert 'labels:\n        {{- include "ls-app.selectorLabels" . | nindent 8 }}' in deployment
+
+
+def test_log_command_container_exists_in_the_chart(chart_dir):
+    deployment = (chart_dir / "templates/app-deployment.yaml").read_text()
+    assert re.search(r"containers:\n\s+- name: " + APP_CONTAINER + r"\n", deployment)
+
+
+# --------------------------------------------------------------------------- stacks
+
+
+def test_release_is_pinned(stack_eval):
+    release = stack_eval.one(RELEASE).inputs
+    _, config, _ = stack_config(stack_eval.stack)
+    assert release["chart"] == CHART_NAME == "label-studio"
+    assert release["repositoryOpts"]["repo"] == CHART_REPOSITORY == "https://charts.heartex.com/"
+    assert release["version"] == config[PREFIX + "labelStudio"]["chartVersion"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", release["version"])
+    assert release["name"] == "label-studio" and "postgresql" not in release["name"]
+    assert release["cleanupOnFail"] is True and release["timeout"] >= 600
+    assert release_values(stack_eval)["global"]["image"]["tag"] == config[PREFIX + "labelStudio"]["imageTag"]
+
+
+def test_no_secret_appears_outside_secret_inputs(any_eval):
+    for resource in any_eval.resources:
+        for path, value in leaves(resource.inputs):
+            if isinstance(value, str) and not is_secret_path(path, resource.secret_paths):
+                assert not any(marker in value for marker in SECRET_MARKERS), (resource.type, resource.name, path)
+    release = any_eval.one(RELEASE)
+    assert not release.secret_paths, "the values hold references only; a secret would hide their diff"
+
+
+def test_release_values_match_the_chart(any_eval, chart_defaults_text, chart_schema):
+    values = release_values(any_eval)
+    assert unknown_value_keys(values, chart_defaults_text) == []
+    jsonschema.Draft202012Validator(chart_schema).validate(values)
+    assert values["global"]["persistence"]["type"] == "s3"
+    assert values["app"]["ingress"] == {"enabled": False}
+
+
+def test_secret_references_point_into_the_platform_secret(any_eval):
+    values = release_values(any_eval)
+    secret = platform_secret(any_eval)
+    keys = set(secret.inputs["stringData"])
+    references = list(values["global"]["extraEnvironmentSecrets"].values()) + [values["global"]["pgConfig"]["password"]]
+    assert set(values["global"]["extraEnvironmentSecrets"]) == {"LABEL_STUDIO_PASSWORD", "LABEL_STUDIO_USER_TOKEN",
+                                                                "SECRET_KEY"}
+    for reference in references:
+        assert reference["secretName"] == PLATFORM_SECRET and reference["secretKey"] in keys
+    if values["postgresql"]["enabled"]:
+        auth = values["postgresql"]["auth"]
+        assert auth["existingSecret"] == PLATFORM_SECRET
+        assert set(auth["secretKeys"].values()) <= keys
+
+
+def test_platform_secret_values_are_all_secret(any_eval):
+    secret = platform_secret(any_eval)
+    assert secret.inputs["stringData"]
+    for key in secret.inputs["stringData"]:
+        assert is_secret_path(f"stringData.{key}", secret.secret_paths), key
+
+
+def test_generated_secrets(stack_eval):
+    randoms = {r.name: r.inputs for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-")}
+    # The chart's own PostgreSQL gets generated passwords; RDS (prod) generates its own.
+    in_cluster = ("database-password", "database-admin-password") if stack_eval.stack == "dev" else ()
+    assert set(randoms) == {f"label-studio-{n}" for n in (
+        "admin-password", "admin-api-token", "django-secret-key", *in_cluster)}
+    token = randoms["label-studio-admin-api-token"]
+    assert token["length"] == ADMIN_TOKEN_LENGTH == 40 and token["special"] is False
+    assert randoms["label-studio-django-secret-key"]["length"] >= 50
+    assert "adminPassword" in stack_eval.secret_outputs and "adminApiToken" in stack_eval.secret_outputs
+
+
+def test_external_database_password_comes_from_config():
+    ev = evaluation("external-db")
+    assert not [r for r in ev.of_type(RANDOM) if "database" in r.name]
+    assert platform_secret(ev).inputs["stringData"]["database-password"] == CONFIGURED_SECRETS[
+        "labelStudio.database.password"]
+
+
+def test_data_is_protected_only_in_a_protected_stack(stack_eval):
+    expected = stack_eval.stack == "prod"
+    guarded = [stack_eval.one(RELEASE), platform_secret(stack_eval),
+               *(r for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-"))]
+    assert [(r.name, r.protect) for r in guarded] == [(r.name, expected) for r in guarded]
+
+
+def test_children_are_parented_to_the_component(stack_eval):
+    component = stack_eval.one(COMPONENT)
+    children = {(r.type, r.name) for r in stack_eval.resources if r.parent == component.urn}
+    assert (RELEASE, "label-studio-release") in children
+    assert (SECRET, "label-studio-platform-secrets") in children
+    assert {n for t, n in children if t == RANDOM} == {
+        r.name for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-")}
+
+
+def test_release_waits_for_its_secrets_and_storage(stack_eval):
+    release = stack_eval.one(RELEASE)
+    assert platform_secret(stack_eval).urn in release.dependencies
+    storage = stack_eval.one("labeling:storage:Bucket")
+    credentials = [r for r in stack_eval.of_type(SECRET) if r.parent == storage.urn]
+    assert credentials and all(r.urn in release.dependencies for r in credentials)
+
+
+def test_exports(stack_eval):
+    namespace = stack_config(stack_eval.stack)[1][PREFIX + "namespace"]
+    logs = stack_eval.outputs["kubectlLogs"]
+    assert f"kubectl -n {namespace} logs -f deploy/label-studio-ls-app -c app" in logs
+    assert f"kubectl -n {namespace} logs -f deploy/sam-backend" in logs
+
+
+def test_no_sam_means_no_ml_exception():
+    ev = evaluation("no-sam")
+    assert "ML_BLOCK_LOCAL_IP" not in release_values(ev)["global"]["extraEnvironmentVars"]
+    assert "sam-backend" not in ev.outputs["kubectlLogs"]
+
+
+def test_irsa_stack_uses_the_role():
+    values = release_values(evaluation("irsa"))
+    assert values["app"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    assert "accessKeyExistingSecret" not in values["global"]["persistence"]["config"]["s3"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_service_url_is_the_chart_service(stack):
+    ev = evaluate_cached(stack)
+    namespace = stack_config(stack)[1][PREFIX + "namespace"]
+    sam = ev.one("kubernetes:apps/v1:Deployment", "sam-backend")
+    url = f"http://label-studio-ls-app.{namespace}.svc.cluster.local:80"
+    assert url in {value for _, value in leaves(sam.inputs)}
