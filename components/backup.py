@@ -23,6 +23,7 @@ DUMP_IMAGE = "docker.io/bitnamilegacy/postgresql:17.6.0"
 UPLOAD_IMAGE = "docker.io/amazon/aws-cli:2.15.0"
 # Both images run as this unprivileged user.
 RUN_AS_USER = 1001
+DUMP_FILE = "/backup/labelstudio.dump"
 LABELS = {"app.kubernetes.io/name": BACKUP_NAME, "app.kubernetes.io/part-of": "labeling-platform"}
 
 # Uploads the dump with a sortable UTC timestamp, then removes dumps older than the
@@ -32,7 +33,7 @@ set -eu
 endpoint=""
 if [ -n "${S3_ENDPOINT:-}" ]; then endpoint="--endpoint-url ${S3_ENDPOINT}"; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-aws $endpoint s3 cp /backup/labelstudio.dump "s3://${BUCKET}/${BACKUP_PREFIX}/labelstudio-${stamp}.dump"
+aws $endpoint s3 cp "${DUMP_FILE}" "s3://${BUCKET}/${BACKUP_PREFIX}/labelstudio-${stamp}.dump"
 cutoff=$(date -u -d "@$(( $(date -u +%s) - RETENTION_DAYS * 86400 ))" +%Y%m%dT%H%M%SZ)
 aws $endpoint s3 ls "s3://${BUCKET}/${BACKUP_PREFIX}/" | awk '{print $4}' | while read -r key; do
   taken=${key#labelstudio-}; taken=${taken%.dump}
@@ -85,6 +86,7 @@ def backup_cronjob_manifest(target: BackupTarget) -> dict:
         {"name": "RETENTION_DAYS", "value": str(target.settings.retention_days)},
         {"name": "AWS_DEFAULT_REGION", "value": target.region},
         {"name": "HOME", "value": "/tmp"},
+        {"name": "DUMP_FILE", "value": DUMP_FILE},
     ]
     if target.endpoint:
         upload_env.append({"name": "S3_ENDPOINT", "value": target.endpoint})
@@ -99,7 +101,7 @@ def backup_cronjob_manifest(target: BackupTarget) -> dict:
         "initContainers": [_hardened({
             "name": "dump",
             "image": DUMP_IMAGE,
-            "command": ["pg_dump", "--format=custom", "--no-owner", "--file=/backup/labelstudio.dump"],
+            "command": ["pg_dump", "--format=custom", "--no-owner", f"--file={DUMP_FILE}"],
             "env": [
                 {"name": "PGHOST", "value": target.database_host},
                 {"name": "PGDATABASE", "value": target.database_name},

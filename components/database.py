@@ -95,6 +95,8 @@ class ManagedDatabase(pulumi.ComponentResource):
             "postgres",
             engine="postgres",
             engine_version=rds.engine_version,
+            # Set only to restore: the instance is created from the snapshot's data.
+            snapshot_identifier=rds.snapshot_identifier,
             instance_class=rds.instance_class,
             allocated_storage=rds.allocated_storage_gb,
             max_allocated_storage=rds.max_allocated_storage_gb,

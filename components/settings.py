@@ -385,6 +385,7 @@ class RdsSettings:
     backup_retention_days: int
     allowed_security_group_ids: tuple[str, ...]
     allowed_cidrs: tuple[str, ...]
+    snapshot_identifier: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -588,6 +589,9 @@ def _rds(section: _Section, production: bool, active: bool) -> RdsSettings:
     groups = _id_list(section, "allowedSecurityGroupIds", "Security groups (the cluster nodes') admitted on 5432.",
                       r"^sg-[0-9a-f]{8,17}$", "sg-0abc1234")
     cidrs = section.items("allowedCidrs", "CIDR ranges (the cluster's pod or node network) admitted on 5432.", "list of CIDRs")
+    snapshot = section.string("snapshotIdentifier", "Create the instance from this snapshot: the restore path (docs/database.md).",
+                              check=lambda v: None if re.match(r"^[A-Za-z][A-Za-z0-9:-]{0,254}$", v) else "is not a snapshot identifier or ARN",
+                              kind="snapshot id")
     section.finish()
     for i, cidr in enumerate(cidrs):
         try:
@@ -610,7 +614,7 @@ def _rds(section: _Section, production: bool, active: bool) -> RdsSettings:
         if max_allocated < allocated:
             section.problems.error(section.key("maxAllocatedStorageGb"), f"{max_allocated} is below allocatedStorageGb {allocated}")
     return RdsSettings(vpc_id, subnet_ids, instance_class or "db.t4g.medium", engine_version or "16", allocated,
-                       max_allocated, multi_az, retention, groups, tuple(c for c in cidrs if isinstance(c, str)))
+                       max_allocated, multi_az, retention, groups, tuple(c for c in cidrs if isinstance(c, str)), snapshot)
 
 
 def _check_postgres_version(text: str) -> Optional[str]:

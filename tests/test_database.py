@@ -168,3 +168,10 @@ def test_backup_runs_as_label_studio_service_account_with_irsa():
 def test_upload_script_keeps_the_retention_window():
     assert 'RETENTION_DAYS * 86400' in backup.UPLOAD_SCRIPT
     assert '"s3://${BUCKET}/${BACKUP_PREFIX}/labelstudio-${stamp}.dump"' in backup.UPLOAD_SCRIPT
+
+
+def test_restore_creates_the_instance_from_a_snapshot():
+    restored = evaluate_cached("dev", overrides={
+        **RDS_FOR_DEV, "labelStudio.database.rds.snapshotIdentifier": "labeling-platform-prod-final"})
+    assert restored.one(INSTANCE).inputs["snapshotIdentifier"] == "labeling-platform-prod-final"
+    assert "snapshotIdentifier" not in evaluate_cached("prod").one(INSTANCE).inputs
