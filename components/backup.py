@@ -15,14 +15,15 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.network import deny_all_ingress
 from components.settings import BackupSettings
 
 BACKUP_NAME = "database-backup"
 # The chart's PostgreSQL image (values.yaml: postgresql.image), so pg_dump matches the server.
 DUMP_IMAGE = "docker.io/bitnamilegacy/postgresql:17.6.0"
 UPLOAD_IMAGE = "docker.io/amazon/aws-cli:2.15.0"
-# Both images run as this unprivileged user.
-RUN_AS_USER = 1001
+# An unprivileged user no host account shares; both images run as any UID.
+RUN_AS_USER = 10001
 DUMP_FILE = "/backup/labelstudio.dump"
 LABELS = {"app.kubernetes.io/name": BACKUP_NAME, "app.kubernetes.io/part-of": "labeling-platform"}
 
@@ -150,7 +151,9 @@ class DatabaseBackup(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:database:Backup", name, None, opts)
         manifest = backup_cronjob_manifest(target)
+        child = pulumi.ResourceOptions(parent=self, provider=kubernetes_provider)
+        isolation = deny_all_ingress(BACKUP_NAME, target.namespace, LABELS)
+        k8s.networking.v1.NetworkPolicy(BACKUP_NAME, metadata=isolation["metadata"], spec=isolation["spec"], opts=child)
         self.cronjob = k8s.batch.v1.CronJob(
-            BACKUP_NAME, metadata=manifest["metadata"], spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes_provider))
+            BACKUP_NAME, metadata=manifest["metadata"], spec=manifest["spec"], opts=child)
         self.register_outputs({"schedule": target.settings.schedule, "prefix": target.backup_prefix})

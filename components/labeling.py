@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.network import deny_all_ingress
 from components.settings import PROJECT_ROOT, Settings
 
 RECONCILER_SCRIPT = PROJECT_ROOT / "reconciler" / "reconcile.py"
@@ -192,6 +193,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
             token_key=args.token_secret_key, team_secret=self.team_secret_name,
             storage_secret=args.storage_secret_name, storage_keys=args.storage_secret_keys,
         )
+        isolation = deny_all_ingress(RECONCILER_NAME, args.namespace, LABELS)
+        k8s.networking.v1.NetworkPolicy("reconciler", metadata=isolation["metadata"], spec=isolation["spec"], opts=child)
         k8s.batch.v1.Job(
             "reconciler",
             metadata=manifest["metadata"],

@@ -540,6 +540,7 @@ def _resources(section: _Section, defaults: Resources, names: Sequence[str]) -> 
                 values[resource] = value
         sub.finish()
         parts[part] = values
+    section.finish()
     for resource, request in parts["requests"].items():
         limit = parts["limits"].get(resource)
         if limit and _QUANTITY.match(request) and _QUANTITY.match(limit) and quantity_value(request) > quantity_value(limit):

@@ -1,0 +1,60 @@
+"""checkov's Kubernetes checks over every stack's rendered objects: any failure that is
+neither a documented skip nor a tracked finding (both in tests/checkov_skips.py) fails."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.checkov_skips import CHECKOV_SKIPS, KNOWN_FINDINGS
+from tests.conftest import STACKS, evaluate_cached
+from tools.checkov_scan import CHECKOV, scan
+from tools.manifests import MASK
+
+pytestmark = pytest.mark.skipif(
+    not CHECKOV.exists(),
+    reason=f"{CHECKOV} is missing; create it with: python3 -m venv .venv-checkov && "
+           ".venv-checkov/bin/pip install checkov==3.3.30",
+)
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("checkov")
+    return workdir, scan({stack: evaluate_cached(stack) for stack in STACKS}, workdir)
+
+
+def _explained(stack: str, failure, exemptions) -> bool:
+    return any(e.covers(stack, failure.check, failure.resource) for e in exemptions)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_failure_outside_the_skip_list(scans, stack):
+    _, results = scans
+    assert results[stack].passed, "checkov ran no check: did it read the objects?"
+    unexplained = [str(f) for f in results[stack].failed if not _explained(stack, f, CHECKOV_SKIPS + KNOWN_FINDINGS)]
+    assert unexplained == []
+
+
+def test_every_skip_is_still_needed(scans):
+    _, results = scans
+    unused = [s for s in CHECKOV_SKIPS
+              if not any(s.covers(stack, f.check, f.resource) for stack in s.stacks for f in results[stack].failed)]
+    assert unused == [], "these checks pass now: remove their skips"
+
+
+@pytest.mark.parametrize("finding", [
+    pytest.param(f, id=f"{f.check}-{f.resources[0]}", marks=pytest.mark.xfail(strict=True, reason=f.reason))
+    for f in KNOWN_FINDINGS
+])
+def test_finding_is_fixed(scans, finding):
+    _, results = scans
+    still_failing = [f"{stack}: {f}" for stack in finding.stacks for f in results[stack].failed
+                     if finding.covers(stack, f.check, f.resource)]
+    assert still_failing == []
+
+
+def test_rendered_secrets_are_masked(scans):
+    workdir, _ = scans
+    for stack in STACKS:
+        text = (workdir / f"{stack}.yaml").read_text()
+        assert "kind: Secret" in text and MASK in text
+        assert "mock-generated" not in text and "mock-secret-access-key" not in text

@@ -1,0 +1,98 @@
+"""Guardrail counts at a glance: `python -m tools.check`.
+
+Prints the policy pack's size, what each stack's evaluation yields under the pack,
+kubernetes-validate and checkov, and how many examples the hypothesis properties ran
+(counted by hypothesis itself, from a pytest run of tests/test_config_fuzz.py).
+Exits non-zero when a stack breaks a mandatory policy, an object is invalid, or checkov
+fails a check outside tests/checkov_skips.py.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import kubernetes_validate
+from pulumi_policy import EnforcementLevel
+
+from policy.guardrails import ALL_POLICIES
+from tests.checkov_skips import CHECKOV_SKIPS, KNOWN_FINDINGS
+from tests.conftest import STACKS
+from tests.test_manifests import KUBERNETES_VERSION
+from tools.checkov_scan import CHECKOV, scan
+from tools.policy_check import mandatory, run_pack
+from tools.stack_eval import PROJECT_ROOT, evaluate
+
+FUZZ_TESTS = "tests/test_config_fuzz.py"
+
+
+def invalid_objects(objects: list[dict]) -> int:
+    invalid = 0
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError,
+                kubernetes_validate.InvalidSchemaError):
+            invalid += 1
+    return invalid
+
+
+def fuzz_counts() -> tuple[dict[str, int], bool]:
+    """Examples each property ran, from hypothesis' own statistics, and whether pytest passed."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", FUZZ_TESTS, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )
+    counts: dict[str, int] = {}
+    test = None
+    for line in completed.stdout.splitlines():
+        if header := re.match(rf"^{re.escape(FUZZ_TESTS)}::(\w+):$", line.strip()):
+            test = header.group(1)
+        elif test and (phase := re.search(r"(\d+) passing, (\d+) failing", line)):
+            counts[test] = counts.get(test, 0) + int(phase.group(1)) + int(phase.group(2))
+    return counts, completed.returncode == 0
+
+
+def main() -> int:
+    ok = True
+    levels = [p.enforcement_level for p in ALL_POLICIES]
+    print(f"policies: {len(ALL_POLICIES)} ({levels.count(EnforcementLevel.MANDATORY)} mandatory, "
+          f"{levels.count(EnforcementLevel.ADVISORY)} advisory)")
+
+    evaluations = {stack: evaluate(stack) for stack in STACKS}
+    for stack, evaluation in evaluations.items():
+        violations = run_pack(evaluation)
+        blocking = len(mandatory(violations))
+        objects = evaluation.kubernetes_objects()
+        invalid = invalid_objects(objects)
+        ok = ok and blocking == 0 and invalid == 0
+        print(f"{stack}: policy violations {blocking} mandatory, {len(violations) - blocking} advisory; "
+              f"Kubernetes objects validated against {KUBERNETES_VERSION}: {len(objects) - invalid} valid, "
+              f"{invalid} invalid")
+
+    if CHECKOV.exists():
+        with tempfile.TemporaryDirectory() as workdir:
+            scans = scan(evaluations, Path(workdir))
+        for stack, result in scans.items():
+            skipped = [f for f in result.failed if any(s.covers(stack, f.check, f.resource) for s in CHECKOV_SKIPS)]
+            known = [f for f in result.failed if any(s.covers(stack, f.check, f.resource) for s in KNOWN_FINDINGS)]
+            unexplained = len(result.failed) - len(skipped) - len(known)
+            ok = ok and unexplained == 0
+            print(f"{stack}: checkov {len(result.passed)} passed, {len(result.failed) - len(skipped)} failed "
+                  f"({len(known)} known findings, {unexplained} new), {len(skipped)} skipped")
+    else:
+        ok = False
+        print(f"checkov: not run, {CHECKOV} is missing")
+
+    counts, passed = fuzz_counts()
+    ok = ok and passed
+    print(f"fuzz examples: {sum(counts.values())} "
+          f"({', '.join(f'{name} {count}' for name, count in counts.items())}); pytest {'passed' if passed else 'FAILED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
