@@ -69,11 +69,13 @@ def _secret_env(name: str, secret_name: pulumi.Input[str], key: str) -> dict:
 
 
 def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
-                 label_studio_url: pulumi.Input[str], token_secret: pulumi.Input[str], token_key: str,
+                 label_studio_url: pulumi.Input[str], public_url: str, token_secret: pulumi.Input[str], token_key: str,
                  team_secret: str, storage_secret: Optional[pulumi.Input[str]] = None,
                  storage_keys: Sequence[str] = ()) -> dict:
     env = [
         {"name": "LABEL_STUDIO_URL", "value": label_studio_url},
+        # The address people open: the base of the invite link the reconciler stores.
+        {"name": "LABEL_STUDIO_PUBLIC_URL", "value": public_url},
         _secret_env("LABEL_STUDIO_API_KEY", token_secret, token_key),
         {"name": "TEAM_SECRET_NAME", "value": team_secret},
         {"name": "RECONCILER_TIMEOUT_SECONDS", "value": str(DEADLINE_SECONDS - 60)},
@@ -189,7 +191,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
 
         manifest = job_manifest(
             name=self.job_name, namespace=args.namespace, config_map=config_map.metadata.apply(lambda m: m["name"]),
-            label_studio_url=args.label_studio_url, token_secret=args.token_secret_name,
+            label_studio_url=args.label_studio_url, public_url=settings.label_studio.public_url,
+            token_secret=args.token_secret_name,
             token_key=args.token_secret_key, team_secret=self.team_secret_name,
             storage_secret=args.storage_secret_name, storage_keys=args.storage_secret_keys,
         )

@@ -1,0 +1,338 @@
+"""Real services on 127.0.0.1 for the reconciler's live tests and benchmark.
+
+Starts moto (S3), Label Studio 1.23.2 and a stand-in for the SAM ML backend, each on a free
+port, and stops them again. Readiness is always a poll of an endpoint against a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator
+
+LOOPBACK = "127.0.0.1"
+MOTO_READY_SECONDS = 60
+# A fresh SQLite database runs all migrations first: ~25 s here, more on a busy CI machine.
+LABEL_STUDIO_READY_SECONDS = 240
+POLL_SECONDS = 0.5
+# moto accepts any credentials; these only have to look like AWS keys.
+MOTO_ACCESS_KEY_ID = "AKIAMOTOTESTINGKEY00"
+MOTO_SECRET_ACCESS_KEY = "moto-accepts-any-secret-key-value-here"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(ready: Callable[[], bool], timeout_seconds: float, what: str,
+               still_running: Callable[[], bool] = lambda: True) -> None:
+    """Poll `ready` until it holds; fail with `what` when the deadline passes or the process died."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if not still_running():
+            raise RuntimeError(f"{what}: the process exited before it became ready")
+        time.sleep(POLL_SECONDS)
+    raise TimeoutError(f"{what} was not ready within {timeout_seconds:.0f} s")
+
+
+def http_answers(url: str, expect_status: int | None = None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return expect_status is None or response.status == expect_status
+    except urllib.error.HTTPError as error:
+        return expect_status is None or error.code == expect_status
+    except OSError:
+        return False
+
+
+def console_script(name: str) -> str:
+    """A console script of the interpreter running the tests (the project venv), else PATH."""
+    beside_interpreter = Path(sys.executable).with_name(name)
+    if beside_interpreter.exists():
+        return str(beside_interpreter)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed in {Path(sys.executable).parent} nor on PATH")
+    return found
+
+
+@dataclass
+class ManagedProcess:
+    """A child process whose output goes to a log file, ended on stop()."""
+
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        if self.is_running():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=20)
+
+
+def start_process(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+    log_path = log_dir / f"{name}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                               stdin=subprocess.DEVNULL)
+    log_file.close()
+    return ManagedProcess(name, process, log_path)
+
+
+def wait_for_process_url(process: ManagedProcess, url: str, timeout_seconds: float,
+                         expect_status: int | None = None) -> None:
+    try:
+        wait_until(lambda: http_answers(url, expect_status), timeout_seconds,
+                   f"{process.name} at {url}", process.is_running)
+    except (RuntimeError, TimeoutError) as error:
+        raise RuntimeError(f"{error}\n--- last lines of {process.log_path} ---\n{process.log_tail()}") from None
+
+
+# ---------------------------------------------------------------- moto (S3)
+
+def start_moto(log_dir: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    endpoint = f"http://{LOOPBACK}:{port}"
+    moto = start_process("moto", [console_script("moto_server"), "-H", LOOPBACK, "-p", str(port)], log_dir)
+    wait_for_process_url(moto, f"{endpoint}/moto-api/", MOTO_READY_SECONDS)
+    return moto, endpoint
+
+
+def s3_client(endpoint: str, region: str = "us-east-1"):
+    import boto3  # moto[server] brings boto3; the reconciler itself never needs it
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region,
+                        aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY)
+
+
+def png_bytes(index: int, side: int = 8) -> bytes:
+    """A tiny valid PNG whose colour encodes `index`, so every object has distinct content."""
+    red, green, blue = index & 0xFF, (index >> 8) & 0xFF, (index >> 16) & 0xFF
+    row = b"\x00" + bytes((red, green, blue)) * side
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(row * side)) + chunk(b"IEND", b""))
+
+
+def upload_images(endpoint: str, bucket: str, prefix: str, count: int, workers: int = 16) -> list[str]:
+    """Create `bucket` if needed and put `count` small PNGs under `prefix/`; returns the keys."""
+    client = s3_client(endpoint)
+    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket=bucket)
+    keys = [f"{prefix}/{index}.png" for index in range(count)]
+
+    def put(index_and_key: tuple[int, str]) -> None:
+        index, key = index_and_key
+        client.put_object(Bucket=bucket, Key=key, Body=png_bytes(index), ContentType="image/png")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(put, enumerate(keys)))
+    return keys
+
+
+# ---------------------------------------------------------------- Label Studio
+
+@dataclass(frozen=True)
+class LabelStudioAdmin:
+    email: str
+    password: str
+    token: str
+
+    @classmethod
+    def generate(cls) -> "LabelStudioAdmin":
+        # Made at run time: no credential is committed. The legacy token must be 6-40 chars.
+        return cls(email="admin@example.com", password=secrets.token_urlsafe(18), token=secrets.token_hex(20))
+
+
+def label_studio_test_environment(data_dir: Path, admin: LabelStudioAdmin, public_url: str,
+                                  storage_endpoint: str) -> dict[str, str]:
+    """Label Studio's environment as the stack's values give it, for an S3-compatible store
+    on a private endpoint (the seed's case), plus what a local process needs instead of the
+    chart's PostgreSQL. The SSRF switches come from `chart_values`, so the tests run with
+    exactly what the stack opens and nothing more."""
+    from components import label_studio as chart
+    from components.settings import parse_settings
+    from tests.test_settings import stack_values
+
+    values = {
+        **stack_values("dev"),
+        "storage": {"mode": "s3Compatible", "bucketName": "live-tests", "endpoint": storage_endpoint,
+                    "allowPrivateEndpoint": True, "accessKeyId": MOTO_ACCESS_KEY_ID,
+                    "secretAccessKey": MOTO_SECRET_ACCESS_KEY},
+    }
+    values["labelStudio"] = {**values["labelStudio"], "adminEmail": admin.email, "publicUrl": public_url}
+    settings = parse_settings(values, stack="live", secret_keys=frozenset({"storage"}))
+    storage = chart.StorageRefs(bucket="live-tests", region=settings.storage.region, endpoint=storage_endpoint,
+                                prefix=settings.storage.prefix, credentials_secret_name="object-storage-credentials",
+                                access_key_id_key="AWS_ACCESS_KEY_ID", secret_access_key_key="AWS_SECRET_ACCESS_KEY",
+                                role_arn=None)
+    chart_globals = chart.chart_values(settings, storage, "platform-secrets")["global"]
+    secret_values = {chart.ADMIN_PASSWORD_KEY: admin.password, chart.ADMIN_TOKEN_KEY: admin.token,
+                     chart.DJANGO_SECRET_KEY_KEY: secrets.token_urlsafe(48)}
+    return {
+        **chart_globals["extraEnvironmentVars"],
+        **{name: secret_values[ref["secretKey"]] for name, ref in chart_globals["extraEnvironmentSecrets"].items()},
+        # A local process: SQLite under a temporary directory, no calls home.
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "DJANGO_DB": "sqlite",
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+    }
+
+
+def start_label_studio(data_dir: Path, log_dir: Path, admin: LabelStudioAdmin,
+                       storage_endpoint: str) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    env = {**os.environ, **label_studio_test_environment(data_dir, admin, url, storage_endpoint)}
+    command = [console_script("label-studio"), "start", "--no-browser", "--host", LOOPBACK,
+               "--port", str(port), "--internal-host", LOOPBACK]
+    label_studio = start_process("label-studio", command, log_dir, env)
+    wait_for_process_url(label_studio, f"{url}/health", LABEL_STUDIO_READY_SECONDS, expect_status=200)
+    return label_studio, url
+
+
+# ---------------------------------------------------------------- SAM backend stand-in
+
+@dataclass
+class SamBackendStub:
+    """Answers like label_studio_ml's server: GET /health, POST /setup, POST /predict.
+
+    `healthy_after_calls` lets a test mimic a backend that is still loading its model.
+    """
+
+    healthy_after_calls: int = 0
+    model_version: str = "sam-stub-1"
+    requests: list[tuple[str, str, dict]] = field(default_factory=list)
+    url: str = ""
+    _server: ThreadingHTTPServer | None = None
+    _health_calls: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _answer(self, method: str, path: str, body: dict) -> tuple[int, dict]:
+        with self._lock:
+            self.requests.append((method, path, body))
+            if path in ("/health", "/"):
+                self._health_calls += 1
+                if self._health_calls <= self.healthy_after_calls:
+                    return 503, {"status": "LOADING"}
+                return 200, {"status": "UP", "model_class": "SamStub"}
+        if method == "POST" and path == "/setup":
+            return 200, {"model_version": self.model_version}
+        if method == "POST" and path == "/predict":
+            return 200, {"results": [{"result": [], "score": 0.0, "model_version": self.model_version}
+                                     for _ in body.get("tasks", [])],
+                         "model_version": self.model_version}
+        return 404, {"error": f"no route {method} {path}"}
+
+    def start(self) -> "SamBackendStub":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _respond(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else {}
+                status, answer = stub._answer(method, self.path.split("?")[0], body)
+                payload = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._respond("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._respond("POST")
+
+            def log_message(self, *args) -> None:
+                pass  # keep pytest output to the reconciler's lines
+
+        self._server = ThreadingHTTPServer((LOOPBACK, free_port()), Handler)
+        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def paths_called(self) -> list[str]:
+        with self._lock:
+            return [path for _, path, _ in self.requests]
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+# ---------------------------------------------------------------- everything together
+
+@dataclass
+class LiveStack:
+    label_studio_url: str
+    admin: LabelStudioAdmin
+    s3_endpoint: str
+    bucket: str
+    image_keys: dict[str, list[str]]
+    sam: SamBackendStub
+    log_dir: Path
+
+
+@contextlib.contextmanager
+def live_stack(work_dir: Path, bucket: str, images_per_prefix: dict[str, int]) -> Iterator[LiveStack]:
+    """moto with `bucket` holding generated images, Label Studio, and the SAM stand-in."""
+    log_dir = work_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    started: list[ManagedProcess] = []
+    sam = SamBackendStub()
+    try:
+        moto, s3_endpoint = start_moto(log_dir)
+        started.append(moto)
+        image_keys = {prefix: upload_images(s3_endpoint, bucket, prefix, count)
+                      for prefix, count in images_per_prefix.items()}
+        admin = LabelStudioAdmin.generate()
+        label_studio, label_studio_url = start_label_studio(work_dir / "label-studio-data", log_dir, admin,
+                                                            s3_endpoint)
+        started.append(label_studio)
+        sam.start()
+        yield LiveStack(label_studio_url, admin, s3_endpoint, bucket, image_keys, sam, log_dir)
+    finally:
+        sam.stop()
+        for process in reversed(started):
+            process.stop()

@@ -1,0 +1,212 @@
+"""The reconciler against real services: Label Studio 1.23.2, moto S3 and a SAM stand-in.
+
+One session starts the services (see tests/live_services.py); the first reconcile runs
+in-process, the second as the Job runs it (a subprocess with only the stdlib on its path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from reconciler import reconcile as rec
+from tests.live_services import (
+    MOTO_ACCESS_KEY_ID,
+    MOTO_SECRET_ACCESS_KEY,
+    SamBackendStub,
+    free_port,
+    live_stack,
+    s3_client,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RECONCILER_SCRIPT = PROJECT_ROOT / "reconciler" / "reconcile.py"
+BUCKET = "labeling-data"
+CATS_PREFIX = "kagglecatsanddogs"
+SAM_PREFIX = "sam-demo"
+IMAGES = {CATS_PREFIX: 30, SAM_PREFIX: 5}
+CATS_TITLE = "Cats and dogs"
+SAM_TITLE = "SAM segmentation"
+# Lines a run prints when it changes nothing.
+NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|has joined|not joined yet|^reconcile: done$")
+
+pytestmark = pytest.mark.slow
+
+
+def label_config(name: str) -> str:
+    return (PROJECT_ROOT / "label_configs" / name).read_text()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    with live_stack(tmp_path_factory.mktemp("live"), BUCKET, IMAGES) as started:
+        # An object the regex filter must skip.
+        s3_client(started.s3_endpoint).put_object(Bucket=BUCKET, Key=f"{CATS_PREFIX}/README.txt", Body=b"not an image")
+        yield started
+
+
+@pytest.fixture(scope="session")
+def desired_document(stack) -> dict:
+    return {
+        "storage": {"bucket": BUCKET, "region": "us-east-1", "endpoint": stack.s3_endpoint,
+                    "presign": True, "presignTtlMinutes": 60},
+        "exportPrefix": "label-studio/exports",
+        "samUrl": stack.sam.url,
+        "projects": [
+            {"title": CATS_TITLE, "labelConfig": label_config("image_classification.xml"),
+             "prefix": CATS_PREFIX, "regexFilter": ".*\\.(jpe?g|png)$", "sam": False},
+            {"title": SAM_TITLE, "labelConfig": label_config("sam_segmentation.xml"),
+             "prefix": SAM_PREFIX, "regexFilter": ".*\\.(jpe?g|png)$", "sam": True},
+        ],
+        "members": ["annotator@example.com"],
+    }
+
+
+@pytest.fixture(scope="session")
+def settings() -> rec.Settings:
+    return rec.Settings(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
+                        deadline_seconds=300)
+
+
+@pytest.fixture(scope="session")
+def api(stack) -> rec.LabelStudioClient:
+    return rec.LabelStudioClient(stack.label_studio_url, stack.admin.token)
+
+
+@pytest.fixture(scope="session")
+def first_run(desired_document, settings, api):
+    lines: list[str] = []
+    projects = rec.reconcile(rec.parse_desired_state(desired_document), api, settings, report=lines.append)
+    return lines, projects
+
+
+def job_environment(stack, token: str) -> dict[str, str]:
+    """What the Kubernetes Job gets: no PYTHONPATH, nothing from the test's venv but the interpreter."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LABEL_STUDIO_URL": stack.label_studio_url,
+            "LABEL_STUDIO_API_KEY": token, "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_ACCESS_KEY, "RECONCILER_TIMEOUT_SECONDS": "120"}
+
+
+def run_job(tmp_path: Path, document: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
+    state_file = tmp_path / "desired.json"
+    state_file.write_text(json.dumps(document))
+    # -I: isolated mode, so only the standard library is importable, as in python:3.12-slim.
+    return subprocess.run([sys.executable, "-I", str(RECONCILER_SCRIPT), str(state_file)], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_first_run_creates_projects_with_their_label_configs(first_run, api, desired_document):
+    lines, projects = first_run
+    for spec in desired_document["projects"]:
+        stored = api.get(f"/api/projects/{projects[spec['title']]['id']}/")
+        assert stored["title"] == spec["title"]
+        assert stored["label_config"].strip() == spec["labelConfig"].strip()
+        assert f'project "{spec["title"]}": created (id {stored["id"]})' in lines
+
+
+def test_sync_imports_one_task_per_image(first_run, api):
+    lines, projects = first_run
+    for title, prefix in ((CATS_TITLE, CATS_PREFIX), (SAM_TITLE, SAM_PREFIX)):
+        stored = api.get(f"/api/projects/{projects[title]['id']}/")
+        assert stored["task_number"] == IMAGES[prefix]  # README.txt was filtered out
+        assert any(line.startswith(f'project "{title}": source storage s3://{BUCKET}/{prefix}: synced {IMAGES[prefix]} tasks in ')
+                   for line in lines), lines
+
+
+def test_source_storage_has_the_desired_settings(first_run, api, stack):
+    _, projects = first_run
+    [storage] = api.get(f"/api/storages/s3/?project={projects[CATS_TITLE]['id']}")
+    assert storage["bucket"] == BUCKET and storage["prefix"] == CATS_PREFIX
+    assert storage["use_blob_urls"] is True and storage["presign"] is True and storage["presign_ttl"] == 60
+    assert storage["s3_endpoint"] == stack.s3_endpoint and storage["region_name"] == "us-east-1"
+    assert "aws_secret_access_key" not in storage  # Label Studio never returns keys
+
+
+def test_export_storage_exists_per_project(first_run, api):
+    _, projects = first_run
+    for title, slug in ((CATS_TITLE, "cats-and-dogs"), (SAM_TITLE, "sam-segmentation")):
+        [export] = api.get(f"/api/storages/export/s3?project={projects[title]['id']}")
+        assert export["bucket"] == BUCKET
+        assert export["prefix"] == f"label-studio/exports/{slug}"
+
+
+def test_sam_backend_is_connected_and_interactive(first_run, api, stack):
+    _, projects = first_run
+    [backend] = api.get(f"/api/ml/?project={projects[SAM_TITLE]['id']}")
+    assert backend["url"] == stack.sam.url
+    assert backend["is_interactive"] is True and backend["state"] == rec.ML_CONNECTED_STATE
+    assert {"/health", "/setup"} <= set(stack.sam.paths_called())
+    assert api.get(f"/api/ml/?project={projects[CATS_TITLE]['id']}") == []
+
+
+def test_invite_link_exists_and_is_never_printed(first_run, api):
+    lines, _ = first_run
+    invite = api.get("/api/invite")
+    assert invite["invite_url"].startswith("/user/signup/?token=") and invite["token"]
+    assert "invite link: available (kept out of logs)" in lines
+    assert not any(invite["token"] in line for line in lines)
+
+
+def test_members_who_have_not_signed_up_are_reported(first_run):
+    lines, _ = first_run
+    assert 'member "annotator@example.com": not joined yet (send them the invite link from the team Secret)' in lines
+
+
+def test_second_run_as_the_job_changes_nothing(first_run, stack, desired_document, api, tmp_path):
+    _, projects = first_run
+    result = run_job(tmp_path, desired_document, job_environment(stack, stack.admin.token))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and all(NO_OP_LINE.search(line) for line in lines), lines
+    after = {project["title"]: project["id"] for project in api.get_all_pages("/api/projects/")}
+    assert {title: after.get(title) for title in projects} == {title: project["id"] for title, project in projects.items()}
+
+
+def test_bad_token_fails_with_a_clear_message(first_run, stack, desired_document, tmp_path):
+    result = run_job(tmp_path, desired_document, job_environment(stack, "not-the-token"))
+    assert result.returncode != 0
+    assert "Label Studio rejected the API token" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_s3_endpoint_is_named(first_run, stack, desired_document, tmp_path):
+    dead_endpoint = f"http://127.0.0.1:{free_port()}"
+    document = {**desired_document, "storage": {**desired_document["storage"], "endpoint": dead_endpoint}}
+    result = run_job(tmp_path, document, job_environment(stack, stack.admin.token))
+    assert result.returncode != 0
+    assert f"S3 endpoint {dead_endpoint} is unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_label_config_reports_label_studios_validation_text(first_run, api, settings, desired_document):
+    broken = ('<View><Image name="image" value="$image"/>'
+              '<Choices name="choice" toName="nowhere"><Choice value="Cat"/></Choices></View>')
+    document = {**desired_document, "projects": [{**desired_document["projects"][0], "title": "Broken config",
+                                                  "labelConfig": broken}]}
+    with pytest.raises(rec.ReconcileError, match=r'project "Broken config": Label Studio refused the label config: '
+                                                 r'label_config: toName="nowhere" not found'):
+        rec.reconcile(rec.parse_desired_state(document), api, settings, report=lambda line: None)
+
+
+def test_backend_still_loading_its_model_is_retried(first_run, api, settings, desired_document, stack):
+    loading_backend = SamBackendStub(healthy_after_calls=1).start()
+    try:
+        document = {**desired_document, "samUrl": loading_backend.url,
+                    "projects": [{**desired_document["projects"][1], "title": "SAM, slow start"}]}
+        lines: list[str] = []
+        projects = rec.reconcile(rec.parse_desired_state(document), api, replace(settings, deadline_seconds=120),
+                                 report=lines.append)
+    finally:
+        loading_backend.stop()
+    label = f'project "SAM, slow start": ml backend {loading_backend.url}'
+    assert any(line.startswith(f"{label}: waiting for the backend to answer healthy") for line in lines), lines
+    assert any(line.startswith(f"{label}: created") for line in lines), lines
+    [backend] = api.get(f"/api/ml/?project={projects['SAM, slow start']['id']}")
+    assert backend["is_interactive"] is True

@@ -1,0 +1,505 @@
+"""Fast tests of the reconciler: pure functions, and whole runs against an in-memory Label Studio
+that answers through the injected opener like 1.23.2 does (paths and shapes from its source)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from reconciler import reconcile as rec
+
+CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
+              '<Choice value="Cat"/><Choice value="Dog"/></Choices></View>'
+NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|has joined|not joined yet")
+
+
+def desired(projects=None, endpoint="http://minio:9000", sam_url="http://sam:9090", members=()) -> dict:
+    return {
+        "storage": {"bucket": "b", "region": "us-east-1", "endpoint": endpoint, "presign": True,
+                    "presignTtlMinutes": 60},
+        "exportPrefix": "label-studio/exports",
+        "samUrl": sam_url,
+        "projects": projects if projects is not None else [
+            {"title": "Cats and dogs", "labelConfig": CATS_CONFIG, "prefix": "kagglecatsanddogs",
+             "regexFilter": ".*\\.(jpe?g|png)$", "sam": False}],
+        "members": list(members),
+    }
+
+
+# ---------------------------------------------------------------- a fake Label Studio
+
+class FakeLabelStudio:
+    """Keeps projects, storages and ML backends in dicts; `objects` maps a prefix to its image count."""
+
+    PAGE_SIZE = 2  # small, so that runs with a few projects cross a page boundary
+
+    def __init__(self, objects: dict[str, int] | None = None, token: str = "good-token"):
+        self.objects = objects or {}
+        self.token = token
+        self.projects: dict[int, dict] = {}
+        self.storages: dict[str, dict[int, dict]] = {"import": {}, "export": {}}
+        self.backends: dict[int, dict] = {}
+        self.imported: dict[int, set[str]] = {}
+        self.users = [{"id": 1, "email": "admin@example.com"}]
+        self.requests: list[tuple[str, str, dict | None]] = []
+        self.ml_refusals_left = 0
+        self._next_id = 0
+
+    def new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def __call__(self, request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+        url = urllib.parse.urlsplit(request.full_url)
+        body = json.loads(request.data) if request.data else None
+        method = request.get_method()
+        self.requests.append((method, url.path + (f"?{url.query}" if url.query else ""), body))
+        if url.path == "/health":
+            return self.answer(200, {"status": "UP"})
+        if request.get_header("Authorization") != f"Token {self.token}":
+            return self.answer(401, {"detail": "Invalid token."})
+        query = dict(urllib.parse.parse_qsl(url.query))
+        return self.route(method, url.path, query, body)
+
+    @staticmethod
+    def answer(status: int, document) -> tuple[int, bytes]:
+        return status, json.dumps(document).encode()
+
+    def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, bytes]:
+        if path == "/api/current-user/whoami":
+            return self.answer(200, self.users[0])
+        if path == "/api/projects/" and method == "GET":
+            ordered = sorted(self.projects.values(), key=lambda project: project["id"])
+            page = int(query.get("page", 1))
+            chunk = ordered[(page - 1) * self.PAGE_SIZE: page * self.PAGE_SIZE]
+            more = page * self.PAGE_SIZE < len(ordered)
+            next_url = f"http://label-studio.internal:8080/api/projects/?page={page + 1}" if more else None
+            return self.answer(200, {"count": len(ordered), "next": next_url, "previous": None, "results": chunk})
+        if path == "/api/projects/" and method == "POST":
+            if "toName" in body["label_config"] and 'toName="image"' not in body["label_config"]:
+                return self.answer(400, {"detail": "Validation error", "validation_errors": {
+                    "label_config": ['toName="nowhere" not found in names: [\'choice\', \'image\']']}})
+            project = {"id": self.new_id(), "title": body["title"], "label_config": body["label_config"]}
+            self.projects[project["id"]] = project
+            return self.answer(201, project)
+        if match := re.fullmatch(r"/api/projects/(\d+)/", path):
+            project = self.projects[int(match[1])]
+            project.update(body or {})
+            return self.answer(200, project)
+        for kind, collection in (("import", "/api/storages/s3"), ("export", "/api/storages/export/s3")):
+            if path.rstrip("/") == collection:
+                if method == "GET":
+                    project_id = int(query["project"])
+                    return self.answer(200, [self.public(storage) for storage in self.storages[kind].values()
+                                             if storage["project"] == project_id])
+                storage = {**body, "id": self.new_id(), "status": "initialized", "last_sync_count": None, "meta": {}}
+                self.storages[kind][storage["id"]] = storage
+                return self.answer(201, self.public(storage))
+            if match := re.fullmatch(re.escape(collection) + r"/(\d+)(/sync)?", path):
+                storage = self.storages[kind][int(match[1])]
+                if match[2]:
+                    self.sync(storage)
+                elif method == "PATCH":
+                    storage.update(body)
+                return self.answer(200, self.public(storage))
+        if path == "/api/ml/" and method == "GET":
+            return self.answer(200, [backend for backend in self.backends.values()
+                                     if backend["project"] == int(query["project"])])
+        if path == "/api/ml/" and method == "POST":
+            if self.ml_refusals_left:
+                self.ml_refusals_left -= 1
+                return self.answer(400, {"detail": "Validation error", "validation_errors": {
+                    "non_field_errors": ["Can't connect to ML backend, health check failed."]}})
+            backend = {**body, "id": self.new_id(), "state": "CO", "readable_state": "Connected"}
+            self.backends[backend["id"]] = backend
+            return self.answer(201, backend)
+        if match := re.fullmatch(r"/api/ml/(\d+)", path):
+            backend = self.backends[int(match[1])]
+            backend.update(body or {}, state="CO")
+            return self.answer(200, backend)
+        if path == "/api/invite":
+            return self.answer(200, {"invite_url": "/user/signup/?token=org-secret-token", "token": "org-secret-token"})
+        if path == "/api/users/":
+            return self.answer(200, self.users)
+        return self.answer(404, {"detail": "Not found."})
+
+    @staticmethod
+    def public(storage: dict) -> dict:
+        return {key: value for key, value in storage.items() if key not in rec.CREDENTIAL_FIELDS}
+
+    def sync(self, storage: dict) -> None:
+        keys = {f"{storage['prefix']}/{index}.jpg" for index in range(self.objects.get(storage["prefix"], 0))}
+        already = self.imported.setdefault(storage["id"], set())
+        storage.update(status="completed", last_sync_count=len(keys - already),
+                       meta={"tasks_existed": len(keys & already), "duration": 0.1})
+        already |= keys
+
+    def snapshot(self) -> str:
+        """The configuration, without the sync counters every sync rewrites."""
+        storages = {kind: {storage_id: {key: value for key, value in storage.items()
+                                        if key not in ("last_sync_count", "meta", "status")}
+                           for storage_id, storage in by_id.items()}
+                    for kind, by_id in self.storages.items()}
+        return json.dumps([self.projects, storages, self.backends], sort_keys=True)
+
+
+def reachable_s3(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+    return 403, b"<Error><Code>AccessDenied</Code></Error>"
+
+
+def run(fake: FakeLabelStudio, document: dict, settings: rec.Settings | None = None, token: str = "good-token"):
+    lines: list[str] = []
+    client = rec.LabelStudioClient("http://label-studio:80", token, opener=fake)
+    rec.reconcile(rec.parse_desired_state(document), client, settings or rec.Settings(), report=lines.append,
+                  s3_opener=reachable_s3, service_account_dir=Path("/nonexistent"))
+    return lines
+
+
+# ---------------------------------------------------------------- pure functions
+
+@pytest.mark.parametrize("title, slug", [("Cats and dogs", "cats-and-dogs"), ("  SAM / v2 ", "sam-v2"),
+                                         ("猫", "project"), ("A--B", "a-b")])
+def test_project_slug(title, slug):
+    assert rec.project_slug(title) == slug
+
+
+@given(st.text(max_size=40))
+def test_project_slug_is_always_a_safe_path_segment(title):
+    slug = rec.project_slug(title)
+    assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug)
+
+
+def test_export_prefix_is_per_project():
+    assert rec.export_prefix_for("/label-studio/exports/", "Cats and dogs") == "label-studio/exports/cats-and-dogs"
+    assert rec.export_prefix_for("", "Cats") == "cats"
+
+
+def test_credentials_fingerprint_changes_with_either_key_and_hides_them():
+    base = rec.credentials_fingerprint("AKIAEXAMPLE", "secret-one")
+    assert base == rec.credentials_fingerprint("AKIAEXAMPLE", "secret-one")
+    assert base != rec.credentials_fingerprint("AKIAEXAMPLE", "secret-two")
+    assert base != rec.credentials_fingerprint("AKIAOTHER", "secret-one")
+    assert "secret" not in base and "AKIA" not in base
+    assert rec.credentials_fingerprint(None, None) == "credentials: workload identity"
+
+
+def test_s3_probe_url_uses_the_endpoint_or_aws():
+    storage = rec.StorageSpec("my-bucket", "eu-west-1", "http://minio:9000/", True, 60)
+    assert rec.s3_probe_url(storage) == "http://minio:9000/my-bucket"
+    aws = rec.StorageSpec("my-bucket", "eu-west-1", None, True, 60)
+    assert rec.s3_probe_url(aws) == "https://my-bucket.s3.eu-west-1.amazonaws.com/"
+
+
+def test_changed_fields_treats_null_as_empty_and_skips_write_only_keys():
+    wanted = {"prefix": "a", "s3_endpoint": "", "aws_secret_access_key": "x", "presign_ttl": 60}
+    assert rec.changed_fields(wanted, {"prefix": "a", "s3_endpoint": None, "presign_ttl": 60}) == []
+    assert rec.changed_fields(wanted, {"prefix": "b", "s3_endpoint": None, "presign_ttl": 15}) == ["prefix", "presign_ttl"]
+
+
+def test_patch_sends_keys_only_when_their_fingerprint_changed():
+    wanted = {"prefix": "a", "description": "credentials: sha256:1", "aws_access_key_id": "k",
+              "aws_secret_access_key": "s"}
+    assert rec.patch_for(wanted, ["prefix"]) == {"prefix": "a"}
+    assert rec.patch_for(wanted, ["description"]) == {"description": "credentials: sha256:1",
+                                                      "aws_access_key_id": "k", "aws_secret_access_key": "s"}
+
+
+@pytest.mark.parametrize("body, text", [
+    (b'{"detail":"Validation error","validation_errors":{"label_config":["toName=\\"x\\" not found"]}}',
+     'label_config: toName="x" not found'),
+    (b'{"detail":"Invalid token."}', "Invalid token."),
+    (b"<h1>Server Error (500)</h1>\n", "<h1>Server Error (500)</h1>"),
+    (b"", "(empty answer)"),
+])
+def test_describe_error_body(body, text):
+    assert rec.describe_error_body(body) == text
+
+
+def test_pagination_links_keep_path_and_query_only():
+    assert rec.relative_api_path("http://ls.internal:8080/api/projects/?page=2&page_size=100") == \
+        "/api/projects/?page=2&page_size=100"
+
+
+def test_invite_url_is_made_absolute():
+    assert rec.absolute_invite_url("https://label.example.com/", "/user/signup/?token=t") == \
+        "https://label.example.com/user/signup/?token=t"
+
+
+# ---------------------------------------------------------------- desired state and settings
+
+def test_parse_desired_state_fills_defaults():
+    state = rec.parse_desired_state({"storage": {"bucket": "b", "region": "r"}, "projects": [
+        {"title": "T", "labelConfig": "<View/>", "prefix": "/images/"}]})
+    assert state.storage == rec.StorageSpec("b", "r", None, True, 60)
+    assert state.projects[0].prefix == "images" and state.projects[0].sam is False
+    assert state.export_prefix == "label-studio/exports" and state.members == ()
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"projects": []}, "storage is missing"),
+    ({"storage": {"region": "r"}}, "storage.bucket is missing"),
+    (desired(sam_url=None, projects=[{"title": "S", "labelConfig": "<View/>", "sam": True}]),
+     "wants SAM but samUrl is not set"),
+    (desired(projects=[{"title": "T", "labelConfig": "<View/>"}] * 2), "appears twice"),
+    (desired(projects=[{"title": "T"}]), "projects[0].labelConfig is missing"),
+])
+def test_parse_desired_state_rejects_incomplete_documents(document, message):
+    with pytest.raises(rec.ReconcileError, match=re.escape(message)):
+        rec.parse_desired_state(document)
+
+
+def test_settings_from_environment():
+    settings = rec.Settings.from_environment({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+                                              "RECONCILER_TIMEOUT_SECONDS": "90", "TEAM_SECRET_NAME": "team"})
+    assert (settings.aws_access_key_id, settings.deadline_seconds, settings.team_secret_name) == ("k", 90.0, "team")
+    assert rec.Settings.from_environment({}).deadline_seconds == rec.DEFAULT_DEADLINE_SECONDS
+    with pytest.raises(rec.ReconcileError, match="both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        rec.Settings.from_environment({"AWS_ACCESS_KEY_ID": "k"})
+    with pytest.raises(rec.ReconcileError, match="not a number"):
+        rec.Settings.from_environment({"RECONCILER_TIMEOUT_SECONDS": "soon"})
+
+
+# ---------------------------------------------------------------- steps with fakes
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_wait_for_health_polls_until_up():
+    answers = [OSError("connection refused"), (502, b"bad gateway"), (200, b'{"status":"UP"}')]
+
+    def opener(request, timeout):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    clock, lines = FakeClock(), []
+    rec.wait_for_health(rec.LabelStudioClient("http://ls", "t", opener), rec.Deadline(60, clock), lines.append,
+                        sleep=clock.sleep)
+    assert lines == ["label studio http://ls: waiting for /health (connection refused)", "label studio http://ls: healthy"]
+    assert clock.now == 2 * rec.HEALTH_POLL_SECONDS
+
+
+def test_wait_for_health_gives_up_at_the_deadline():
+    def refused(request, timeout):
+        raise urllib.error.URLError("Connection refused")
+
+    clock = FakeClock()
+    with pytest.raises(rec.ReconcileError, match=r"http://ls was not healthy within 10 s \(Connection refused\)"):
+        rec.wait_for_health(rec.LabelStudioClient("http://ls", "t", refused), rec.Deadline(10, clock),
+                            lambda line: None, sleep=clock.sleep)
+
+
+def test_bad_token_is_named():
+    with pytest.raises(rec.ReconcileError, match="Label Studio rejected the API token"):
+        run(FakeLabelStudio(), desired(), token="wrong")
+
+
+def test_unreachable_s3_endpoint_is_named():
+    def unreachable(request, timeout):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    with pytest.raises(rec.ReconcileError, match=r"S3 endpoint http://minio:9000 is unreachable \(.*Connection refused"):
+        rec.probe_s3_endpoint(rec.StorageSpec("b", "r", "http://minio:9000", True, 60), unreachable)
+
+
+def test_probe_sends_an_unsigned_head_to_the_bucket():
+    seen = []
+    rec.probe_s3_endpoint(rec.StorageSpec("b", "r", "http://minio:9000", True, 60),
+                          lambda request, timeout: seen.append(request) or (403, b""))
+    assert [(request.get_method(), request.full_url, request.get_header("Authorization")) for request in seen] == \
+        [("HEAD", "http://minio:9000/b", None)]
+
+
+def test_invalid_label_config_carries_label_studios_text():
+    document = desired(projects=[{"title": "Broken", "labelConfig": '<View><Choices toName="nowhere"/></View>'}])
+    with pytest.raises(rec.ReconcileError, match=r'project "Broken": Label Studio refused the label config: '
+                                                 r'label_config: toName="nowhere" not found'):
+        run(FakeLabelStudio(), document)
+
+
+# ---------------------------------------------------------------- whole runs
+
+def test_first_run_creates_everything_and_second_run_only_reports():
+    fake = FakeLabelStudio({"kagglecatsanddogs": 25})
+    document = desired(members=["admin@example.com", "new@example.com"])
+    first = run(fake, document)
+    assert 'project "Cats and dogs": created (id 1)' in first
+    assert 'project "Cats and dogs": source storage s3://b/kagglecatsanddogs: created (id 2)' in first
+    assert 'project "Cats and dogs": export storage s3://b/label-studio/exports/cats-and-dogs: created (id 3)' in first
+    assert any(line.startswith('project "Cats and dogs": source storage s3://b/kagglecatsanddogs: synced 25 tasks in ')
+               for line in first)
+    assert 'member "admin@example.com": has joined' in first
+    assert not any("org-secret-token" in line for line in first)
+
+    before, requests_before = fake.snapshot(), len(fake.requests)
+    second = run(fake, document)
+    assert all(NO_OP_LINE.search(line) for line in second), second
+    assert fake.snapshot() == before
+    writes = [(method, path) for method, path, _ in fake.requests[requests_before:]
+              if method == "PATCH" or (method == "POST" and not path.endswith("/sync"))]
+    assert writes == []
+
+
+def test_source_storage_request_carries_every_desired_field():
+    fake = FakeLabelStudio()
+    run(fake, desired(), rec.Settings(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="s3cr3t"))
+    [created] = [body for method, path, body in fake.requests if method == "POST" and path == "/api/storages/s3/"]
+    assert created == {
+        "title": rec.SOURCE_STORAGE_TITLE, "description": rec.credentials_fingerprint("AKIAEXAMPLE", "s3cr3t"),
+        "bucket": "b", "prefix": "kagglecatsanddogs", "regex_filter": ".*\\.(jpe?g|png)$", "use_blob_urls": True,
+        "presign": True, "presign_ttl": 60, "recursive_scan": True, "region_name": "us-east-1",
+        "s3_endpoint": "http://minio:9000", "aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t",
+        "project": 1}
+
+
+def test_changes_are_patched_in_place():
+    fake = FakeLabelStudio()
+    run(fake, desired(), rec.Settings(aws_access_key_id="k", aws_secret_access_key="old"))
+    changed = desired()
+    changed["projects"][0]["labelConfig"] = CATS_CONFIG.replace("Dog", "Fox")
+    changed["storage"]["presignTtlMinutes"] = 15
+    lines = run(fake, changed, rec.Settings(aws_access_key_id="k", aws_secret_access_key="new"))
+    assert 'project "Cats and dogs": label config updated (id 1)' in lines
+    assert 'project "Cats and dogs": source storage s3://b/kagglecatsanddogs: updated credentials, presign_ttl (id 2)' in lines
+    assert 'project "Cats and dogs": export storage s3://b/label-studio/exports/cats-and-dogs: updated credentials (id 3)' in lines
+    patches = [body for method, path, body in fake.requests if method == "PATCH" and path == "/api/storages/s3/2"]
+    assert patches[0]["aws_secret_access_key"] == "new" and patches[0]["presign_ttl"] == 15
+    assert len(fake.projects) == 1 and len(fake.storages["import"]) == 1
+
+
+@hypothesis_settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.text("abc XYZ", min_size=1, max_size=8), st.integers(0, 5), st.booleans()),
+                max_size=5, unique_by=lambda item: item[0]))
+def test_any_desired_state_converges_in_one_run(specs):
+    projects = [{"title": title, "labelConfig": CATS_CONFIG, "prefix": f"p{index}", "sam": sam}
+                for index, (title, _, sam) in enumerate(specs)]
+    fake = FakeLabelStudio({f"p{index}": count for index, (_, count, _) in enumerate(specs)})
+    run(fake, desired(projects=projects))
+    before = fake.snapshot()
+    second = run(fake, desired(projects=projects))
+    assert fake.snapshot() == before
+    assert all(NO_OP_LINE.search(line) for line in second), second
+    assert sorted(project["title"] for project in fake.projects.values()) == sorted(title for title, _, _ in specs)
+    assert len(fake.backends) == sum(sam for _, _, sam in specs)
+
+
+def test_sam_backend_is_retried_until_it_answers():
+    fake = FakeLabelStudio()
+    fake.ml_refusals_left = 2
+    client = rec.LabelStudioClient("http://ls", "good-token", fake)
+    spec = rec.ProjectSpec("SAM", CATS_CONFIG, "p", "", True)
+    clock, lines = FakeClock(), []
+    backend = rec.ensure_sam_backend(client, {"id": 7}, "http://sam:9090", spec, rec.Deadline(60, clock),
+                                     lines.append, sleep=clock.sleep)
+    assert backend["is_interactive"] is True and backend["title"] == rec.SAM_BACKEND_TITLE
+    assert lines == [
+        "project \"SAM\": ml backend http://sam:9090: waiting for the backend to answer healthy "
+        "(non_field_errors: Can't connect to ML backend, health check failed.)",
+        'project "SAM": ml backend http://sam:9090: created (id 1, interactive)']
+    assert clock.now == 2 * rec.ML_BACKEND_RETRY_SECONDS
+
+
+def test_sam_backend_that_never_answers_fails_at_the_deadline():
+    fake = FakeLabelStudio()
+    fake.ml_refusals_left = 10**6
+    client = rec.LabelStudioClient("http://ls", "good-token", fake)
+    clock = FakeClock()
+    with pytest.raises(rec.ReconcileError, match="not healthy before the deadline: non_field_errors: Can't connect"):
+        rec.ensure_sam_backend(client, {"id": 7}, "http://sam:9090", rec.ProjectSpec("SAM", "", "", "", True),
+                               rec.Deadline(30, clock), lambda line: None, sleep=clock.sleep)
+
+
+# ---------------------------------------------------------------- team Secret
+
+@pytest.fixture
+def service_account(tmp_path) -> Path:
+    (tmp_path / "token").write_text("service-account-jwt\n")
+    (tmp_path / "namespace").write_text("labeling\n")
+    return tmp_path
+
+
+class FakeKubernetes:
+    def __init__(self, data: dict | None = None):
+        self.data = dict(data or {})
+        self.requests: list[urllib.request.Request] = []
+
+    def __call__(self, request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
+        self.requests.append(request)
+        if request.get_method() == "PATCH":
+            self.data.update(json.loads(request.data)["data"])
+        return 200, json.dumps({"kind": "Secret", "data": self.data}).encode()
+
+
+def test_invite_link_is_written_into_the_team_secret(service_account):
+    kubernetes, lines = FakeKubernetes({"other": "eA=="}), []
+    invite = "https://label.example.com/user/signup/?token=org-secret"
+    rec.store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
+                               api_server="https://10.0.0.1:443")
+    get, patch = kubernetes.requests
+    assert get.get_method() == "GET"
+    assert patch.full_url == "https://10.0.0.1:443/api/v1/namespaces/labeling/secrets/labeling-team"
+    assert patch.get_header("Authorization") == "Bearer service-account-jwt"
+    assert patch.get_header("Content-type") == "application/merge-patch+json"
+    assert base64.b64decode(kubernetes.data["invite-url"]).decode() == invite and kubernetes.data["other"] == "eA=="
+    assert lines == ['team secret "labeling/labeling-team": invite link stored under key invite-url']
+    assert "org-secret" not in "".join(lines)
+
+    rec.store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
+                               api_server="https://10.0.0.1:443")
+    assert lines[-1] == 'team secret "labeling/labeling-team": unchanged'
+    assert [request.get_method() for request in kubernetes.requests] == ["GET", "PATCH", "GET"]
+
+
+def test_team_secret_refusal_is_reported(service_account):
+    def forbidden(request, timeout):
+        return 403, b'{"kind":"Status","message":"secrets \\"labeling-team\\" is forbidden"}'
+
+    with pytest.raises(rec.ReconcileError, match=r'team secret "labeling/labeling-team": GET answered 403: '
+                                                 r'secrets "labeling-team" is forbidden'):
+        rec.store_invite_in_secret("u", "labeling-team", lambda line: None, forbidden, service_account, "https://k")
+
+
+def test_team_secret_is_skipped_outside_a_pod(tmp_path):
+    lines = []
+    rec.store_invite_in_secret("u", "labeling-team", lines.append, service_account_dir=tmp_path / "none")
+    assert lines == [f'team secret "labeling-team": skipped (no service-account token at {tmp_path / "none"})']
+
+
+# ---------------------------------------------------------------- main
+
+def test_main_without_environment_fails_in_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    assert rec.main([str(tmp_path / "desired.json")]) == 1
+    assert capsys.readouterr().err == "reconcile failed: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set\n"
+
+
+def test_main_with_unreadable_state_fails_in_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LABEL_STUDIO_URL", "http://ls")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t")
+    state_file = tmp_path / "desired.json"
+    state_file.write_text("{not json")
+    assert rec.main([str(state_file)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"reconcile failed: cannot read desired state {state_file}: ") and error.count("\n") == 1
+
+
+def test_main_needs_exactly_one_argument(capsys):
+    assert rec.main([]) == 2
+    assert "usage" in capsys.readouterr().err
