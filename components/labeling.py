@@ -64,24 +64,31 @@ def job_name(state_json: str, script: str) -> str:
     return f"{RECONCILER_NAME}-{digest}"
 
 
-def _secret_env(name: str, secret_name: pulumi.Input[str], key: str) -> dict:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+SECRETS_PATH = "/secrets"
 
 
 def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
                  label_studio_url: pulumi.Input[str], public_url: str, token_secret: pulumi.Input[str], token_key: str,
                  team_secret: str, storage_secret: Optional[pulumi.Input[str]] = None,
                  storage_keys: Sequence[str] = ()) -> dict:
+    """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
+    mounts = [{"name": "reconciler", "mountPath": MOUNT_PATH, "readOnly": True},
+              {"name": "label-studio-token", "mountPath": f"{SECRETS_PATH}/label-studio", "readOnly": True}]
+    volumes = [{"name": "reconciler", "configMap": {"name": config_map}},
+               {"name": "label-studio-token",
+                "secret": {"secretName": token_secret, "items": [{"key": token_key, "path": "api-token"}]}}]
     env = [
         {"name": "LABEL_STUDIO_URL", "value": label_studio_url},
         # The address people open: the base of the invite link the reconciler stores.
         {"name": "LABEL_STUDIO_PUBLIC_URL", "value": public_url},
-        _secret_env("LABEL_STUDIO_API_KEY", token_secret, token_key),
+        {"name": "LABEL_STUDIO_API_KEY_FILE", "value": f"{SECRETS_PATH}/label-studio/api-token"},
         {"name": "TEAM_SECRET_NAME", "value": team_secret},
         {"name": "RECONCILER_TIMEOUT_SECONDS", "value": str(DEADLINE_SECONDS - 60)},
     ]
     if storage_secret is not None:
-        env += [_secret_env(key, storage_secret, key) for key in storage_keys]
+        mounts.append({"name": "storage-credentials", "mountPath": f"{SECRETS_PATH}/storage", "readOnly": True})
+        volumes.append({"name": "storage-credentials", "secret": {"secretName": storage_secret}})
+        env += [{"name": f"{key}_FILE", "value": f"{SECRETS_PATH}/storage/{key}"} for key in storage_keys]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -95,7 +102,7 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
                     "restartPolicy": "Never",
                     "serviceAccountName": RECONCILER_NAME,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                                        "fsGroup": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "reconcile",
                         "image": RECONCILER_IMAGE,
@@ -106,9 +113,9 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
                                       "limits": {"cpu": "500m", "memory": "256Mi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "privileged": False, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "reconciler", "mountPath": MOUNT_PATH, "readOnly": True}],
+                        "volumeMounts": mounts,
                     }],
-                    "volumes": [{"name": "reconciler", "configMap": {"name": config_map}}],
+                    "volumes": volumes,
                 },
             },
         },

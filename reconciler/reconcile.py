@@ -130,6 +130,17 @@ def parse_desired_state(document: dict) -> DesiredState:
     )
 
 
+def credential(environ: dict[str, str], name: str) -> str | None:
+    """A credential from `NAME`, or from the file `NAME_FILE` names (a mounted Secret key)."""
+    path = environ.get(f"{name}_FILE")
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as error:
+            raise ReconcileError(f"cannot read {name} from {path}: {error.strerror}") from None
+    return environ.get(name) or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the Job's environment supplies besides the desired state."""
@@ -147,8 +158,8 @@ class Settings:
             deadline = float(deadline_text)
         except ValueError:
             raise ReconcileError(f"RECONCILER_TIMEOUT_SECONDS={deadline_text!r} is not a number") from None
-        key_id = environ.get("AWS_ACCESS_KEY_ID") or None
-        secret = environ.get("AWS_SECRET_ACCESS_KEY") or None
+        key_id = credential(environ, "AWS_ACCESS_KEY_ID")
+        secret = credential(environ, "AWS_SECRET_ACCESS_KEY")
         if bool(key_id) != bool(secret):
             raise ReconcileError("set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or neither")
         return cls(aws_access_key_id=key_id, aws_secret_access_key=secret,
@@ -675,9 +686,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         url = os.environ.get("LABEL_STUDIO_URL")
-        token = os.environ.get("LABEL_STUDIO_API_KEY")
+        token = credential(dict(os.environ), "LABEL_STUDIO_API_KEY")
         if not url or not token:
-            raise ReconcileError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set")
+            raise ReconcileError("LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (or LABEL_STUDIO_API_KEY_FILE) must be set")
         try:
             document = json.loads(Path(argv[0]).read_text())
         except (OSError, ValueError) as error:

@@ -1,5 +1,5 @@
-"""The one place for checkov checks the platform does not meet: deliberate skips, each with
-its reason, and known findings, each with the fix it needs.
+"""checkov checks the platform does not meet on purpose, each scoped to resources and stacks, with
+its reason.
 
 An entry is scoped to a check, the resources it names (fnmatch patterns over checkov's
 `Kind.namespace.name`) and the stacks it applies to, so a new workload still gets the
@@ -59,12 +59,4 @@ CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_38", RECONCILER_JOB,
                 "the reconciler writes the team invite link into its one Secret through the API; its Role "
                 "allows get/patch on that Secret only"),
-]
-
-# Not skips: real problems in components owned elsewhere. tests/test_checkov.py keeps each
-# as a strict xfail until it is fixed, then it turns red so the entry is removed.
-KNOWN_FINDINGS = [
-    ScopedCheck("CKV_K8S_35", ("Job.*.labeling-reconciler-*",),
-                "components/labeling.py, reconciler/reconcile.py: LABEL_STUDIO_API_KEY and the S3 keys reach our own "
-                "script as env variables; mount the Secrets read-only and read them from files"),
 ]

@@ -1,11 +1,11 @@
 """checkov's Kubernetes checks over every stack's rendered objects: any failure that is
-neither a documented skip nor a tracked finding (both in tests/checkov_skips.py) fails."""
+not a documented skip (tests/checkov_skips.py, each with its reason) fails."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checkov_skips import CHECKOV_SKIPS, KNOWN_FINDINGS
+from tests.checkov_skips import CHECKOV_SKIPS
 from tests.conftest import STACKS, evaluate_cached
 from tools.checkov_scan import CHECKOV, scan
 from tools.manifests import MASK
@@ -30,7 +30,7 @@ def _explained(stack: str, failure, exemptions) -> bool:
 def test_no_failure_outside_the_skip_list(scans, stack):
     _, results = scans
     assert results[stack].passed, "checkov ran no check: did it read the objects?"
-    unexplained = [str(f) for f in results[stack].failed if not _explained(stack, f, CHECKOV_SKIPS + KNOWN_FINDINGS)]
+    unexplained = [str(f) for f in results[stack].failed if not _explained(stack, f, CHECKOV_SKIPS)]
     assert unexplained == []
 
 
@@ -39,17 +39,6 @@ def test_every_skip_is_still_needed(scans):
     unused = [s for s in CHECKOV_SKIPS
               if not any(s.covers(stack, f.check, f.resource) for stack in s.stacks for f in results[stack].failed)]
     assert unused == [], "these checks pass now: remove their skips"
-
-
-@pytest.mark.parametrize("finding", [
-    pytest.param(f, id=f"{f.check}-{f.resources[0]}", marks=pytest.mark.xfail(strict=True, reason=f.reason))
-    for f in KNOWN_FINDINGS
-])
-def test_finding_is_fixed(scans, finding):
-    _, results = scans
-    still_failing = [f"{stack}: {f}" for stack in finding.stacks for f in results[stack].failed
-                     if finding.covers(stack, f.check, f.resource)]
-    assert still_failing == []
 
 
 def test_rendered_secrets_are_masked(scans):

@@ -40,15 +40,28 @@ def test_job_runs_once_per_state_without_ttl(stack_eval):
     assert spec["template"]["spec"]["restartPolicy"] == "Never"
 
 
-def test_credentials_reach_the_job_only_by_secret_reference(stack_eval):
-    env = {e["name"]: e for e in job_container(stack_eval)["env"]}
+def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
+    pod = stack_eval.one(JOB).inputs["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert all("valueFrom" not in e for e in container["env"])
+    assert not any(name in env for name in ("LABEL_STUDIO_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
     generated = stack_eval.one("kubernetes:core/v1:Secret", "label-studio-platform-secrets")
-    token_ref = env["LABEL_STUDIO_API_KEY"]["valueFrom"]["secretKeyRef"]
-    assert token_ref["name"] == generated.inputs["metadata"]["name"]
-    assert token_ref["key"] in generated.inputs["stringData"]
-    assert "value" not in env["LABEL_STUDIO_API_KEY"]
+
+    token_file = env["LABEL_STUDIO_API_KEY_FILE"]["value"]
+    token_mount = mounts[token_file.rsplit("/", 1)[0]]
+    assert token_mount["readOnly"] is True
+    token_volume = volumes[token_mount["name"]]["secret"]
+    assert token_volume["secretName"] == generated.inputs["metadata"]["name"]
+    [item] = token_volume["items"]
+    assert item["key"] in generated.inputs["stringData"] and item["path"] == token_file.rsplit("/", 1)[1]
+
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "object-storage-credentials", "key": key}
+        directory, file_name = env[f"{key}_FILE"]["value"].rsplit("/", 1)
+        assert file_name == key and mounts[directory]["readOnly"] is True
+        assert volumes[mounts[directory]["name"]]["secret"]["secretName"] == "object-storage-credentials"
     assert re.fullmatch(r"http://[a-z0-9-]+-ls-app\.[a-z0-9-]+\.svc\.cluster\.local:80", env["LABEL_STUDIO_URL"]["value"])
 
 

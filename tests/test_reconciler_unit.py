@@ -487,7 +487,25 @@ def test_team_secret_is_skipped_outside_a_pod(tmp_path):
 def test_main_without_environment_fails_in_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     assert rec.main([str(tmp_path / "desired.json")]) == 1
-    assert capsys.readouterr().err == "reconcile failed: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY must be set\n"
+    assert capsys.readouterr().err == ("reconcile failed: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
+                                       "(or LABEL_STUDIO_API_KEY_FILE) must be set\n")
+
+
+def test_credentials_are_read_from_mounted_secret_files(tmp_path):
+    (tmp_path / "api-token").write_text("token-from-file\n")
+    (tmp_path / "AWS_ACCESS_KEY_ID").write_text("AKIAFROMFILE")
+    (tmp_path / "AWS_SECRET_ACCESS_KEY").write_text("secret-from-file")
+    environ = {"LABEL_STUDIO_API_KEY_FILE": str(tmp_path / "api-token"),
+               "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "AWS_ACCESS_KEY_ID"),
+               "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "AWS_SECRET_ACCESS_KEY")}
+    assert rec.credential(environ, "LABEL_STUDIO_API_KEY") == "token-from-file"
+    settings = rec.Settings.from_environment(environ)
+    assert (settings.aws_access_key_id, settings.aws_secret_access_key) == ("AKIAFROMFILE", "secret-from-file")
+
+
+def test_an_unreadable_credential_file_is_named(tmp_path):
+    with pytest.raises(rec.ReconcileError, match="cannot read AWS_ACCESS_KEY_ID from .*missing"):
+        rec.credential({"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "missing")}, "AWS_ACCESS_KEY_ID")
 
 
 def test_main_with_unreadable_state_fails_in_one_line(monkeypatch, capsys, tmp_path):
