@@ -12,11 +12,12 @@ reachable from where `pulumi up` runs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -122,6 +123,12 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
     }
 
 
+def invite_url_from_secret_data(data: Optional[Mapping[str, str]]) -> Optional[str]:
+    """The invite link from the team Secret's (base64) data; None until the reconciler wrote it."""
+    encoded = (data or {}).get(INVITE_URL_KEY)
+    return base64.b64decode(encoded).decode() if encoded else None
+
+
 def team_access_rbac(namespace: pulumi.Input[str], team_secret: str) -> dict[str, dict]:
     """The Job may read and write one Secret (the invite link) and nothing else."""
     return {
@@ -160,6 +167,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
 
     team_secret_name: str
     job_name: pulumi.Output[str]
+    invite_url: pulumi.Output[Optional[str]]
 
     def __init__(self, name: str, args: LabelingArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:app:LabelingConfiguration", name, None, opts)
@@ -205,7 +213,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
         )
         isolation = deny_all_ingress(RECONCILER_NAME, args.namespace, LABELS)
         k8s.networking.v1.NetworkPolicy("reconciler", metadata=isolation["metadata"], spec=isolation["spec"], opts=child)
-        k8s.batch.v1.Job(
+        job = k8s.batch.v1.Job(
             "reconciler",
             metadata=manifest["metadata"],
             spec=manifest["spec"],
@@ -214,4 +222,14 @@ class LabelingConfiguration(pulumi.ComponentResource):
                 depends_on=list(args.depends_on),
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s"))),
         )
-        self.register_outputs({"jobName": self.job_name, "teamSecretName": self.team_secret_name})
+        # Read the invite link back once the Job has written it. The id derives from the
+        # Job, so the preview of a (re)run leaves it unknown instead of reading a Secret
+        # that is not filled yet.
+        filled = k8s.core.v1.Secret.get(
+            "team-access-filled",
+            job.metadata.apply(lambda metadata: f"{metadata['namespace']}/{self.team_secret_name}"),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider),
+        )
+        self.invite_url = pulumi.Output.secret(filled.data.apply(invite_url_from_secret_data))
+        self.register_outputs({"jobName": self.job_name, "teamSecretName": self.team_secret_name,
+                               "inviteUrl": self.invite_url})

@@ -161,4 +161,5 @@ class LabelingPlatform(pulumi.ComponentResource):
             "url": self.url,
             "bucketName": self.storage.bucket_name,
             "samBackendUrl": self.sam.url if self.sam else None,
+            "teamInviteUrl": self.labeling.invite_url,
         })

@@ -135,3 +135,10 @@ def test_live_tests_run_label_studio_with_what_the_stack_opens_and_nothing_more(
 def test_invite_links_point_at_the_public_url(stack_eval):
     env = {e["name"]: e.get("value") for e in job_container(stack_eval)["env"]}
     assert env["LABEL_STUDIO_PUBLIC_URL"] == stack_eval.outputs["url"]
+
+
+def test_the_invite_link_is_read_back_as_a_secret_output(stack_eval):
+    assert stack_eval.outputs["teamInviteUrl"] == "https://label.example.com/user/signup/?token=mock-organization-token"
+    assert "teamInviteUrl" in stack_eval.secret_outputs
+    assert labeling.invite_url_from_secret_data(None) is None
+    assert labeling.invite_url_from_secret_data({}) is None

@@ -11,6 +11,7 @@ Both the offline plan (tools/plan.py) and the tests use it.
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -242,6 +243,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:iam/accessKey:AccessKey":
             state["secret"] = pulumi.Output.secret(f"mock-secret-access-key-{name}")
             return f"MOCKACCESSKEYID{name.upper()[:8]}", state
+        elif args.typ == "kubernetes:core/v1:Secret" and args.resource_id:
+            # A read of an existing Secret: the team Secret as the reconciler leaves it.
+            link = base64.b64encode(b"https://label.example.com/user/signup/?token=mock-organization-token")
+            state["data"] = pulumi.Output.secret({"invite-url": link.decode()})
+            return args.resource_id, state
         elif args.typ.startswith("aws:rds/instance:Instance"):
             state.update(address=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com", port=state.get("port", 5432),
                          endpoint=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com:5432")
