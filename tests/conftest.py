@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from tools.stack_eval import Evaluation, evaluate  # noqa: E402
+from tools.stack_eval import DELETE, Evaluation, evaluate  # noqa: E402
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / "label-studio-2.0.5"
 STACKS = ("dev", "prod")
@@ -24,6 +25,20 @@ def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:
     if key not in _cache:
         _cache[key] = evaluate(stack, overrides, secrets)
     return _cache[key]
+
+
+def changed_at(data: dict, path: str, value) -> dict:
+    """A deep copy of `data` with the dotted `path` set to `value` (or removed: DELETE)."""
+    changed = copy.deepcopy(data)
+    *parents, last = path.split(".")
+    node = changed
+    for part in parents:
+        node = node.setdefault(part, {})
+    if value is DELETE:
+        node.pop(last, None)
+    else:
+        node[last] = value
+    return changed
 
 
 @pytest.fixture(params=STACKS)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
+from tests.conftest import changed_at
 from tools.policy_check import mandatory, run_pack
 from tools.stack_eval import DELETE, evaluate, stack_config
 
@@ -224,19 +225,9 @@ def _get(config: dict, path: str):
     return node
 
 
-def set_path(config: dict, path: str, value) -> dict:
-    changed = copy.deepcopy(config)
-    *parents, last = path.split(".")
-    node = changed
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return changed
-
-
 @pytest.mark.parametrize("section", ("labelStudio.resources", "sam.resources"))
 def test_typo_directly_under_resources_is_reported(section):
-    config = set_path(TYPICAL_CONFIG, f"{section}.limit", {"cpu": "1"})
+    config = changed_at(TYPICAL_CONFIG, f"{section}.limit", {"cpu": "1"})
     with pytest.raises(ConfigError) as caught:
         parse_settings(config, stack="fuzz")
     assert any(p.startswith(f"{section}.limit: is not a known key") for p in caught.value.problems)
@@ -274,44 +265,44 @@ def _kind_family(kind: str) -> str:
 @st.composite
 def wrong_type(draw):
     path = draw(st.sampled_from(SCALAR_FIELDS))
-    return set_path(draw(valid_configs()), path, draw(NOT_A[_kind_family(FIELDS[path].kind)])), path
+    return changed_at(draw(valid_configs()), path, draw(NOT_A[_kind_family(FIELDS[path].kind)])), path
 
 
 @st.composite
 def out_of_range(draw):
     path = draw(st.sampled_from([p for p in SCALAR_FIELDS if FIELDS[p].kind.startswith("integer ")]))
     low, high = map(int, FIELDS[path].kind.split(" ")[1].split(".."))
-    return set_path(draw(valid_configs()), path, draw(st.sampled_from([low - 1, high + 1, -(10 ** 6)]))), path
+    return changed_at(draw(valid_configs()), path, draw(st.sampled_from([low - 1, high + 1, -(10 ** 6)]))), path
 
 
 @st.composite
 def bad_quantity(draw):
     path = draw(st.sampled_from([p for p in SCALAR_FIELDS if FIELDS[p].kind == "Kubernetes quantity"]))
     value = draw(st.sampled_from(["6GB", "1.5.2", "-1", "one", "2 Gi", "500M i", ""]))
-    return set_path(draw(valid_configs()), path, value), path
+    return changed_at(draw(valid_configs()), path, value), path
 
 
 def _first_project_sam(config: dict) -> dict:
-    config = set_path(config, "sam", {"enabled": False})
-    return set_path(config, "labeling.projects", [{"title": "Fruit", "labelConfig": LABEL_CONFIGS[1], "sam": True}])
+    config = changed_at(config, "sam", {"enabled": False})
+    return changed_at(config, "labeling.projects", [{"title": "Fruit", "labelConfig": LABEL_CONFIGS[1], "sam": True}])
 
 
 # (how to turn a valid configuration into a contradiction, the key path that must be named)
 CONTRADICTIONS = [
-    (lambda c: set_path(c, "ingress", {"enabled": True, "tls": {"clusterIssuer": "letsencrypt"}}), "ingress.host"),
-    (lambda c: set_path(c, "ingress", {"enabled": False, "tls": {"secretName": "tls"}}), "ingress.tls"),
-    (lambda c: set_path(c, "ingress", {"enabled": True, "host": "a.example.com",
+    (lambda c: changed_at(c, "ingress", {"enabled": True, "tls": {"clusterIssuer": "letsencrypt"}}), "ingress.host"),
+    (lambda c: changed_at(c, "ingress", {"enabled": False, "tls": {"secretName": "tls"}}), "ingress.tls"),
+    (lambda c: changed_at(c, "ingress", {"enabled": True, "host": "a.example.com",
                                        "tls": {"secretName": "tls", "clusterIssuer": "le"}}), "ingress.tls"),
-    (lambda c: set_path(c, "sam", {"enabled": True, "image": PINNED_IMAGES[0], "model": "SAM", "gpus": 0}), "sam.model"),
-    (lambda c: set_path(set_path(c, "protect", True), "storage",
+    (lambda c: changed_at(c, "sam", {"enabled": True, "image": PINNED_IMAGES[0], "model": "SAM", "gpus": 0}), "sam.model"),
+    (lambda c: changed_at(changed_at(c, "protect", True), "storage",
                         {"mode": "aws", "bucketName": "b-images", "region": "us-east-1", "forceDestroy": True}),
      "storage.forceDestroy"),
-    (lambda c: set_path(c, "storage", {"mode": "s3Compatible", "bucketName": "b-images",
+    (lambda c: changed_at(c, "storage", {"mode": "s3Compatible", "bucketName": "b-images",
                                        "accessKeyId": "k", "secretAccessKey": "s"}), "storage.endpoint"),
-    (lambda c: set_path(c, "labelStudio.resources", {"requests": {"cpu": "4"}, "limits": {"cpu": "3500m"}}),
+    (lambda c: changed_at(c, "labelStudio.resources", {"requests": {"cpu": "4"}, "limits": {"cpu": "3500m"}}),
      "labelStudio.resources.requests.cpu"),
     (_first_project_sam, "labeling.projects[0].sam"),
-    (lambda c: set_path(set_path(c, "protect", True), "sam",
+    (lambda c: changed_at(changed_at(c, "protect", True), "sam",
                         {"enabled": True, "image": MOVING_IMAGES[0], "model": "MobileSAM"}), "sam.image"),
 ]
 

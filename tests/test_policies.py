@@ -13,7 +13,7 @@ from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceVali
 from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES,
                                IAM_POLICY_TYPES, POD_SPEC_PATHS, PUBLIC_ACCESS_BLOCK_TYPES, RDS_TYPES, VERSIONING_TYPES,
                                literal_secrets_in_values, names_a_secret, stack_of)
-from tests.conftest import STACKS, evaluate_cached
+from tests.conftest import STACKS, changed_at, evaluate_cached
 from tools.policy_check import mandatory, options_of, run_pack, run_policies
 from tools.stack_eval import DeclaredResource
 
@@ -107,13 +107,7 @@ def release(values: dict = GOOD_RELEASE_VALUES, **props) -> dict:
 
 
 def values_with(path: str, value) -> dict:
-    values = copy.deepcopy(GOOD_RELEASE_VALUES)
-    node = values
-    *parents, last = path.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[last] = value
-    return values
+    return changed_at(GOOD_RELEASE_VALUES, path, value)
 
 
 PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"

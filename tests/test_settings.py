@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 
 import pulumi
 import pytest
@@ -10,8 +9,8 @@ import yaml
 
 from components import settings as settings_module
 from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
-from tests.conftest import PROJECT_ROOT, STACKS, evaluate_cached
-from tools.stack_eval import stack_config
+from tests.conftest import PROJECT_ROOT, STACKS, changed_at, evaluate_cached
+from tools.stack_eval import DELETE, stack_config
 
 PREFIX = "labeling-platform:"
 
@@ -21,20 +20,6 @@ def stack_values(stack: str) -> dict:
     return {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
 
 
-def with_change(values: dict, path: str, value) -> dict:
-    changed = copy.deepcopy(values)
-    node = changed
-    *parents, last = path.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is DELETE:
-        node.pop(last, None)
-    else:
-        node[last] = value
-    return changed
-
-
-DELETE = object()
 
 S3_COMPATIBLE = {
     "mode": "s3Compatible", "bucketName": "my-bucket", "endpoint": "https://s3.example.com",
@@ -91,7 +76,7 @@ BAD_CONFIGS = [
 
 def apply_changes(values: dict, changes: dict) -> dict:
     for path, value in changes.items():
-        values = with_change(values, path, value)
+        values = changed_at(values, path, value)
     return values
 
 
@@ -150,7 +135,7 @@ def test_bad_config_stops_the_program_before_any_resource(capsys):
 def test_moving_image_tag_warns_in_dev_and_fails_when_protected():
     dev = parse_settings(stack_values("dev"), stack="dev")
     assert any(w.startswith("sam.image:") and "moving tag" in w for w in dev.warnings)
-    prod_values = with_change(stack_values("prod"), "sam.image", "heartexlabs/label-studio-ml-backend:sam-master")
+    prod_values = changed_at(stack_values("prod"), "sam.image", "heartexlabs/label-studio-ml-backend:sam-master")
     with pytest.raises(ConfigError) as caught:
         parse_settings(prod_values, stack="prod")
     assert caught.value.problems == [
@@ -159,14 +144,14 @@ def test_moving_image_tag_warns_in_dev_and_fails_when_protected():
 
 
 def test_protect_and_force_destroy_contradict():
-    values = with_change(stack_values("prod"), "storage.forceDestroy", True)
+    values = changed_at(stack_values("prod"), "storage.forceDestroy", True)
     with pytest.raises(ConfigError) as caught:
         parse_settings(values, stack="prod")
     assert caught.value.problems[0].startswith("storage.forceDestroy: is true in a protected stack")
 
 
 def test_s3_compatible_needs_endpoint_and_both_keys():
-    values = with_change(stack_values("dev"), "storage", {"mode": "s3Compatible", "bucketName": "my-bucket"})
+    values = changed_at(stack_values("dev"), "storage", {"mode": "s3Compatible", "bucketName": "my-bucket"})
     with pytest.raises(ConfigError) as caught:
         parse_settings(values, stack="dev", secret_keys=frozenset({"storage"}))
     assert sorted(p.split(":")[0] for p in caught.value.problems) == [
@@ -174,7 +159,7 @@ def test_s3_compatible_needs_endpoint_and_both_keys():
 
 
 def test_s3_compatible_defaults_region_and_wraps_keys_as_secrets():
-    values = with_change(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
+    values = changed_at(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
     settings = parse_settings(values, stack="dev", secret_keys=frozenset({"storage"}))
     assert settings.storage.region == "us-east-1"
     assert isinstance(settings.storage.secret_access_key, pulumi.Output)
@@ -182,7 +167,7 @@ def test_s3_compatible_defaults_region_and_wraps_keys_as_secrets():
 
 
 def test_secret_fields_set_in_plain_text_are_refused():
-    values = with_change(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
+    values = changed_at(stack_values("dev"), "storage", dict(S3_COMPATIBLE))
     with pytest.raises(ConfigError) as caught:
         parse_settings(values, stack="dev", secret_keys=frozenset())
     assert sorted(p.split(":")[0] for p in caught.value.problems) == ["storage.accessKeyId", "storage.secretAccessKey"]
