@@ -320,3 +320,15 @@ def test_updates_are_serialised_per_stack_and_never_cancelled() -> None:
         assert concurrency["cancel-in-progress"] is False, stack
         groups.add(concurrency["group"])
     assert len(groups) == len(STACKS)
+
+
+@both_workflows
+def test_ci_tests_against_the_chart_the_stacks_pin(path: Path) -> None:
+    """GitHub's runners have no ../shared: the test job pulls the same chart version."""
+    from components.settings import DEFAULT_CHART_VERSION
+    from tests.conftest import CHART_DIR
+
+    text = path.read_text()
+    assert f"--version {DEFAULT_CHART_VERSION}" in text
+    assert f"../shared/charts/{CHART_DIR.name}" in text
+    assert CHART_DIR.name == f"label-studio-{DEFAULT_CHART_VERSION}"
