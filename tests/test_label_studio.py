@@ -424,3 +424,10 @@ def test_service_url_is_the_chart_service(stack):
     sam = ev.one("kubernetes:apps/v1:Deployment", "sam-backend")
     url = f"http://label-studio-ls-app.{namespace}.svc.cluster.local:80"
     assert url in {value for _, value in leaves(sam.inputs)}
+
+
+def test_stacks_deploy_the_chart_version_the_tests_check_against(stack_eval, chart_dir):
+    """Values are validated against one chart; a stack on another version would go unchecked."""
+    chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    assert stack_eval.one("kubernetes:helm.sh/v3:Release").inputs["version"] == chart["version"]
+    assert chart["name"] == CHART_NAME
