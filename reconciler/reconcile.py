@@ -208,45 +208,41 @@ def s3_probe_url(storage: StorageSpec) -> str:
     return f"https://{storage.bucket}.s3.{storage.region}.amazonaws.com/"
 
 
-def import_storage_payload(state: DesiredState, project: ProjectSpec, settings: Settings) -> dict:
+def _storage_payload(state: DesiredState, settings: Settings, title: str, prefix: str) -> dict:
+    """What import and export storages share: where the bucket is and how to reach it."""
     storage = state.storage
     payload = {
-        "title": SOURCE_STORAGE_TITLE,
+        "title": title,
+        # Label Studio never returns stored keys: the fingerprint tells a later run they changed.
         "description": credentials_fingerprint(settings.aws_access_key_id, settings.aws_secret_access_key),
         "bucket": storage.bucket,
-        "prefix": project.prefix,
-        "regex_filter": project.regex_filter,
-        "use_blob_urls": True,  # each image object becomes one task; no task JSON files
-        "presign": storage.presign,
-        "presign_ttl": storage.presign_ttl_minutes,
-        "recursive_scan": True,
+        "prefix": prefix,
         "region_name": storage.region,
         "s3_endpoint": storage.endpoint or "",
     }
-    return _with_credentials(payload, settings)
-
-
-def export_storage_payload(state: DesiredState, project: ProjectSpec, settings: Settings) -> dict:
-    storage = state.storage
-    payload = {
-        "title": EXPORT_STORAGE_TITLE,
-        "description": credentials_fingerprint(settings.aws_access_key_id, settings.aws_secret_access_key),
-        "bucket": storage.bucket,
-        "prefix": export_prefix_for(state.export_prefix, project.title),
-        "region_name": storage.region,
-        "s3_endpoint": storage.endpoint or "",
-    }
-    return _with_credentials(payload, settings)
-
-
-CREDENTIAL_FIELDS = ("aws_access_key_id", "aws_secret_access_key")
-
-
-def _with_credentials(payload: dict, settings: Settings) -> dict:
     if settings.aws_access_key_id:
         payload["aws_access_key_id"] = settings.aws_access_key_id
         payload["aws_secret_access_key"] = settings.aws_secret_access_key
     return payload
+
+
+def import_storage_payload(state: DesiredState, project: ProjectSpec, settings: Settings) -> dict:
+    return {
+        **_storage_payload(state, settings, SOURCE_STORAGE_TITLE, project.prefix),
+        "regex_filter": project.regex_filter,
+        "use_blob_urls": True,  # each image object becomes one task; no task JSON files
+        "presign": state.storage.presign,
+        "presign_ttl": state.storage.presign_ttl_minutes,
+        "recursive_scan": True,
+    }
+
+
+def export_storage_payload(state: DesiredState, project: ProjectSpec, settings: Settings) -> dict:
+    return _storage_payload(state, settings, EXPORT_STORAGE_TITLE,
+                            export_prefix_for(state.export_prefix, project.title))
+
+
+CREDENTIAL_FIELDS = ("aws_access_key_id", "aws_secret_access_key")
 
 
 def _comparable(value):
