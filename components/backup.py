@@ -25,6 +25,10 @@ UPLOAD_IMAGE = "docker.io/amazon/aws-cli:2.15.0"
 # An unprivileged user no host account shares; both images run as any UID.
 RUN_AS_USER = 10001
 DUMP_FILE = "/backup/labelstudio.dump"
+# Custom format: compressed, and pg_restore can clean and recreate objects from it.
+DUMP_COMMAND = ("pg_dump", "--format=custom", "--no-owner")
+# The restore docs/database.md prescribes (plus --dbname and the dump file).
+RESTORE_COMMAND = ("pg_restore", "--clean", "--if-exists", "--no-owner")
 LABELS = {"app.kubernetes.io/name": BACKUP_NAME, "app.kubernetes.io/part-of": "labeling-platform"}
 
 # Uploads the dump with a sortable UTC timestamp, then removes dumps older than the
@@ -102,7 +106,7 @@ def backup_cronjob_manifest(target: BackupTarget) -> dict:
         "initContainers": [_hardened({
             "name": "dump",
             "image": DUMP_IMAGE,
-            "command": ["pg_dump", "--format=custom", "--no-owner", f"--file={DUMP_FILE}"],
+            "command": [*DUMP_COMMAND, f"--file={DUMP_FILE}"],
             "env": [
                 {"name": "PGHOST", "value": target.database_host},
                 {"name": "PGDATABASE", "value": target.database_name},

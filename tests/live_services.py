@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -226,6 +227,51 @@ def start_label_studio(data_dir: Path, log_dir: Path, admin: LabelStudioAdmin,
     label_studio = start_process("label-studio", command, log_dir, env)
     wait_for_process_url(label_studio, f"{url}/health", LABEL_STUDIO_READY_SECONDS, expect_status=200)
     return label_studio, url
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+POSTGRES_READY_SECONDS = 60
+
+
+def postgres_program(name: str) -> str:
+    """A PostgreSQL server program (the newest installed major version has it)."""
+    for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True):
+        if (directory / name).exists():
+            return str(directory / name)
+    raise FileNotFoundError(f"{name}: no PostgreSQL server under /usr/lib/postgresql (Debian package postgresql)")
+
+
+@contextlib.contextmanager
+def running_postgres(log_dir: Path) -> Iterator[dict[str, str]]:
+    """A throwaway PostgreSQL on 127.0.0.1; yields the libpq environment to reach it.
+
+    The server refuses to run as root, so under root (CI) it runs as the postgres user.
+    """
+    as_server_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data_dir = Path(tempfile.mkdtemp(prefix="labeling-postgres-"))
+    if as_server_user:
+        shutil.chown(data_dir, "postgres", "postgres")
+    port = free_port()
+    try:
+        subprocess.run([*as_server_user, postgres_program("initdb"), "--pgdata", str(data_dir / "data"),
+                        "--username", "labelstudio", "--auth", "trust", "--encoding", "UTF8", "--no-sync"],
+                       check=True, capture_output=True)
+        server = start_process("postgres", [
+            *as_server_user, postgres_program("postgres"), "-D", str(data_dir / "data"), "-p", str(port),
+            "-k", str(data_dir), "-c", f"listen_addresses={LOOPBACK}", "-c", "fsync=off"], log_dir)
+        libpq = {"PGHOST": LOOPBACK, "PGPORT": str(port), "PGUSER": "labelstudio", "PGDATABASE": "labelstudio"}
+        try:
+            wait_until(lambda: subprocess.run([postgres_program("pg_isready"), "-h", LOOPBACK, "-p", str(port)],
+                                              capture_output=True).returncode == 0,
+                       POSTGRES_READY_SECONDS, "postgres", server.is_running)
+            subprocess.run([postgres_program("createdb"), "labelstudio"], env={**os.environ, **libpq},
+                           check=True, capture_output=True)
+            yield libpq
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- SAM backend stand-in

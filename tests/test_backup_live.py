@@ -1,4 +1,6 @@
-"""The backup upload script, run for real against an S3 endpoint (moto) with the AWS CLI."""
+"""The in-cluster database's backup and restore path, run for real: the CronJob's dump
+command against PostgreSQL, its upload script with the AWS CLI against an S3 endpoint
+(moto), and the restore command docs/database.md prescribes."""
 
 from __future__ import annotations
 
@@ -11,47 +13,92 @@ from pathlib import Path
 import pytest
 
 from components import backup
-from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, s3_client, start_moto
+from tests.live_services import (
+    MOTO_ACCESS_KEY_ID,
+    MOTO_SECRET_ACCESS_KEY,
+    postgres_program,
+    running_postgres,
+    s3_client,
+    start_moto,
+)
 
 BUCKET = "backups-live"
 PREFIX = "label-studio/backups"
 RETENTION_DAYS = 14
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory):
+    moto, endpoint = start_moto(tmp_path_factory.mktemp("moto"))
+    s3_client(endpoint).create_bucket(Bucket=BUCKET)
+    yield endpoint
+    moto.stop()
 
 
 def dump_key(taken: datetime) -> str:
     return f"{PREFIX}/labelstudio-{taken:%Y%m%dT%H%M%SZ}.dump"
 
 
-@pytest.mark.slow
-def test_upload_script_uploads_and_enforces_retention(tmp_path: Path):
-    moto, endpoint = start_moto(tmp_path)
-    try:
-        s3 = s3_client(endpoint)
-        s3.create_bucket(Bucket=BUCKET)
-        now = datetime.now(timezone.utc)
-        expired = dump_key(now - timedelta(days=RETENTION_DAYS + 1))
-        kept = dump_key(now - timedelta(days=RETENTION_DAYS - 1))
-        for key in (expired, kept):
-            s3.put_object(Bucket=BUCKET, Key=key, Body=b"old dump")
+def upload(dump: Path, endpoint: str, home: Path) -> subprocess.CompletedProcess:
+    """The CronJob's upload container, with the environment its manifest gives it."""
+    environment = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),
+        "BUCKET": BUCKET, "BACKUP_PREFIX": PREFIX, "RETENTION_DAYS": str(RETENTION_DAYS),
+        "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT": endpoint, "DUMP_FILE": str(dump),
+        "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_ACCESS_KEY,
+    }
+    result = subprocess.run(["/bin/sh", "-c", backup.UPLOAD_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_upload_keeps_exactly_the_retention_window(s3_endpoint, tmp_path: Path):
+    s3 = s3_client(s3_endpoint)
+    now = datetime.now(timezone.utc)
+    expired = dump_key(now - timedelta(days=RETENTION_DAYS + 1))
+    kept = dump_key(now - timedelta(days=RETENTION_DAYS - 1))
+    for key in (expired, kept):
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"old dump")
+    dump = tmp_path / "labelstudio.dump"
+    dump.write_bytes(b"PGDMP fresh dump")
+
+    result = upload(dump, s3_endpoint, tmp_path)
+
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"]}
+    assert expired not in keys and kept in keys
+    fresh = max(keys)
+    assert fresh > kept and s3.get_object(Bucket=BUCKET, Key=fresh)["Body"].read() == b"PGDMP fresh dump"
+    assert "uploaded labelstudio-" in result.stdout
+
+
+def test_a_nightly_dump_restores_what_was_lost(s3_endpoint, tmp_path: Path):
+    with running_postgres(tmp_path) as libpq:
+        environment = {**os.environ, **libpq}
+
+        def sql(statement: str) -> str:
+            return subprocess.run([postgres_program("psql"), "-At", "-v", "ON_ERROR_STOP=1", "-c", statement],
+                                  env=environment, check=True, capture_output=True, text=True).stdout.strip()
+
+        sql("CREATE TABLE task (id integer PRIMARY KEY, image text NOT NULL)")
+        sql("INSERT INTO task SELECT n, 'kagglecatsanddogs/' || n || '.jpg' FROM generate_series(1, 250) n")
+
         dump = tmp_path / "labelstudio.dump"
-        dump.write_bytes(b"PGDMP fresh dump")
+        subprocess.run([postgres_program("pg_dump"), *backup.DUMP_COMMAND[1:], f"--file={dump}"],
+                       env=environment, check=True, capture_output=True)
+        upload(dump, s3_endpoint, tmp_path)
 
-        environment = {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "HOME": str(tmp_path),
-            "BUCKET": BUCKET, "BACKUP_PREFIX": PREFIX, "RETENTION_DAYS": str(RETENTION_DAYS),
-            "AWS_DEFAULT_REGION": "us-east-1", "S3_ENDPOINT": endpoint, "DUMP_FILE": str(dump),
-            "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_ACCESS_KEY,
-        }
-        result = subprocess.run(["/bin/sh", "-c", backup.UPLOAD_SCRIPT], env=environment,
-                                capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
+        sql("DELETE FROM task WHERE id > 10")  # the loss
+        assert sql("SELECT count(*) FROM task") == "10"
 
-        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"])
-        assert expired not in keys
-        assert kept in keys
-        [fresh] = [k for k in keys if k not in (kept,)]
-        assert s3.get_object(Bucket=BUCKET, Key=fresh)["Body"].read() == b"PGDMP fresh dump"
-        assert "uploaded labelstudio-" in result.stdout
-    finally:
-        moto.stop()
+        s3 = s3_client(s3_endpoint)
+        newest = max(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"])
+        fetched = tmp_path / "restore.dump"
+        fetched.write_bytes(s3.get_object(Bucket=BUCKET, Key=newest)["Body"].read())
+        subprocess.run([postgres_program("pg_restore"), *backup.RESTORE_COMMAND[1:], "--dbname=labelstudio",
+                        str(fetched)], env=environment, check=True, capture_output=True)
+
+        assert sql("SELECT count(*), max(image) FROM task") == "250|kagglecatsanddogs/99.jpg"

@@ -9,7 +9,7 @@ import pytest
 
 from components import backup, database
 from components.settings import ConfigError, parse_settings
-from tests.conftest import evaluate_cached
+from tests.conftest import PROJECT_ROOT, evaluate_cached
 from tests.test_settings import apply_changes, stack_values
 
 INSTANCE = "aws:rds/instance:Instance"
@@ -175,3 +175,9 @@ def test_restore_creates_the_instance_from_a_snapshot():
         **RDS_FOR_DEV, "labelStudio.database.rds.snapshotIdentifier": "labeling-platform-prod-final"})
     assert restored.one(INSTANCE).inputs["snapshotIdentifier"] == "labeling-platform-prod-final"
     assert "snapshotIdentifier" not in evaluate_cached("prod").one(INSTANCE).inputs
+
+
+def test_the_documented_restore_is_the_tested_one():
+    """tests/test_backup_live.py restores with RESTORE_COMMAND; the docs must prescribe the same."""
+    text = (PROJECT_ROOT / "docs" / "database.md").read_text()
+    assert " ".join(backup.RESTORE_COMMAND) + " --dbname=labelstudio" in text
