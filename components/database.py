@@ -58,7 +58,6 @@ class ManagedDatabase(pulumi.ComponentResource):
     """Subnet group, security group, SSL-only parameter group and the encrypted instance."""
 
     connection: DatabaseConnection
-    address: pulumi.Output[str]
 
     def __init__(self, name: str, args: ManagedDatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:database:Postgres", name, None, opts)
@@ -126,7 +125,6 @@ class ManagedDatabase(pulumi.ComponentResource):
             tags={"app.kubernetes.io/part-of": "labeling-platform"},
             opts=pulumi.ResourceOptions.merge(child, keep),
         )
-        self.address = instance.address
         self.connection = DatabaseConnection(
             host=instance.address, port=POSTGRES_PORT, name=database.name, user=database.user,
             password=password.result, ssl_mode=APP_SSL_MODE)

@@ -103,7 +103,7 @@ class _Problems:
 
 
 def _show(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, str) else json.dumps(value)
+    return json.dumps(value)
 
 
 class _Section:
@@ -516,11 +516,6 @@ class Settings:
     labeling: LabelingSettings
     warnings: tuple[str, ...] = field(default=())
 
-    @property
-    def production(self) -> bool:
-        """A stack that protects its data is held to production rules."""
-        return self.protect
-
 
 # --------------------------------------------------------------------------- parsing
 
@@ -662,7 +657,7 @@ def _database(section: _Section, secret_keys: frozenset[str], production: bool) 
     if mode == "external":
         if not host:
             section.problems.error(section.key("host"), "is required when mode is external; expected the server's host name")
-        if password is None and section.has("password") is False:
+        if password is None and not section.has("password"):
             section.problems.error(section.key("password"), "is required when mode is external; set it with `pulumi config set --secret`")
     else:
         for key in ("host", "password", "sslMode"):
@@ -761,7 +756,7 @@ def _storage(section: _Section, secret_keys: frozenset[str]) -> StorageSettings:
         for key in ("kmsKeyArn", "oidcProviderArn", "forceDestroy"):
             if section.has(key):
                 section.problems.error(section.key(key), "applies only to mode aws; the stack does not manage an existing store")
-        if allow_private is False and endpoint and _resolves_private(endpoint):
+        if not allow_private and endpoint and _resolves_private(endpoint):
             section.problems.warnings.append(
                 f"{section.key('endpoint')}: {endpoint} is on a private address; Label Studio refuses it unless "
                 f"{section.key('allowPrivateEndpoint')} is true"

@@ -90,9 +90,6 @@ class Evaluation:
             raise AssertionError(f"expected one {type_} named {name!r}, found {[r.name for r in found]}")
         return found[0]
 
-    def by_urn(self, urn: str) -> DeclaredResource:
-        return next(r for r in self.resources if r.urn == urn)
-
     def children_of(self, parent: DeclaredResource) -> list[DeclaredResource]:
         return [r for r in self.resources if r.parent == parent.urn]
 
