@@ -1,0 +1,44 @@
+"""Named configurations the tests evaluate: each stack file as committed, plus the modes
+the stack files do not use. One list, so the URN record, the chart wiring tests and the
+per-component tests all cover the same ground.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Optional
+
+
+class Variant(NamedTuple):
+    stack: str
+    overrides: Optional[Mapping[str, Any]] = None
+    secrets: Optional[Mapping[str, Any]] = None
+
+
+# Values that stand in for what an operator sets with `pulumi config set --secret`.
+CONFIGURED_SECRETS = {
+    "labelStudio.database.password": "configured-database-password",
+    "storage.accessKeyId": "AKIACONFIGUREDKEYID",
+    "storage.secretAccessKey": "configured-secret-access-key",
+}
+STORAGE_KEYS = {k: v for k, v in CONFIGURED_SECRETS.items() if k.startswith("storage.")}
+
+S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
+                 "prefix": "ls", "allowPrivateEndpoint": True}
+EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
+                     "user": "label_studio", "sslMode": "verify-full"}
+RDS = {"mode": "rds",
+       "rds": {"vpcId": "vpc-0a1b2c3d4e5f60718", "subnetIds": ["subnet-0a1b2c3d", "subnet-0e1f2a3b"],
+               "allowedCidrs": ["10.20.0.0/16"], "backupRetentionDays": 3}}
+OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
+
+VARIANTS: dict[str, Variant] = {
+    "dev": Variant("dev"),
+    "prod": Variant("prod"),
+    "s3-compatible": Variant("dev", {"storage": S3_COMPATIBLE}, STORAGE_KEYS),
+    "external-db": Variant("prod", {"labelStudio.database": EXTERNAL_DATABASE},
+                           {"labelStudio.database.password": CONFIGURED_SECRETS["labelStudio.database.password"]}),
+    "rds": Variant("dev", {"labelStudio.database": RDS}),
+    "irsa": Variant("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}),
+    "no-sam": Variant("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}),
+    "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
+}
