@@ -4,7 +4,7 @@ Starts moto and Label Studio on 127.0.0.1 (tests/live_services.py), uploads smal
 PNGs with boto3, runs the reconciler for one project per size and prints the sync time the
 reconciler reports and the time per object.
 
-    .venv/bin/python benchmarks/reconciler_sync.py [--sizes 1000 25000]
+    .venv/bin/python -m benchmarks.reconciler_sync [--sizes 1000 25000]
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
-
-from reconciler import reconcile as rec  # noqa: E402
-from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, live_stack, upload_images  # noqa: E402
+from components import PROJECT_ROOT
+from reconciler.client import LabelStudioClient
+from reconciler.contract import RunEnvironment, parse_desired_state
+from reconciler.reconcile import reconcile
+from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, live_stack, upload_images
 
 BUCKET = "benchmark"
 SYNCED_LINE = re.compile(r"synced (\d+) tasks in ([\d.]+)s")
@@ -43,11 +43,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 25000])
     arguments = parser.parse_args()
-    settings = rec.Settings(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
+    settings = RunEnvironment(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
                             deadline_seconds=3600)
     with tempfile.TemporaryDirectory(prefix="reconciler-benchmark-") as work_dir, \
             live_stack(Path(work_dir), BUCKET, {}) as stack:
-        client = rec.LabelStudioClient(stack.label_studio_url, stack.admin.token)
+        client = LabelStudioClient(stack.label_studio_url, stack.admin.token)
         print(f"{'objects':>8} {'upload s':>9} {'sync s':>8} {'ms/object':>10} {'run s':>7}")
         for size in arguments.sizes:
             upload_started = time.monotonic()
@@ -55,7 +55,7 @@ def main() -> int:
             upload_seconds = time.monotonic() - upload_started
             lines: list[str] = []
             run_started = time.monotonic()
-            rec.reconcile(rec.parse_desired_state(desired_state(stack.s3_endpoint, size)), client, settings,
+            reconcile(parse_desired_state(desired_state(stack.s3_endpoint, size)), client, settings,
                           report=lines.append)
             run_seconds = time.monotonic() - run_started
             [(synced, sync_seconds)] = [(int(match[1]), float(match[2]))

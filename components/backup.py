@@ -10,13 +10,16 @@ versioned bucket, deleting dumps older than the retention. Restoring: docs/datab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
+from components.database import DatabaseAccess
 from components.network import deny_all_ingress
 from components.settings import BackupSettings
+from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
 
 BACKUP_NAME = "database-backup"
 # The chart's PostgreSQL image (values.yaml: postgresql.image), so pg_dump matches the server.
@@ -29,7 +32,7 @@ DUMP_FILE = "/backup/labelstudio.dump"
 DUMP_COMMAND = ("pg_dump", "--format=custom", "--no-owner")
 # The restore docs/database.md prescribes (plus --dbname and the dump file).
 RESTORE_COMMAND = ("pg_restore", "--clean", "--if-exists", "--no-owner")
-LABELS = {"app.kubernetes.io/name": BACKUP_NAME, "app.kubernetes.io/part-of": "labeling-platform"}
+LABELS = labels(BACKUP_NAME)
 
 # Uploads the dump with a sortable UTC timestamp, then removes dumps older than the
 # retention by comparing those timestamps as strings.
@@ -48,70 +51,58 @@ echo "uploaded labelstudio-${stamp}.dump; kept dumps newer than ${cutoff}"
 """
 
 
-def _secret_env(name: str, secret: pulumi.Input[str], key: str) -> dict:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
-
 def _hardened(container: dict) -> dict:
     return {
         **container,
         "imagePullPolicy": "IfNotPresent",
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "privileged": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": dict(HARDENED_CONTAINER),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
     }
 
 
-@dataclass
-class BackupTarget:
+@dataclass(frozen=True)
+class DatabaseBackupArgs:
     """What to dump and where to put it."""
 
     settings: BackupSettings
     namespace: pulumi.Input[str]
-    database_host: pulumi.Input[str]
-    database_name: str
-    database_user: str
-    password_secret: pulumi.Input[str]
-    password_key: str
-    bucket: pulumi.Input[str]
-    backup_prefix: str
-    region: str
-    endpoint: Optional[str]
-    credentials_secret: Optional[pulumi.Input[str]]
-    credential_keys: Sequence[str]
-    # With IRSA there are no keys: the backup runs as Label Studio's service account.
-    service_account: Optional[str]
+    database: DatabaseAccess
+    storage: StorageAccess
 
 
-def backup_cronjob_manifest(target: BackupTarget) -> dict:
+def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
     """The CronJob; credentials only by secretKeyRef (or the IRSA service account)."""
+    storage, database = args.storage, args.database
     upload_env = [
-        {"name": "BUCKET", "value": target.bucket},
-        {"name": "BACKUP_PREFIX", "value": target.backup_prefix},
-        {"name": "RETENTION_DAYS", "value": str(target.settings.retention_days)},
-        {"name": "AWS_DEFAULT_REGION", "value": target.region},
+        {"name": "BUCKET", "value": storage.bucket},
+        {"name": "BACKUP_PREFIX", "value": storage.under_prefix("backups")},
+        {"name": "RETENTION_DAYS", "value": str(args.settings.retention_days)},
+        {"name": "AWS_DEFAULT_REGION", "value": storage.region},
         {"name": "HOME", "value": "/tmp"},
         {"name": "DUMP_FILE", "value": DUMP_FILE},
     ]
-    if target.endpoint:
-        upload_env.append({"name": "S3_ENDPOINT", "value": target.endpoint})
-    if target.credentials_secret is not None:
-        upload_env += [_secret_env(key, target.credentials_secret, key) for key in target.credential_keys]
+    if storage.endpoint:
+        upload_env.append({"name": "S3_ENDPOINT", "value": storage.endpoint})
+    # With IRSA there are no keys: the backup runs as the service account the role trusts.
+    identity = storage.credentials if isinstance(storage.credentials, WorkloadIdentity) else None
+    if isinstance(storage.credentials, StorageKeys):
+        keys = storage.credentials
+        upload_env += [keys.access_key_id.env(keys.access_key_id.key),
+                       keys.secret_access_key.env(keys.secret_access_key.key)]
     scratch = [{"name": "backup", "mountPath": "/backup"}, {"name": "tmp", "mountPath": "/tmp"}]
     pod_spec = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": target.service_account is not None,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "runAsGroup": RUN_AS_USER,
-                            "fsGroup": RUN_AS_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+        "automountServiceAccountToken": identity is not None,
+        "securityContext": non_root_pod(RUN_AS_USER),
         "initContainers": [_hardened({
             "name": "dump",
             "image": DUMP_IMAGE,
             "command": [*DUMP_COMMAND, f"--file={DUMP_FILE}"],
             "env": [
-                {"name": "PGHOST", "value": target.database_host},
-                {"name": "PGDATABASE", "value": target.database_name},
-                {"name": "PGUSER", "value": target.database_user},
-                _secret_env("PGPASSWORD", target.password_secret, target.password_key),
+                {"name": "PGHOST", "value": database.host},
+                {"name": "PGDATABASE", "value": database.name},
+                {"name": "PGUSER", "value": database.user},
+                database.password.env("PGPASSWORD"),
             ],
             "volumeMounts": scratch,
         })],
@@ -124,14 +115,14 @@ def backup_cronjob_manifest(target: BackupTarget) -> dict:
         })],
         "volumes": [{"name": "backup", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
-    if target.service_account is not None:
-        pod_spec["serviceAccountName"] = target.service_account
+    if identity is not None:
+        pod_spec["serviceAccountName"] = identity.service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": BACKUP_NAME, "namespace": target.namespace, "labels": LABELS},
+        "metadata": {"name": BACKUP_NAME, "namespace": args.namespace, "labels": LABELS},
         "spec": {
-            "schedule": target.settings.schedule,
+            "schedule": args.settings.schedule,
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 3600,
             "successfulJobsHistoryLimit": 3,
@@ -151,13 +142,13 @@ def backup_cronjob_manifest(target: BackupTarget) -> dict:
 class DatabaseBackup(pulumi.ComponentResource):
     """The backup CronJob of the in-cluster database."""
 
-    def __init__(self, name: str, target: BackupTarget, kubernetes_provider: k8s.Provider,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:database:Backup", name, None, opts)
-        manifest = backup_cronjob_manifest(target)
-        child = pulumi.ResourceOptions(parent=self, provider=kubernetes_provider)
-        isolation = deny_all_ingress(BACKUP_NAME, target.namespace, LABELS)
-        k8s.networking.v1.NetworkPolicy(BACKUP_NAME, metadata=isolation["metadata"], spec=isolation["spec"], opts=child)
-        self.cronjob = k8s.batch.v1.CronJob(
-            BACKUP_NAME, metadata=manifest["metadata"], spec=manifest["spec"], opts=child)
-        self.register_outputs({"schedule": target.settings.schedule, "prefix": target.backup_prefix})
+    def __init__(self, name: str, args: DatabaseBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:database:DatabaseBackup", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:database:Backup", name="backup")])))
+        manifest = backup_cronjob_manifest(args)
+        isolation = deny_all_ingress(BACKUP_NAME, args.namespace, LABELS)
+        k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
+                                        spec=isolation["spec"], opts=child_of(self, BACKUP_NAME))
+        k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=manifest["metadata"], spec=manifest["spec"],
+                             opts=child_of(self, BACKUP_NAME))
+        self.register_outputs({"schedule": args.settings.schedule, "prefix": args.storage.under_prefix("backups")})

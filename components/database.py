@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.conventions import PART_OF, SecretKeyRef, child_of
 from components.settings import DatabaseSettings
 
 POSTGRES_PORT = 5432
@@ -26,15 +27,29 @@ MAINTENANCE_WINDOW = "sun:04:00-sun:05:00"
 
 
 @dataclass(frozen=True)
-class DatabaseConnection:
-    """Where Label Studio finds a database the chart does not run itself."""
+class DatabaseLocation:
+    """Where a PostgreSQL database is and whom to log in as."""
 
     host: pulumi.Input[str]
     port: int
     name: str
     user: str
+
+
+@dataclass(frozen=True)
+class DatabaseConnection(DatabaseLocation):
+    """A database the chart does not run itself (external or RDS), with its password's value,
+    which goes into the platform Secret."""
+
     password: pulumi.Output
     ssl_mode: Optional[str]
+
+
+@dataclass(frozen=True)
+class DatabaseAccess(DatabaseLocation):
+    """Label Studio's database as a pod connects to it (the backup CronJob): the password by reference."""
+
+    password: SecretKeyRef
 
 
 def external_connection(settings: DatabaseSettings) -> DatabaseConnection:
@@ -47,51 +62,54 @@ def parameter_group_family(engine_version: str) -> str:
     return f"postgres{engine_version.split('.')[0]}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ManagedDatabaseArgs:
     settings: DatabaseSettings
     protect: bool
-    aws_provider: aws.Provider
 
 
 class ManagedDatabase(pulumi.ComponentResource):
-    """Subnet group, security group, SSL-only parameter group and the encrypted instance."""
+    """Subnet group, security group, SSL-only parameter group and the encrypted instance.
+
+    Needs the AWS provider (`opts.providers`).
+    """
 
     connection: DatabaseConnection
 
     def __init__(self, name: str, args: ManagedDatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:database:Postgres", name, None, opts)
+        super().__init__("labeling:database:ManagedDatabase", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:database:Postgres", name="database")])))
         database = args.settings
         rds = database.rds
-        child = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
-        keep = pulumi.ResourceOptions(protect=args.protect, retain_on_delete=args.protect)
 
         # A new password would not reach the existing instance's data without an
         # explicit rotation, so it is as protected as the instance.
         password = random.RandomPassword(
-            "master-password", length=32, special=False,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+            f"{name}-master-password", length=32, special=False,
+            opts=child_of(self, "master-password", protect=args.protect))
         subnets = aws.rds.SubnetGroup(
-            "subnets", subnet_ids=list(rds.subnet_ids),
-            description="Private subnets of Label Studio's database", opts=child)
+            f"{name}-subnets", subnet_ids=list(rds.subnet_ids),
+            description="Private subnets of Label Studio's database", opts=child_of(self, "subnets"))
         firewall = aws.ec2.SecurityGroup(
-            "postgres", vpc_id=rds.vpc_id, description="PostgreSQL for Label Studio: 5432 from the cluster only",
-            opts=child)
+            f"{name}-security-group", vpc_id=rds.vpc_id,
+            description="PostgreSQL for Label Studio: 5432 from the cluster only", opts=child_of(self, "postgres"))
         for index, group in enumerate(rds.allowed_security_group_ids):
             aws.vpc.SecurityGroupIngressRule(
-                f"postgres-from-group-{index}", security_group_id=firewall.id, ip_protocol="tcp",
-                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, referenced_security_group_id=group, opts=child)
+                f"{name}-from-group-{index}", security_group_id=firewall.id, ip_protocol="tcp",
+                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, referenced_security_group_id=group,
+                opts=child_of(self, f"postgres-from-group-{index}"))
         for index, cidr in enumerate(rds.allowed_cidrs):
             aws.vpc.SecurityGroupIngressRule(
-                f"postgres-from-cidr-{index}", security_group_id=firewall.id, ip_protocol="tcp",
-                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, cidr_ipv4=cidr, opts=child)
+                f"{name}-from-cidr-{index}", security_group_id=firewall.id, ip_protocol="tcp",
+                from_port=POSTGRES_PORT, to_port=POSTGRES_PORT, cidr_ipv4=cidr,
+                opts=child_of(self, f"postgres-from-cidr-{index}"))
         parameters = aws.rds.ParameterGroup(
-            "ssl-only", family=parameter_group_family(rds.engine_version),
+            f"{name}-ssl-only", family=parameter_group_family(rds.engine_version),
             description="Refuse connections without TLS",
-            parameters=[{"name": "rds.force_ssl", "value": "1"}], opts=child)
+            parameters=[{"name": "rds.force_ssl", "value": "1"}], opts=child_of(self, "ssl-only"))
 
         instance = aws.rds.Instance(
-            "postgres",
+            f"{name}-instance",
             engine="postgres",
             engine_version=rds.engine_version,
             # Set only to restore: the instance is created from the snapshot's data.
@@ -122,8 +140,8 @@ class ManagedDatabase(pulumi.ComponentResource):
             skip_final_snapshot=not args.protect,
             final_snapshot_identifier=f"{pulumi.get_project()}-{pulumi.get_stack()}-final" if args.protect else None,
             delete_automated_backups=not args.protect,
-            tags={"app.kubernetes.io/part-of": "labeling-platform"},
-            opts=pulumi.ResourceOptions.merge(child, keep),
+            tags=dict(PART_OF),
+            opts=child_of(self, "postgres", protect=args.protect, retain_on_delete=args.protect),
         )
         self.connection = DatabaseConnection(
             host=instance.address, port=POSTGRES_PORT, name=database.name, user=database.user,

@@ -13,17 +13,16 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.conventions import child_of, labels
 from components.settings import IngressSettings
 
-# The chart's app Service listens on 80 (-> nginx 8085 in the pod).
-APP_SERVICE_PORT = 80
 # Storage sync runs inside the request without Redis: 25,000 objects take minutes,
 # far beyond ingress-nginx's 60 s default read timeout.
 PROXY_TIMEOUT_SECONDS = "600"
 
 
 def ingress_manifest(settings: IngressSettings, namespace: pulumi.Input[str], release_name: str,
-                     service_name: str) -> dict[str, Any]:
+                     service_name: str, service_port: int) -> dict[str, Any]:
     """The networking.k8s.io/v1 Ingress routing every path of the host to Label Studio."""
     if not settings.host:
         raise ValueError("ingress.host is required to declare the ingress")
@@ -40,7 +39,7 @@ def ingress_manifest(settings: IngressSettings, namespace: pulumi.Input[str], re
             "http": {"paths": [{
                 "path": "/",
                 "pathType": "Prefix",
-                "backend": {"service": {"name": service_name, "port": {"number": APP_SERVICE_PORT}}},
+                "backend": {"service": {"name": service_name, "port": {"number": service_port}}},
             }]},
         }],
     }
@@ -56,21 +55,21 @@ def ingress_manifest(settings: IngressSettings, namespace: pulumi.Input[str], re
         "metadata": {
             "name": release_name,
             "namespace": namespace,
-            "labels": {"app.kubernetes.io/part-of": "labeling-platform",
-                       "app.kubernetes.io/instance": release_name},
+            "labels": labels(**{"app.kubernetes.io/instance": release_name}),
             "annotations": annotations,
         },
         "spec": spec,
     }
 
 
-@dataclass
+@dataclass(frozen=True)
 class IngressArgs:
     settings: IngressSettings
     namespace: pulumi.Input[str]
+    # The Ingress and its TLS Secret are named after the release they route to.
     release_name: str
     service_name: str
-    kubernetes_provider: k8s.Provider
+    service_port: int
 
 
 class LabelStudioIngress(pulumi.ComponentResource):
@@ -79,13 +78,11 @@ class LabelStudioIngress(pulumi.ComponentResource):
     host: str
 
     def __init__(self, name: str, args: IngressArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:network:Ingress", name, None, opts)
-        manifest = ingress_manifest(args.settings, args.namespace, args.release_name, args.service_name)
+        super().__init__("labeling:network:LabelStudioIngress", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:network:Ingress", name="ingress")])))
+        manifest = ingress_manifest(args.settings, args.namespace, args.release_name, args.service_name,
+                                    args.service_port)
         self.host = args.settings.host
-        self.ingress = k8s.networking.v1.Ingress(
-            name,
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider),
-        )
+        k8s.networking.v1.Ingress(f"{name}-ingress", metadata=manifest["metadata"], spec=manifest["spec"],
+                                  opts=child_of(self, "ingress"))
         self.register_outputs({"host": self.host})

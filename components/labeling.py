@@ -1,13 +1,15 @@
 """Labeling as code: projects, storages, sync and the SAM connection, applied in-cluster.
 
-A Kubernetes Job runs `reconciler/reconcile.py` (standard library only, so a plain
-Python image needs no pip step) against the Label Studio Service. Its script and the
-desired state travel in a ConfigMap; the API token and S3 keys arrive by secretKeyRef.
-The Job's name carries a hash of both, so a change of desired state runs it again and
-an unchanged state leaves it alone. It has no TTL: a Job that deleted itself would be
-re-created by the next `pulumi up`. Pulumi waits for the Job to complete, so `pulumi up`
-finishes only when the platform is configured, and the Label Studio API never has to be
-reachable from where `pulumi up` runs.
+A Kubernetes Job runs the reconciler package (reconciler/, standard library only, so a
+plain Python image needs no pip step) against the Label Studio Service. Its modules and
+the desired state travel in a ConfigMap; the API token and S3 keys arrive as read-only
+files from their Secrets. The Job's name carries a hash of both, so a change of desired
+state runs it again and an unchanged state leaves it alone. It has no TTL: a Job that
+deleted itself would be re-created by the next `pulumi up`. Pulumi waits for the Job to
+complete, so `pulumi up` finishes only when the platform is configured, and the Label
+Studio API never has to be reachable from where `pulumi up` runs.
+
+What the stack writes and the reconciler reads is defined once, in reconciler/contract.py.
 """
 
 from __future__ import annotations
@@ -15,81 +17,88 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import PROJECT_ROOT
+from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
+from components.label_studio import LabelStudioAccess
 from components.network import deny_all_ingress
-from components.settings import PROJECT_ROOT, Settings
+from components.settings import LabelingSettings
+from components.storage import StorageAccess, StorageKeys
+from reconciler import contract
+from reconciler.contract import DesiredState, ProjectSpec, StorageSpec
 
-RECONCILER_SCRIPT = PROJECT_ROOT / "reconciler" / "reconcile.py"
+RECONCILER_PACKAGE = PROJECT_ROOT / "reconciler"
 RECONCILER_NAME = "labeling-reconciler"
 # Pinned: a plain CPython image; the reconciler needs nothing beyond the standard library.
 RECONCILER_IMAGE = "python:3.12.8-slim-bookworm"
+RECONCILER_UID = 65534
 TEAM_SECRET_SUFFIX = "team-access"
-INVITE_URL_KEY = "invite-url"
-MOUNT_PATH = "/reconciler"
+# The ConfigMap is mounted here: the package under reconciler/, the state beside it.
+WORKING_DIR = "/opt/labeling"
+DESIRED_STATE_FILE = "desired.json"
+SECRETS_PATH = "/secrets"
 # First installs pull images, run migrations and wait for SAM to load its model.
 DEADLINE_SECONDS = 1800
-LABELS = {"app.kubernetes.io/name": RECONCILER_NAME, "app.kubernetes.io/part-of": "labeling-platform"}
+LABELS = labels(RECONCILER_NAME)
 
 
-def desired_state(settings: Settings, bucket_name: str, sam_url: Optional[str]) -> dict[str, Any]:
-    """What the reconciler makes Label Studio look like: the format reconcile.py reads."""
-    storage = settings.storage
-    return {
-        "storage": {
-            "bucket": bucket_name,
-            "region": storage.region,
-            "endpoint": storage.endpoint,
-            "presign": True,
-            "presignTtlMinutes": 60,
-        },
-        "exportPrefix": f"{storage.prefix}/exports",
-        "samUrl": sam_url,
-        "projects": [
-            {"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
-             "regexFilter": p.regex_filter, "sam": p.sam}
-            for p in settings.labeling.projects
-        ],
-        "members": list(settings.labeling.members),
-    }
+def reconciler_modules() -> dict[str, str]:
+    """The reconciler package's modules, file name -> source, as the ConfigMap carries them."""
+    return {path.name: path.read_text() for path in sorted(RECONCILER_PACKAGE.glob("*.py"))}
 
 
-def job_name(state_json: str, script: str) -> str:
+def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str]) -> DesiredState:
+    """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
+    return DesiredState(
+        storage=StorageSpec(bucket=storage.bucket, region=storage.region, endpoint=storage.endpoint, presign=True),
+        export_prefix=storage.under_prefix("exports"),
+        sam_url=sam_url,
+        projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam)
+                       for p in settings.projects),
+        members=settings.members,
+    )
+
+
+def job_name(state_json: str, modules: Mapping[str, str]) -> str:
     """A name that changes exactly when what the Job would do changes."""
-    digest = hashlib.sha256((state_json + "\0" + script).encode()).hexdigest()[:10]
-    return f"{RECONCILER_NAME}-{digest}"
-
-
-SECRETS_PATH = "/secrets"
+    digest = hashlib.sha256()
+    for part in (state_json, *(f"{name}\0{text}" for name, text in sorted(modules.items()))):
+        digest.update(part.encode() + b"\0")
+    return f"{RECONCILER_NAME}-{digest.hexdigest()[:10]}"
 
 
 def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
-                 label_studio_url: pulumi.Input[str], public_url: str, token_secret: pulumi.Input[str], token_key: str,
-                 team_secret: str, storage_secret: Optional[pulumi.Input[str]] = None,
-                 storage_keys: Sequence[str] = ()) -> dict:
+                 modules: Mapping[str, str], label_studio: LabelStudioAccess, team_secret: str,
+                 storage_keys: Optional[StorageKeys] = None) -> dict:
     """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
-    mounts = [{"name": "reconciler", "mountPath": MOUNT_PATH, "readOnly": True},
+    token = label_studio.api_token
+    items = [{"key": module, "path": f"reconciler/{module}"} for module in sorted(modules)]
+    items.append({"key": DESIRED_STATE_FILE, "path": DESIRED_STATE_FILE})
+    mounts = [{"name": "reconciler", "mountPath": WORKING_DIR, "readOnly": True},
               {"name": "label-studio-token", "mountPath": f"{SECRETS_PATH}/label-studio", "readOnly": True}]
-    volumes = [{"name": "reconciler", "configMap": {"name": config_map}},
+    volumes = [{"name": "reconciler", "configMap": {"name": config_map, "items": items}},
                {"name": "label-studio-token",
-                "secret": {"secretName": token_secret, "items": [{"key": token_key, "path": "api-token"}]}}]
+                "secret": {"secretName": token.secret_name, "items": [{"key": token.key, "path": "api-token"}]}}]
     env = [
-        {"name": "LABEL_STUDIO_URL", "value": label_studio_url},
-        # The address people open: the base of the invite link the reconciler stores.
-        {"name": "LABEL_STUDIO_PUBLIC_URL", "value": public_url},
-        {"name": "LABEL_STUDIO_API_KEY_FILE", "value": f"{SECRETS_PATH}/label-studio/api-token"},
-        {"name": "TEAM_SECRET_NAME", "value": team_secret},
-        {"name": "RECONCILER_TIMEOUT_SECONDS", "value": str(DEADLINE_SECONDS - 60)},
+        {"name": contract.LABEL_STUDIO_URL, "value": label_studio.service_url},
+        {"name": contract.PUBLIC_URL, "value": label_studio.public_url},
+        {"name": contract.API_TOKEN + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/label-studio/api-token"},
+        {"name": contract.TEAM_SECRET_NAME, "value": team_secret},
+        {"name": contract.TIMEOUT_SECONDS, "value": str(DEADLINE_SECONDS - 60)},
+        # The ConfigMap is read-only: no bytecode caches next to the modules.
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
-    if storage_secret is not None:
+    if storage_keys is not None:
         mounts.append({"name": "storage-credentials", "mountPath": f"{SECRETS_PATH}/storage", "readOnly": True})
-        volumes.append({"name": "storage-credentials", "secret": {"secretName": storage_secret}})
-        env += [{"name": f"{key}_FILE", "value": f"{SECRETS_PATH}/storage/{key}"} for key in storage_keys]
+        volumes.append({"name": "storage-credentials", "secret": {"secretName": storage_keys.secret_name}})
+        env += [{"name": variable + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/storage/{ref.key}"}
+                for variable, ref in ((contract.ACCESS_KEY_ID, storage_keys.access_key_id),
+                                      (contract.SECRET_ACCESS_KEY, storage_keys.secret_access_key))]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -102,18 +111,17 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": RECONCILER_NAME,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
-                                        "fsGroup": 65534, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": non_root_pod(RECONCILER_UID),
                     "containers": [{
                         "name": "reconcile",
                         "image": RECONCILER_IMAGE,
                         "imagePullPolicy": "IfNotPresent",
-                        "command": ["python", f"{MOUNT_PATH}/reconcile.py", f"{MOUNT_PATH}/desired.json"],
+                        "workingDir": WORKING_DIR,
+                        "command": ["python", "-m", "reconciler", f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
                         "env": env,
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"cpu": "500m", "memory": "256Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "privileged": False, "capabilities": {"drop": ["ALL"]}},
+                        "securityContext": dict(HARDENED_CONTAINER),
                         "volumeMounts": mounts,
                     }],
                     "volumes": volumes,
@@ -125,7 +133,7 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
 
 def invite_url_from_secret_data(data: Optional[Mapping[str, str]]) -> Optional[str]:
     """The invite link from the team Secret's (base64) data; None until the reconciler wrote it."""
-    encoded = (data or {}).get(INVITE_URL_KEY)
+    encoded = (data or {}).get(contract.INVITE_URL_KEY)
     return base64.b64decode(encoded).decode() if encoded else None
 
 
@@ -147,89 +155,84 @@ def team_access_rbac(namespace: pulumi.Input[str], team_secret: str) -> dict[str
     }
 
 
-@dataclass
-class LabelingArgs:
-    settings: Settings
+@dataclass(frozen=True)
+class LabelingConfigurationArgs:
+    settings: LabelingSettings
     namespace: pulumi.Input[str]
-    label_studio_url: pulumi.Input[str]
-    token_secret_name: pulumi.Input[str]
-    token_secret_key: str
-    bucket_name: pulumi.Input[str]
-    storage_secret_name: Optional[pulumi.Input[str]]
-    storage_secret_keys: Sequence[str]
-    sam_url: Optional[pulumi.Input[str]]
-    depends_on: Sequence[pulumi.Resource]
-    kubernetes_provider: k8s.Provider
+    # Names the team Secret `<release>-team-access`.
+    release_name: str
+    # The running Label Studio: its URL resolves once the release is deployed.
+    label_studio: LabelStudioAccess
+    storage: StorageAccess
+    # The SAM backend's URL, resolving once it answers; None without SAM.
+    sam_url: Optional[pulumi.Input[str]] = None
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
-    """The reconciler Job and what it needs: script, desired state, identity, team Secret."""
+    """The reconciler Job and what it needs: modules, desired state, identity, team Secret."""
 
-    team_secret_name: str
-    job_name: pulumi.Output[str]
     invite_url: pulumi.Output[Optional[str]]
 
-    def __init__(self, name: str, args: LabelingArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:app:LabelingConfiguration", name, None, opts)
+    def __init__(self, name: str, args: LabelingConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:app:LabelingConfiguration", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name="labeling")])))
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider)
-        script = RECONCILER_SCRIPT.read_text()
-        wants_sam = any(p.sam for p in settings.labeling.projects)
-        state_json = pulumi.Output.all(args.bucket_name, args.sam_url if wants_sam else None).apply(
-            lambda values: json.dumps(desired_state(settings, values[0], values[1]), indent=2, sort_keys=True))
-        self.job_name = state_json.apply(lambda text: job_name(text, script))
+        modules = reconciler_modules()
+        wants_sam = any(p.sam for p in settings.projects)
+        resolved_storage = pulumi.Output.from_input(args.storage.bucket).apply(
+            lambda bucket: replace(args.storage, bucket=bucket))
+        state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
+            lambda values: json.dumps(desired_state(settings, values[0], values[1]).to_document(),
+                                      indent=2, sort_keys=True))
+        job = state_json.apply(lambda text: job_name(text, modules))
 
         config_map = k8s.core.v1.ConfigMap(
-            "reconciler",
-            metadata={"name": self.job_name, "namespace": args.namespace, "labels": LABELS},
-            data={"reconcile.py": script, "desired.json": state_json},
-            opts=child,
+            f"{name}-configmap",
+            metadata={"name": job, "namespace": args.namespace, "labels": LABELS},
+            data={**modules, DESIRED_STATE_FILE: state_json},
+            opts=child_of(self, "reconciler"),
         )
-        self.team_secret_name = f"{settings.label_studio.release_name}-{TEAM_SECRET_SUFFIX}"
+        team_secret = f"{args.release_name}-{TEAM_SECRET_SUFFIX}"
         # The reconciler writes the invite link here; Pulumi only makes the empty Secret.
         k8s.core.v1.Secret(
-            "team-access",
-            metadata={"name": self.team_secret_name, "namespace": args.namespace, "labels": LABELS},
+            f"{name}-team-access",
+            metadata={"name": team_secret, "namespace": args.namespace, "labels": LABELS},
             type="Opaque",
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["data", "stringData"])),
+            opts=child_of(self, "team-access", ignore_changes=["data", "stringData"]),
         )
         k8s.core.v1.ServiceAccount(
-            "reconciler",
+            f"{name}-service-account",
             metadata={"name": RECONCILER_NAME, "namespace": args.namespace, "labels": LABELS},
             automount_service_account_token=True,
-            opts=child,
+            opts=child_of(self, "reconciler"),
         )
-        rbac = team_access_rbac(args.namespace, self.team_secret_name)
-        k8s.rbac.v1.Role("reconciler", metadata=rbac["role"]["metadata"], rules=rbac["role"]["rules"], opts=child)
-        k8s.rbac.v1.RoleBinding("reconciler", metadata=rbac["binding"]["metadata"],
-                                role_ref=rbac["binding"]["roleRef"], subjects=rbac["binding"]["subjects"], opts=child)
-
-        manifest = job_manifest(
-            name=self.job_name, namespace=args.namespace, config_map=config_map.metadata.apply(lambda m: m["name"]),
-            label_studio_url=args.label_studio_url, public_url=settings.label_studio.public_url,
-            token_secret=args.token_secret_name,
-            token_key=args.token_secret_key, team_secret=self.team_secret_name,
-            storage_secret=args.storage_secret_name, storage_keys=args.storage_secret_keys,
-        )
+        rbac = team_access_rbac(args.namespace, team_secret)
+        k8s.rbac.v1.Role(f"{name}-role", metadata=rbac["role"]["metadata"], rules=rbac["role"]["rules"],
+                         opts=child_of(self, "reconciler"))
+        k8s.rbac.v1.RoleBinding(f"{name}-role-binding", metadata=rbac["binding"]["metadata"],
+                                role_ref=rbac["binding"]["roleRef"], subjects=rbac["binding"]["subjects"],
+                                opts=child_of(self, "reconciler"))
         isolation = deny_all_ingress(RECONCILER_NAME, args.namespace, LABELS)
-        k8s.networking.v1.NetworkPolicy("reconciler", metadata=isolation["metadata"], spec=isolation["spec"], opts=child)
-        job = k8s.batch.v1.Job(
-            "reconciler",
-            metadata=manifest["metadata"],
-            spec=manifest["spec"],
-            # Runs once Label Studio and SAM are up; Pulumi then waits for it to complete.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-                depends_on=list(args.depends_on),
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s"))),
+        k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
+                                        spec=isolation["spec"], opts=child_of(self, "reconciler"))
+
+        storage_keys = args.storage.credentials if isinstance(args.storage.credentials, StorageKeys) else None
+        manifest = job_manifest(
+            name=job, namespace=args.namespace, config_map=config_map.metadata.apply(lambda m: m["name"]),
+            modules=modules, label_studio=args.label_studio, team_secret=team_secret, storage_keys=storage_keys)
+        # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
+        # once both are up, and Pulumi then waits for it to complete.
+        job_resource = k8s.batch.v1.Job(
+            f"{name}-job", metadata=manifest["metadata"], spec=manifest["spec"],
+            opts=child_of(self, "reconciler", custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s")),
         )
         # Read the invite link back once the Job has written it. The id derives from the
         # Job, so the preview of a (re)run leaves it unknown instead of reading a Secret
         # that is not filled yet.
         filled = k8s.core.v1.Secret.get(
-            "team-access-filled",
-            job.metadata.apply(lambda metadata: f"{metadata['namespace']}/{self.team_secret_name}"),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider),
+            f"{name}-team-access-read",
+            job_resource.metadata.apply(lambda metadata: f"{metadata['namespace']}/{team_secret}"),
+            opts=child_of(self, "team-access-filled"),
         )
         self.invite_url = pulumi.Output.secret(filled.data.apply(invite_url_from_secret_data))
-        self.register_outputs({"jobName": self.job_name, "teamSecretName": self.team_secret_name,
-                               "inviteUrl": self.invite_url})
+        self.register_outputs({"jobName": job, "teamSecretName": team_secret, "inviteUrl": self.invite_url})

@@ -1,4 +1,10 @@
-"""The whole platform: cluster connection, namespace, storage, Label Studio, ingress, SAM."""
+"""The whole platform: cluster connection, namespace, storage, Label Studio, ingress, SAM.
+
+Each component gets its own settings section and typed handles from the components it
+builds on (`StorageAccess`, `LabelStudioAccess`, `DatabaseAccess`); providers reach them
+through `opts.providers`. Dependencies travel with the data: a component that uses an
+output waits for the resource behind it, and for nothing else.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.backup import BackupTarget, DatabaseBackup
+from components.backup import DatabaseBackup, DatabaseBackupArgs
+from components.conventions import child_of, in_cluster_url, labels
 from components.database import ManagedDatabase, ManagedDatabaseArgs, external_connection
-
-from components.ingress import LabelStudioIngress, IngressArgs
+from components.ingress import IngressArgs, LabelStudioIngress
 from components.label_studio import LabelStudio, LabelStudioArgs
-from components.labeling import LabelingArgs, LabelingConfiguration
+from components.labeling import LabelingConfiguration, LabelingConfigurationArgs
 from components.sam_backend import SamBackend, SamBackendArgs
-from components.settings import Settings
-from components.storage import ObjectStorage, StorageArgs
+from components.settings import DatabaseMode, Settings, StorageMode
+from components.storage import ObjectStorage, ObjectStorageArgs
 
 
 class LabelingPlatform(pulumi.ComponentResource):
@@ -26,140 +32,111 @@ class LabelingPlatform(pulumi.ComponentResource):
     label_studio: LabelStudio
     storage: ObjectStorage
     sam: Optional[SamBackend]
+    labeling: LabelingConfiguration
+    log_commands: pulumi.Output[str]
 
     def __init__(self, name: str, settings: Settings, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:index:Platform", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-
-        self.kubernetes_provider = k8s.Provider(
-            "kubernetes",
+        super().__init__("labeling:index:LabelingPlatform", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:index:Platform")])))
+        kubernetes = k8s.Provider(
+            f"{name}-kubernetes",
             kubeconfig=settings.kubernetes.kubeconfig,
             context=settings.kubernetes.context,
             # Objects always carry an explicit namespace; never fall back to `default`.
             namespace=settings.namespace,
-            opts=child,
+            opts=child_of(self, "kubernetes"),
         )
-        # One AWS provider, in the configured region, for everything the stack makes there.
-        self.aws_provider = (
-            aws.Provider("aws", region=settings.storage.region, opts=child)
-            if settings.storage.mode == "aws" else None
-        )
-        in_cluster = pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider)
+        providers: list[pulumi.ProviderResource] = [kubernetes]
+        if settings.storage.mode is StorageMode.AWS:
+            # One AWS provider, in the configured region, for everything the stack makes there.
+            providers.append(aws.Provider(f"{name}-aws", region=settings.storage.region, opts=child_of(self, "aws")))
+        in_cluster = pulumi.ResourceOptions(parent=self, providers=providers)
+
         # The namespace holds the database volume claim: deleting it deletes the data.
-        self.namespace = k8s.core.v1.Namespace(
-            "namespace",
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
             metadata={
                 "name": settings.namespace,
-                "labels": {
-                    "app.kubernetes.io/part-of": "labeling-platform",
+                "labels": labels(**{
                     # The chart's pods do not meet `restricted`; enforce baseline, report restricted.
                     "pod-security.kubernetes.io/enforce": "baseline",
                     "pod-security.kubernetes.io/warn": "restricted",
-                },
+                }),
             },
-            opts=pulumi.ResourceOptions.merge(
-                in_cluster, pulumi.ResourceOptions(protect=settings.protect, retain_on_delete=settings.protect)
-            ),
+            opts=child_of(self, "namespace", provider=kubernetes, protect=settings.protect,
+                          retain_on_delete=settings.protect),
         )
-        namespace_name = self.namespace.metadata.apply(lambda m: m["name"])
-        namespaced = pulumi.ResourceOptions(parent=self, provider=self.kubernetes_provider, depends_on=[self.namespace])
+        # Everything in the namespace takes its name from here, and so waits for it.
+        namespace_name = namespace.metadata.apply(lambda m: m["name"])
+        label_studio_settings = settings.label_studio
 
         self.storage = ObjectStorage(
-            "storage",
-            StorageArgs(
-                settings=settings.storage,
-                namespace=namespace_name,
-                cors_origin=settings.label_studio.public_url,
-                protect=settings.protect,
-                label_studio_service_account=settings.label_studio.app_service_name,
-                kubernetes_provider=self.kubernetes_provider,
-                aws_provider=self.aws_provider,
-            ),
-            opts=namespaced,
+            f"{name}-storage",
+            ObjectStorageArgs(settings=settings.storage, namespace=namespace_name,
+                              cors_origin=label_studio_settings.public_url, protect=settings.protect,
+                              workload_service_account=label_studio_settings.app_service_name),
+            opts=in_cluster,
         )
-        database = settings.label_studio.database
-        self.database = None
-        connection = external_connection(database) if database.mode == "external" else None
-        if database.mode == "rds":
-            self.database = ManagedDatabase(
-                "database",
-                ManagedDatabaseArgs(settings=database, protect=settings.protect, aws_provider=self.aws_provider),
-                opts=child,
-            )
-            connection = self.database.connection
+        database = label_studio_settings.database
+        connection = None
+        if database.mode is DatabaseMode.EXTERNAL:
+            connection = external_connection(database)
+        elif database.mode is DatabaseMode.RDS:
+            connection = ManagedDatabase(f"{name}-database", ManagedDatabaseArgs(database, settings.protect),
+                                         opts=in_cluster).connection
         self.label_studio = LabelStudio(
-            "label-studio",
-            LabelStudioArgs(settings=settings, storage=self.storage, namespace=namespace_name,
-                            kubernetes_provider=self.kubernetes_provider, database=connection),
-            opts=namespaced,
+            f"{name}-label-studio",
+            LabelStudioArgs(settings=label_studio_settings, namespace=namespace_name, storage=self.storage.access,
+                            protect=settings.protect, in_cluster_ml_backend=settings.sam.enabled,
+                            database=connection),
+            opts=in_cluster,
         )
-        self.url = settings.label_studio.public_url
-        if database.mode == "inCluster" and database.backup.enabled:
+        access = self.label_studio.access
+        self.url = label_studio_settings.public_url
+        if database.mode is DatabaseMode.IN_CLUSTER and database.backup.enabled:
             DatabaseBackup(
-                "backup",
-                BackupTarget(
-                    settings=database.backup,
-                    namespace=namespace_name,
-                    database_host=self.label_studio.database_host,
-                    database_name=database.name,
-                    database_user=database.user,
-                    password_secret=self.label_studio.secret_name,
-                    password_key=self.label_studio.database_password_key,
-                    bucket=self.storage.bucket_name,
-                    backup_prefix=f"{self.storage.prefix}/backups",
-                    region=self.storage.region,
-                    endpoint=self.storage.endpoint,
-                    credentials_secret=self.storage.credentials_secret_name,
-                    credential_keys=(self.storage.access_key_id_key, self.storage.secret_access_key_key),
-                    service_account=None if self.storage.credentials_secret_name else settings.label_studio.app_service_name,
-                ),
-                self.kubernetes_provider,
-                opts=namespaced,
+                f"{name}-backup",
+                DatabaseBackupArgs(settings=database.backup, namespace=namespace_name,
+                                   database=self.label_studio.database, storage=self.storage.access),
+                opts=in_cluster,
             )
         if settings.ingress.enabled:
-            self.ingress = LabelStudioIngress(
-                "ingress",
+            LabelStudioIngress(
+                f"{name}-ingress",
                 IngressArgs(settings=settings.ingress, namespace=namespace_name,
-                            release_name=settings.label_studio.release_name,
-                            service_name=self.label_studio.service_name,
-                            kubernetes_provider=self.kubernetes_provider),
-                opts=namespaced,
+                            release_name=label_studio_settings.release_name,
+                            service_name=access.service_name, service_port=access.service_port),
+                opts=in_cluster,
             )
         self.sam = None
+        log_commands = [self.label_studio.log_command]
         if settings.sam.enabled:
             self.sam = SamBackend(
-                "sam",
+                f"{name}-sam",
                 SamBackendArgs(
                     settings=settings.sam,
                     namespace=namespace_name,
-                    label_studio_url=self.label_studio.service_url,
-                    token_secret_name=self.label_studio.secret_name,
-                    token_secret_key=self.label_studio.admin_token_key,
-                    label_studio_pod_labels=self.label_studio.app_pod_labels,
-                    kubernetes_provider=self.kubernetes_provider,
+                    # The address, not the deployed URL: the backend calls Label Studio only
+                    # when predicting, so it loads its model while the release deploys.
+                    label_studio_url=namespace_name.apply(
+                        lambda ns: in_cluster_url(access.service_name, ns, access.service_port)),
+                    api_token=access.api_token,
+                    label_studio_pod_labels=access.pod_labels,
                 ),
-                opts=namespaced,
+                opts=in_cluster,
             )
+            log_commands.append(self.sam.log_command)
         self.labeling = LabelingConfiguration(
-            "labeling",
-            LabelingArgs(
-                settings=settings,
-                namespace=namespace_name,
-                label_studio_url=self.label_studio.service_url,
-                token_secret_name=self.label_studio.secret_name,
-                token_secret_key=self.label_studio.admin_token_key,
-                bucket_name=self.storage.bucket_name,
-                storage_secret_name=self.storage.credentials_secret_name,
-                storage_secret_keys=(self.storage.access_key_id_key, self.storage.secret_access_key_key),
-                sam_url=self.sam.url if self.sam else None,
-                depends_on=[self.label_studio.release, *([self.sam.deployment] if self.sam else [])],
-                kubernetes_provider=self.kubernetes_provider,
-            ),
-            opts=namespaced,
+            f"{name}-configuration",
+            LabelingConfigurationArgs(settings=settings.labeling, namespace=namespace_name,
+                                      release_name=label_studio_settings.release_name, label_studio=access,
+                                      storage=self.storage.access, sam_url=self.sam.url if self.sam else None),
+            opts=in_cluster,
         )
+        self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)
         self.register_outputs({
             "url": self.url,
-            "bucketName": self.storage.bucket_name,
+            "bucketName": self.storage.access.bucket,
             "samBackendUrl": self.sam.url if self.sam else None,
             "teamInviteUrl": self.labeling.invite_url,
         })

@@ -17,14 +17,13 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.settings import SAM_PORT, SamSettings
+from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
+from components.settings import SamSettings
 
 SAM_NAME = "sam-backend"
-SAM_LABELS = {
-    "app.kubernetes.io/name": SAM_NAME,
-    "app.kubernetes.io/component": "ml-backend",
-    "app.kubernetes.io/part-of": "labeling-platform",
-}
+# label_studio_ml's gunicorn listens here.
+SAM_PORT = 9090
+SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})
 HEALTH_PATH = "/health"
 
 # The image bakes its checkpoints into /app/models; MODEL_DIR (the backend's sqlite
@@ -47,7 +46,7 @@ LABEL_STUDIO_TOKEN_VARIABLES = ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOK
 
 def service_url(namespace: str) -> str:
     """The in-cluster URL Label Studio uses to reach the backend."""
-    return f"http://{SAM_NAME}.{namespace}.svc.cluster.local:{SAM_PORT}"
+    return in_cluster_url(SAM_NAME, namespace, SAM_PORT)
 
 
 def rollout_budget_seconds(settings: SamSettings) -> int:
@@ -98,38 +97,32 @@ def _strategy(settings: SamSettings) -> dict:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
-def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str],
-                 token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str]) -> list[dict]:
-    token_reference = {"secretKeyRef": {"name": token_secret_name, "key": token_secret_key}}
+def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api_token: SecretKeyRef) -> list[dict]:
     return [
-        {"name": "SAM_CHOICE", "value": settings.model},
+        {"name": "SAM_CHOICE", "value": settings.model.value},
         *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
-        *({"name": name, "valueFrom": token_reference} for name in LABEL_STUDIO_TOKEN_VARIABLES),
+        *(api_token.env(name) for name in LABEL_STUDIO_TOKEN_VARIABLES),
         {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},
         {"name": "LOG_LEVEL", "value": "INFO"},
     ]
 
 
 def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
-                token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str]) -> dict:
+                api_token: SecretKeyRef) -> dict:
     budget = rollout_budget_seconds(settings)
     container = {
         "name": "sam",
         "image": settings.image,
         "imagePullPolicy": _pull_policy(settings.image),
         "ports": [{"name": "http", "containerPort": SAM_PORT, "protocol": "TCP"}],
-        "env": _environment(settings, label_studio_url, token_secret_name, token_secret_key),
+        "env": _environment(settings, label_studio_url, api_token),
         **_probes(settings),
         "resources": _resources(settings),
         # The upstream image has no USER and writes caches (torch, matplotlib, the
         # model's sqlite) under root's home and its working directory, so runAsNonRoot
         # and readOnlyRootFilesystem would break it. What can be taken away is: no
         # privilege escalation, no Linux capabilities, no privileged mode.
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": dict(UNPRIVILEGED_CONTAINER),
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
@@ -212,8 +205,7 @@ def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mappi
 
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
-                  token_secret_name: pulumi.Input[str], token_secret_key: pulumi.Input[str],
-                  label_studio_pod_labels: Mapping[str, str]) -> dict[str, dict]:
+                  api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str]) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
@@ -221,7 +213,7 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     if not settings.image:
         raise ValueError("sam.image is required to deploy the SAM backend")
     return {
-        "Deployment": _deployment(settings, namespace, label_studio_url, token_secret_name, token_secret_key),
+        "Deployment": _deployment(settings, namespace, label_studio_url, api_token),
         "Service": _service(namespace),
         "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels),
     }
@@ -231,40 +223,41 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
 class SamBackendArgs:
     settings: SamSettings
     namespace: pulumi.Input[str]
-    # The Label Studio Service's DNS URL, e.g. http://<release>-ls-app.<ns>.svc.cluster.local:80.
+    # Label Studio's in-cluster URL: the backend fetches task images through it. It is
+    # only called when predicting, so it need not wait for the release.
     label_studio_url: pulumi.Input[str]
-    # The Secret and key holding the Label Studio API token the backend authenticates with.
-    token_secret_name: pulumi.Input[str]
-    token_secret_key: pulumi.Input[str]
+    # The Label Studio API token the backend authenticates with.
+    api_token: SecretKeyRef
     # Labels on the Label Studio app pods: the only clients the NetworkPolicy admits.
     label_studio_pod_labels: Mapping[str, str]
-    kubernetes_provider: Optional[k8s.Provider] = None
 
 
 class SamBackend(pulumi.ComponentResource):
-    """The SAM ML backend, reachable at `url` from Label Studio pods only."""
+    """The SAM ML backend; `url` resolves once the model is loaded and the backend answers."""
 
     url: pulumi.Output[str]
-    deployment: k8s.apps.v1.Deployment
-    service: k8s.core.v1.Service
-    network_policy: k8s.networking.v1.NetworkPolicy
+    log_command: pulumi.Output[str]
 
     def __init__(self, name: str, args: SamBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:ml:SamBackend", name, None, opts)
-        manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.token_secret_name,
-                                  args.token_secret_key, args.label_studio_pod_labels)
-        child = pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider)
+        super().__init__("labeling:ml:SamBackend", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name="sam")])))
+        manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
+                                  args.label_studio_pod_labels)
+        # The provider's readiness wait stays on: the Deployment completes once /health answers.
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
+            opts=child_of(self, SAM_NAME))
+        service = k8s.core.v1.Service(
+            f"{name}-service", metadata=manifests["Service"]["metadata"], spec=manifests["Service"]["spec"],
+            opts=child_of(self, SAM_NAME))
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy", metadata=manifests["NetworkPolicy"]["metadata"],
+            spec=manifests["NetworkPolicy"]["spec"], opts=child_of(self, SAM_NAME))
 
-        # The provider's readiness wait stays on: whatever depends on `deployment`
-        # (registering the backend in Label Studio) runs once /health answers.
-        self.deployment = k8s.apps.v1.Deployment(
-            SAM_NAME, metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"], opts=child)
-        self.service = k8s.core.v1.Service(
-            SAM_NAME, metadata=manifests["Service"]["metadata"], spec=manifests["Service"]["spec"], opts=child)
-        self.network_policy = k8s.networking.v1.NetworkPolicy(
-            SAM_NAME, metadata=manifests["NetworkPolicy"]["metadata"], spec=manifests["NetworkPolicy"]["spec"],
-            opts=child)
-
-        # Derived from the Service so that anything using the URL waits for it.
-        self.url = self.service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
+        # From the Service and the ready Deployment: whoever registers the backend in Label
+        # Studio (the reconciler) waits until it answers.
+        self.url = pulumi.Output.all(service.metadata, deployment.metadata).apply(
+            lambda metadata: service_url(metadata[0]["namespace"]))
+        self.log_command = pulumi.Output.from_input(args.namespace).apply(
+            lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")
         self.register_outputs({"url": self.url})

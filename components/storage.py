@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.settings import StorageSettings
+from components.conventions import PART_OF, PLATFORM, SecretKeyRef, child_of
+from components.settings import StorageMode, StorageSettings
 
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
@@ -103,117 +104,150 @@ def lifecycle_rules() -> list[dict]:
     ]
 
 
-@dataclass
-class StorageArgs:
+@dataclass(frozen=True)
+class StorageKeys:
+    """Access keys in a Kubernetes Secret, for pods that reach the store with keys."""
+
+    access_key_id: SecretKeyRef
+    secret_access_key: SecretKeyRef
+
+    @property
+    def secret_name(self) -> pulumi.Input[str]:
+        return self.access_key_id.secret_name
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """IRSA: pods running as `service_account` assume `role_arn`; no keys exist."""
+
+    service_account: str
+    role_arn: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class StorageAccess:
+    """Everything a workload needs to use the platform's object store.
+
+    Fields hold Pulumi Inputs inside the program and plain values in tests; the pure
+    manifest builders accept either.
+    """
+
+    bucket: pulumi.Input[str]
+    region: str
+    endpoint: Optional[str]
+    prefix: str
+    credentials: Union[StorageKeys, WorkloadIdentity]
+    # The endpoint is on a private network (s3Compatible with allowPrivateEndpoint).
+    private_endpoint: bool = False
+
+    def under_prefix(self, area: str) -> str:
+        """The key prefix of one of the platform's own areas (uploads, exports, backups)."""
+        return f"{self.prefix}/{area}"
+
+
+@dataclass(frozen=True)
+class ObjectStorageArgs:
     settings: StorageSettings
     namespace: pulumi.Input[str]
     cors_origin: str
     protect: bool
-    label_studio_service_account: str
-    kubernetes_provider: k8s.Provider
-    # The stack's AWS provider (mode aws); None for an existing S3-compatible store.
-    aws_provider: Optional[aws.Provider] = None
+    # The service account an IRSA role trusts (Label Studio's app pods run as it).
+    workload_service_account: str
 
 
 class ObjectStorage(pulumi.ComponentResource):
-    """The bucket and the credentials Label Studio uses to reach it."""
+    """The bucket and the credentials Label Studio uses to reach it; `access` hands both on.
 
-    bucket_name: pulumi.Output[str]
-    region: str
-    endpoint: Optional[str]
-    prefix: str
-    credentials_secret_name: Optional[pulumi.Output[str]]
-    role_arn: Optional[pulumi.Output[str]]
-    access_key_id_key = ACCESS_KEY_ID_KEY
-    secret_access_key_key = SECRET_ACCESS_KEY_KEY
+    Needs the Kubernetes provider, and the AWS one in mode aws (`opts.providers`).
+    """
 
-    def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("labeling:storage:Bucket", name, None, opts)
+    access: StorageAccess
+
+    def __init__(self, name: str, args: ObjectStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:storage:ObjectStorage", name, None, pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:storage:Bucket", name="storage")])))
+        self._name = name
         settings = args.settings
-        self.region = settings.region
-        self.endpoint = settings.endpoint
-        self.prefix = settings.prefix
-        self.role_arn = None
-
-        if settings.mode == "aws":
-            access_key_id, secret_access_key = self._declare_bucket(args)
+        if settings.mode is StorageMode.AWS:
+            bucket, credentials = self._declare_bucket(args)
         else:
-            self.bucket_name = pulumi.Output.from_input(settings.bucket_name)
-            access_key_id, secret_access_key = settings.access_key_id, settings.secret_access_key
-
-        self.credentials_secret_name = None
-        if access_key_id is not None:
-            secret = k8s.core.v1.Secret(
-                "credentials",
-                metadata={"name": CREDENTIALS_SECRET_NAME, "namespace": args.namespace,
-                          "labels": {"app.kubernetes.io/part-of": "labeling-platform"}},
-                type="Opaque",
-                string_data={ACCESS_KEY_ID_KEY: access_key_id, SECRET_ACCESS_KEY_KEY: secret_access_key},
-                opts=pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider),
-            )
-            self.credentials_secret_name = secret.metadata.apply(lambda m: m["name"])
-
+            bucket = settings.bucket_name
+            credentials = self._credentials_secret(args, settings.access_key_id, settings.secret_access_key)
+        self.access = StorageAccess(bucket=bucket, region=settings.region, endpoint=settings.endpoint,
+                                    prefix=settings.prefix, credentials=credentials,
+                                    private_endpoint=settings.allow_private_endpoint)
         self.register_outputs({
-            "bucketName": self.bucket_name,
-            "region": self.region,
-            "endpoint": self.endpoint,
-            "prefix": self.prefix,
-            "credentialsSecretName": self.credentials_secret_name,
-            "roleArn": self.role_arn,
+            "bucketName": bucket,
+            "region": settings.region,
+            "endpoint": settings.endpoint,
+            "prefix": settings.prefix,
         })
 
-    def _declare_bucket(self, args: StorageArgs) -> tuple[Optional[pulumi.Output], Optional[pulumi.Output]]:
+    def _credentials_secret(self, args: ObjectStorageArgs, access_key_id: pulumi.Input[str],
+                            secret_access_key: pulumi.Input[str]) -> StorageKeys:
+        secret = k8s.core.v1.Secret(
+            f"{self._name}-credentials",
+            metadata={"name": CREDENTIALS_SECRET_NAME, "namespace": args.namespace, "labels": dict(PART_OF)},
+            type="Opaque",
+            string_data={ACCESS_KEY_ID_KEY: access_key_id, SECRET_ACCESS_KEY_KEY: secret_access_key},
+            opts=child_of(self, "credentials"),
+        )
+        name = secret.metadata.apply(lambda m: m["name"])
+        return StorageKeys(SecretKeyRef(name, ACCESS_KEY_ID_KEY), SecretKeyRef(name, SECRET_ACCESS_KEY_KEY))
+
+    def _declare_bucket(self, args: ObjectStorageArgs) -> tuple[pulumi.Output[str], Union[StorageKeys, WorkloadIdentity]]:
         settings = args.settings
-        child = pulumi.ResourceOptions(parent=self, provider=args.aws_provider)
+        name = self._name
         bucket = aws.s3.Bucket(
-            "bucket",
+            f"{name}-bucket",
             bucket=settings.bucket_name,
             force_destroy=settings.force_destroy,
-            tags={"app.kubernetes.io/part-of": "labeling-platform"},
+            tags=dict(PART_OF),
             # Protected stacks keep the bucket through a mistaken delete or destroy.
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=args.protect)),
+            opts=child_of(self, "bucket", protect=args.protect, retain_on_delete=args.protect),
         )
-        self.bucket_name = bucket.bucket
         aws.s3.BucketOwnershipControls(
-            "ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+            f"{name}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child_of(self, "ownership"))
         public_access = aws.s3.BucketPublicAccessBlock(
-            "public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+            f"{name}-public-access", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child_of(self, "public-access"))
         encryption_default = (
             {"sse_algorithm": "aws:kms", "kms_master_key_id": settings.kms_key_arn}
             if settings.kms_key_arn else {"sse_algorithm": "AES256"}
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
-            "encryption", bucket=bucket.id,
+            f"{name}-encryption", bucket=bucket.id,
             rules=[{"apply_server_side_encryption_by_default": encryption_default,
                     "bucket_key_enabled": bool(settings.kms_key_arn)}],
-            opts=child)
+            opts=child_of(self, "encryption"))
         versioning = aws.s3.BucketVersioning(
-            "versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"}, opts=child)
+            f"{name}-versioning", bucket=bucket.id, versioning_configuration={"status": "Enabled"},
+            opts=child_of(self, "versioning"))
         aws.s3.BucketPolicy(
-            "tls-only", bucket=bucket.id,
+            f"{name}-tls-only", bucket=bucket.id,
             policy=bucket.arn.apply(lambda arn: json.dumps(bucket_policy_document(arn))),
             # S3 rejects policy writes while the public access block is being applied.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[public_access])))
+            opts=child_of(self, "tls-only", depends_on=[public_access]))
         aws.s3.BucketCorsConfiguration(
-            "cors", bucket=bucket.id, cors_rules=cors_rules(args.cors_origin), opts=child)
+            f"{name}-cors", bucket=bucket.id, cors_rules=cors_rules(args.cors_origin), opts=child_of(self, "cors"))
         aws.s3.BucketLifecycleConfiguration(
-            "lifecycle", bucket=bucket.id, rules=lifecycle_rules(),
+            f"{name}-lifecycle", bucket=bucket.id, rules=lifecycle_rules(),
             # Noncurrent-version rules need versioning in place first.
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])))
+            opts=child_of(self, "lifecycle", depends_on=[versioning]))
 
         access_policy = bucket.arn.apply(lambda arn: json.dumps(access_policy_document(arn)))
         if settings.oidc_provider_arn:
             trust = pulumi.Output.from_input(args.namespace).apply(
                 lambda ns: json.dumps(service_account_trust_document(
-                    settings.oidc_provider_arn, ns, args.label_studio_service_account)))
-            role = aws.iam.Role("label-studio", assume_role_policy=trust, opts=child)
-            aws.iam.RolePolicy("label-studio-bucket-access", role=role.id, policy=access_policy, opts=child)
-            self.role_arn = role.arn
-            return None, None
+                    settings.oidc_provider_arn, ns, args.workload_service_account)))
+            role = aws.iam.Role(f"{name}-role", assume_role_policy=trust, opts=child_of(self, "label-studio"))
+            aws.iam.RolePolicy(f"{name}-role-policy", role=role.id, policy=access_policy,
+                               opts=child_of(self, "label-studio-bucket-access"))
+            return bucket.bucket, WorkloadIdentity(args.workload_service_account, role.arn)
 
-        user = aws.iam.User("label-studio", path="/labeling-platform/", opts=child)
-        aws.iam.UserPolicy("label-studio-bucket-access", user=user.name, policy=access_policy, opts=child)
-        key = aws.iam.AccessKey("label-studio", user=user.name, opts=child)
-        return pulumi.Output.secret(key.id), key.secret
+        user = aws.iam.User(f"{name}-user", path=f"/{PLATFORM}/", opts=child_of(self, "label-studio"))
+        aws.iam.UserPolicy(f"{name}-user-policy", user=user.name, policy=access_policy,
+                           opts=child_of(self, "label-studio-bucket-access"))
+        key = aws.iam.AccessKey(f"{name}-access-key", user=user.name, opts=child_of(self, "label-studio"))
+        return bucket.bucket, self._credentials_secret(args, pulumi.Output.secret(key.id), key.secret)

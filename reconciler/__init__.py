@@ -1,0 +1,12 @@
+"""The in-cluster reconciler: makes Label Studio match the stack's desired state.
+
+Standard library only, so a plain Python image runs it without a pip step. The Job
+mounts these modules from a ConfigMap and runs `python -m reconciler <desired.json>`.
+
+    contract.py   what the stack and the reconciler share (desired state, environment)
+    client.py     the Label Studio API client
+    projects.py   health, token, projects, the SAM backend
+    storages.py   source and export storages, the sync
+    team.py       the invite link and the team
+    reconcile.py  one whole run, and the command line
+"""

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_ROOT))
+from components import PROJECT_ROOT
+from components.settings import PROJECT, Settings, parse_settings
+from components.settings.label_studio import DEFAULT_CHART_VERSION
+from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, stack_config
 
-from tools.stack_eval import DELETE, Evaluation, evaluate  # noqa: E402
-
-CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / "label-studio-2.0.5"
-STACKS = ("dev", "prod")
+CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / f"label-studio-{DEFAULT_CHART_VERSION}"
 
 _cache: dict[str, Evaluation] = {}
 
@@ -25,6 +23,15 @@ def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:
     if key not in _cache:
         _cache[key] = evaluate(stack, overrides, secrets)
     return _cache[key]
+
+
+def stack_settings(stack: str, overrides=None, secrets=None) -> Settings:
+    """The settings the program reads for `stack` (plus changes), parsed the way the program parses them."""
+    _, config, secret_keys = stack_config(stack, overrides, secrets)
+    prefix = f"{PROJECT}:"
+    values = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
+    secret = frozenset(key[len(prefix):] for key in secret_keys if key.startswith(prefix))
+    return parse_settings(values, stack=stack, secret_keys=secret)
 
 
 def changed_at(data: dict, path: str, value) -> dict:

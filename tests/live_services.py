@@ -187,8 +187,10 @@ def label_studio_test_environment(data_dir: Path, admin: LabelStudioAdmin, publi
     on a private endpoint (the seed's case), plus what a local process needs instead of the
     chart's PostgreSQL. The SSRF switches come from `chart_values`, so the tests run with
     exactly what the stack opens and nothing more."""
-    from components import label_studio as chart
+    from components import chart_values as chart
+    from components.conventions import SecretKeyRef
     from components.settings import parse_settings
+    from components.storage import ACCESS_KEY_ID_KEY, SECRET_ACCESS_KEY_KEY, StorageAccess, StorageKeys
     from tests.test_settings import stack_values
 
     values = {
@@ -199,11 +201,12 @@ def label_studio_test_environment(data_dir: Path, admin: LabelStudioAdmin, publi
     }
     values["labelStudio"] = {**values["labelStudio"], "adminEmail": admin.email, "publicUrl": public_url}
     settings = parse_settings(values, stack="live", secret_keys=frozenset({"storage"}))
-    storage = chart.StorageRefs(bucket="live-tests", region=settings.storage.region, endpoint=storage_endpoint,
-                                prefix=settings.storage.prefix, credentials_secret_name="object-storage-credentials",
-                                access_key_id_key="AWS_ACCESS_KEY_ID", secret_access_key_key="AWS_SECRET_ACCESS_KEY",
-                                role_arn=None)
-    chart_globals = chart.chart_values(settings, storage, "platform-secrets")["global"]
+    keys = StorageKeys(SecretKeyRef("object-storage-credentials", ACCESS_KEY_ID_KEY),
+                       SecretKeyRef("object-storage-credentials", SECRET_ACCESS_KEY_KEY))
+    storage = StorageAccess(bucket="live-tests", region=settings.storage.region, endpoint=storage_endpoint,
+                            prefix=settings.storage.prefix, credentials=keys, private_endpoint=True)
+    chart_globals = chart.chart_values(settings.label_studio, storage, "platform-secrets",
+                                       in_cluster_ml_backend=settings.sam.enabled)["global"]
     secret_values = {chart.ADMIN_PASSWORD_KEY: admin.password, chart.ADMIN_TOKEN_KEY: admin.token,
                      chart.DJANGO_SECRET_KEY_KEY: secrets.token_urlsafe(48)}
     return {

@@ -1,11 +1,11 @@
 """checkov's Kubernetes checks over every stack's rendered objects: any failure that is
-not a documented skip (tests/checkov_skips.py, each with its reason) fails."""
+not a documented skip (tools/checkov_skips.py, each with its reason) fails."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.checkov_skips import CHECKOV_SKIPS
+from tools.checkov_skips import CHECKOV_SKIPS
 from tests.conftest import STACKS, evaluate_cached
 from tools.checkov_scan import CHECKOV, scan
 from tools.manifests import MASK

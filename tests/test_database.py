@@ -11,17 +11,12 @@ from components import backup, database
 from components.settings import ConfigError, parse_settings
 from tests.conftest import PROJECT_ROOT, evaluate_cached
 from tests.test_settings import apply_changes, stack_values
+from tests.variants import VARIANTS
 
 INSTANCE = "aws:rds/instance:Instance"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CRONJOB = "kubernetes:batch/v1:CronJob"
-RDS_FOR_DEV = {
-    "labelStudio.database": {
-        "mode": "rds",
-        "rds": {"vpcId": "vpc-0a1b2c3d4e5f60718", "subnetIds": ["subnet-0a1b2c3d", "subnet-0e1f2a3b"],
-                "allowedCidrs": ["10.20.0.0/16"], "backupRetentionDays": 3},
-    },
-}
+RDS_FOR_DEV = VARIANTS["rds"].overrides
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def test_prod_instance_survives_a_mistaken_destroy(prod):
     assert instance.inputs["skipFinalSnapshot"] is False
     assert instance.inputs["finalSnapshotIdentifier"] == "labeling-platform-prod-final"
     assert instance.inputs["deleteAutomatedBackups"] is False
-    assert prod.one("random:index/randomPassword:RandomPassword", "master-password").protect
+    assert prod.one("random:index/randomPassword:RandomPassword", "labeling-database-master-password").protect
 
 
 def test_a_dev_instance_is_disposable():
@@ -78,12 +73,12 @@ def test_only_the_cluster_reaches_port_5432(prod):
 def test_chart_reads_the_rds_password_only_through_the_secret(prod):
     values = prod.one(RELEASE).inputs["values"]
     pg_config = values["global"]["pgConfig"]
-    secret = prod.one("kubernetes:core/v1:Secret", "label-studio-platform-secrets")
+    secret = prod.one("kubernetes:core/v1:Secret", "labeling-label-studio-platform-secrets")
     assert values["postgresql"] == {"enabled": False}
     assert pg_config["host"].endswith(".rds.amazonaws.com")
     assert pg_config["password"] == {"secretName": secret.inputs["metadata"]["name"], "secretKey": "database-password"}
-    assert secret.inputs["stringData"]["database-password"] == "mock-generated-master-password-value"
-    assert "mock-generated-master-password-value" not in json.dumps(prod.one(RELEASE).masked_inputs())
+    assert secret.inputs["stringData"]["database-password"] == "mock-generated-labeling-database-master-password-value"
+    assert "mock-generated-labeling-database-master-password-value" not in json.dumps(prod.one(RELEASE).masked_inputs())
     assert prod.outputs["databaseHost"] == pg_config["host"]
     assert (prod.outputs["databasePort"], prod.outputs["databaseName"]) == (5432, "labelstudio")
     assert "databaseHost" not in prod.secret_outputs
@@ -163,11 +158,6 @@ def test_backup_runs_as_label_studio_service_account_with_irsa():
         "spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "label-studio-ls-app"
     assert not any(e["name"].startswith("AWS_ACCESS") for e in pod["containers"][0]["env"])
-
-
-def test_upload_script_keeps_the_retention_window():
-    assert 'RETENTION_DAYS * 86400' in backup.UPLOAD_SCRIPT
-    assert '"s3://${BUCKET}/${BACKUP_PREFIX}/labelstudio-${stamp}.dump"' in backup.UPLOAD_SCRIPT
 
 
 def test_restore_creates_the_instance_from_a_snapshot():

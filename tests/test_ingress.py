@@ -5,13 +5,14 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from components.ingress import APP_SERVICE_PORT, ingress_manifest
+from components.chart_values import APP_SERVICE_PORT
+from components.ingress import ingress_manifest
 from components.settings import IngressSettings, TlsSettings
 from tests.conftest import evaluate_cached
+from tools.manifests import KUBERNETES_VERSION
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
-COMPONENT = "labeling:network:Ingress"
-KUBERNETES_VERSION = "1.33"
+COMPONENT = "labeling:network:LabelStudioIngress"
 
 ISSUER = IngressSettings(True, "label.example.com", "nginx", TlsSettings("letsencrypt-prod", None), "500m")
 EXISTING_SECRET = IngressSettings(True, "label.example.com", "nginx", TlsSettings(None, "wildcard-tls"), "100m")
@@ -19,7 +20,7 @@ PLAIN_HTTP = IngressSettings(True, "label.internal.example.com", "traefik", None
 
 
 def manifest(settings: IngressSettings) -> dict:
-    return ingress_manifest(settings, "labeling", "label-studio", "label-studio-ls-app")
+    return ingress_manifest(settings, "labeling", "label-studio", "label-studio-ls-app", APP_SERVICE_PORT)
 
 
 def backends(obj: dict) -> list[dict]:

@@ -15,21 +15,21 @@ import jsonschema
 import pytest
 import yaml
 
-from components.label_studio import (
-    ADMIN_TOKEN_LENGTH,
+from components.chart_values import (
     APP_CONTAINER,
-    CHART_NAME,
-    CHART_REPOSITORY,
     PERSISTENCE_TYPE,
     POSTGRESQL_SUBCHART_KEYS,
-    DatabaseRefs,
-    StorageRefs,
     app_selector_labels,
     chart_values,
     unknown_value_keys,
 )
+from components.conventions import SecretKeyRef
+from components.database import DatabaseConnection
+from components.label_studio import ADMIN_TOKEN_LENGTH, CHART_NAME, CHART_REPOSITORY
 from components.settings import ConfigError, parse_settings
+from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
 from tests.conftest import STACKS, evaluate_cached
+from tests.variants import CONFIGURED_SECRETS, EXTERNAL_DATABASE, OIDC_PROVIDER, S3_COMPATIBLE, VARIANTS
 from tools.stack_eval import PLACEHOLDER_PREFIX, Evaluation, stack_config
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -38,40 +38,19 @@ RANDOM = "random:index/randomPassword:RandomPassword"
 COMPONENT = "labeling:app:LabelStudio"
 PLATFORM_SECRET = "label-studio-platform-secrets"
 PREFIX = "labeling-platform:"
+# The Pulumi names of this component's children start with it.
+CHILD_PREFIX = "labeling-label-studio-"
 
-CONFIGURED_SECRETS = {
-    "storage.accessKeyId": "configured-access-key-id",
-    "storage.secretAccessKey": "configured-secret-access-key",
-    "labelStudio.database.password": "configured-database-password",
-}
 # Values that must never appear outside a secret input.
 SECRET_MARKERS = ("mock-generated-", "mock-secret-access-key", PLACEHOLDER_PREFIX, *CONFIGURED_SECRETS.values())
 
-S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
-                 "prefix": "ls", "allowPrivateEndpoint": True}
-EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
-                     "user": "label_studio", "sslMode": "verify-full"}
-OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
 
-# name -> (stack, overrides, secrets): the stack files plus the modes they do not use.
-CONFIGURATIONS = {
-    "dev": ("dev", None, None),
-    "prod": ("prod", None, None),
-    "s3-compatible": ("dev", {"storage": S3_COMPATIBLE},
-                      {k: v for k, v in CONFIGURED_SECRETS.items() if k.startswith("storage.")}),
-    "external-db": ("prod", {"labelStudio.database": EXTERNAL_DATABASE},
-                    {"labelStudio.database.password": CONFIGURED_SECRETS["labelStudio.database.password"]}),
-    "irsa": ("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}, None),
-    "no-sam": ("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}, None),
-}
-
-
-def evaluation(configuration: str) -> Evaluation:
-    stack, overrides, secrets = CONFIGURATIONS[configuration]
+def evaluation(variant: str) -> Evaluation:
+    stack, overrides, secrets = VARIANTS[variant]
     return evaluate_cached(stack, overrides=overrides, secrets=secrets)
 
 
-@pytest.fixture(params=sorted(CONFIGURATIONS))
+@pytest.fixture(params=sorted(VARIANTS))
 def any_eval(request) -> Evaluation:
     return evaluation(request.param)
 
@@ -108,11 +87,20 @@ def settings_for(stack: str, changes: dict | None = None, secrets: dict | None =
     return parse_settings(values, stack=stack, secret_keys=frozenset(k[len(PREFIX):] for k in secret_keys))
 
 
-def refs(**changes) -> StorageRefs:
-    base = dict(bucket="images", region="eu-central-1", endpoint=None, prefix="label-studio",
-                credentials_secret_name="object-storage-credentials", access_key_id_key="AWS_ACCESS_KEY_ID",
-                secret_access_key_key="AWS_SECRET_ACCESS_KEY", role_arn=None)
-    return StorageRefs(**{**base, **changes})
+KEYS = StorageKeys(SecretKeyRef("object-storage-credentials", "AWS_ACCESS_KEY_ID"),
+                   SecretKeyRef("object-storage-credentials", "AWS_SECRET_ACCESS_KEY"))
+ROLE = WorkloadIdentity("label-studio-ls-app", "arn:aws:iam::123456789012:role/label-studio")
+
+
+def access(**changes) -> StorageAccess:
+    base = dict(bucket="images", region="eu-central-1", endpoint=None, prefix="label-studio", credentials=KEYS)
+    return StorageAccess(**{**base, **changes})
+
+
+def values_of(case: str, secret_name: str = "s") -> dict:
+    settings, storage, database = PURE_CASES[case]
+    return chart_values(settings.label_studio, storage, secret_name, in_cluster_ml_backend=settings.sam.enabled,
+                        database=database)
 
 
 @pytest.fixture(scope="module")
@@ -127,21 +115,19 @@ def chart_schema(chart_dir) -> dict:
 
 # (settings, storage, database outside the chart)
 PURE_CASES = {
-    "dev": (settings_for("dev"), refs(), None),
-    "prod": (settings_for("prod"), refs(), None),
-    "irsa": (settings_for("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}),
-             refs(credentials_secret_name=None, role_arn="arn:aws:iam::123456789012:role/label-studio"), None),
+    "dev": (settings_for("dev"), access(), None),
+    "prod": (settings_for("prod"), access(), None),
+    "irsa": (settings_for("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}), access(credentials=ROLE), None),
     "s3-compatible-external-db": (
         settings_for("dev", {"storage": S3_COMPATIBLE, "labelStudio.database": EXTERNAL_DATABASE}, CONFIGURED_SECRETS),
-        refs(endpoint="http://minio.storage.svc:9000", prefix="ls"),
-        DatabaseRefs("db.example.com", 6432, "labels", "label_studio", "verify-full")),
+        access(endpoint="http://minio.storage.svc:9000", prefix="ls", private_endpoint=True),
+        DatabaseConnection("db.example.com", 6432, "labels", "label_studio", None, "verify-full")),
 }
 
 
 @pytest.fixture(params=sorted(PURE_CASES))
 def pure_values(request) -> dict:
-    settings, storage, database = PURE_CASES[request.param]
-    return chart_values(settings, storage, "label-studio-platform-secrets", database)
+    return values_of(request.param, "label-studio-platform-secrets")
 
 
 def test_every_key_we_set_exists_in_the_chart(pure_values, chart_defaults_text):
@@ -198,15 +184,13 @@ def test_resources_the_schema_refuses_are_config_errors():
 
 
 def test_no_secret_value_reaches_the_values():
-    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
-    text = json.dumps(chart_values(settings, storage, "label-studio-platform-secrets", database))
+    text = json.dumps(values_of("s3-compatible-external-db", "label-studio-platform-secrets"))
     assert not any(secret in text for secret in CONFIGURED_SECRETS.values())
 
 
 @pytest.mark.parametrize("case", sorted(PURE_CASES))
 def test_persistence_type_is_always_s3(case, chart_dir):
-    settings, storage, database = PURE_CASES[case]
-    persistence = chart_values(settings, storage, "s", database)["global"]["persistence"]
+    persistence = values_of(case)["global"]["persistence"]
     assert persistence["enabled"] is True
     assert persistence["type"] == PERSISTENCE_TYPE == "s3"
     # A type the chart does not compare against falls back to an emptyDir.
@@ -214,23 +198,20 @@ def test_persistence_type_is_always_s3(case, chart_dir):
 
 
 def test_uploads_live_under_their_own_prefix():
-    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
-    s3 = chart_values(settings, storage, "s", database)["global"]["persistence"]["config"]["s3"]
+    s3 = values_of("s3-compatible-external-db")["global"]["persistence"]["config"]["s3"]
     assert s3["folder"] == "ls/uploads"
     assert s3["endpointUrl"] == "http://minio.storage.svc:9000"
     assert isinstance(s3["urlExpirationSecs"], str)
 
 
 def test_irsa_annotates_the_app_service_account_and_sets_no_keys():
-    settings, storage, database = PURE_CASES["irsa"]
-    values = chart_values(settings, storage, "s", database)
-    assert values["app"]["serviceAccount"]["annotations"] == {"eks.amazonaws.com/role-arn": storage.role_arn}
+    values = values_of("irsa")
+    assert values["app"]["serviceAccount"]["annotations"] == {"eks.amazonaws.com/role-arn": ROLE.role_arn}
     assert not any("Existing" in key for key in values["global"]["persistence"]["config"]["s3"])
 
 
 def test_external_database_values():
-    settings, storage, database = PURE_CASES["s3-compatible-external-db"]
-    values = chart_values(settings, storage, "platform", database)
+    values = values_of("s3-compatible-external-db", "platform")
     assert values["postgresql"] == {"enabled": False}
     assert values["global"]["pgConfig"] == {
         "host": "db.example.com", "port": 6432, "dbName": "labels", "userName": "label_studio",
@@ -240,7 +221,7 @@ def test_external_database_values():
 
 
 def test_in_cluster_database_has_no_default_password():
-    values = chart_values(settings_for("dev"), refs(), "platform")
+    values = values_of("dev", "platform")
     auth = values["postgresql"]["auth"]
     assert auth["password"] == "" and auth["existingSecret"] == "platform"
     # The app reads the very key PostgreSQL was initialised with.
@@ -253,8 +234,7 @@ def test_in_cluster_database_has_no_default_password():
     ("dev", "false", None), ("irsa", "false", None), ("s3-compatible-external-db", "false", "false"),
 ])
 def test_ssrf_is_opened_only_where_needed(case, ml_block, ssrf):
-    settings, storage, database = PURE_CASES[case]
-    environment = chart_values(settings, storage, "s", database)["global"]["extraEnvironmentVars"]
+    environment = values_of(case)["global"]["extraEnvironmentVars"]
     assert environment.get("ML_BLOCK_LOCAL_IP") == ml_block
     assert environment.get("SSRF_PROTECTION_ENABLED") == ssrf
     assert "USE_DEFAULT_BANNED_SUBNETS" not in environment
@@ -356,14 +336,14 @@ def test_platform_secret_values_are_all_secret(any_eval):
 
 
 def test_generated_secrets(stack_eval):
-    randoms = {r.name: r.inputs for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-")}
+    randoms = {r.name.removeprefix(CHILD_PREFIX): r.inputs for r in stack_eval.of_type(RANDOM)
+               if r.name.startswith(CHILD_PREFIX)}
     # The chart's own PostgreSQL gets generated passwords; RDS (prod) generates its own.
     in_cluster = ("database-password", "database-admin-password") if stack_eval.stack == "dev" else ()
-    assert set(randoms) == {f"label-studio-{n}" for n in (
-        "admin-password", "admin-api-token", "django-secret-key", *in_cluster)}
-    token = randoms["label-studio-admin-api-token"]
+    assert set(randoms) == {"admin-password", "admin-api-token", "django-secret-key", *in_cluster}
+    token = randoms["admin-api-token"]
     assert token["length"] == ADMIN_TOKEN_LENGTH == 40 and token["special"] is False
-    assert randoms["label-studio-django-secret-key"]["length"] >= 50
+    assert randoms["django-secret-key"]["length"] >= 50
     assert "adminPassword" in stack_eval.secret_outputs and "adminApiToken" in stack_eval.secret_outputs
 
 
@@ -377,23 +357,23 @@ def test_external_database_password_comes_from_config():
 def test_data_is_protected_only_in_a_protected_stack(stack_eval):
     expected = stack_eval.stack == "prod"
     guarded = [stack_eval.one(RELEASE), platform_secret(stack_eval),
-               *(r for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-"))]
+               *(r for r in stack_eval.of_type(RANDOM) if r.name.startswith(CHILD_PREFIX))]
     assert [(r.name, r.protect) for r in guarded] == [(r.name, expected) for r in guarded]
 
 
 def test_children_are_parented_to_the_component(stack_eval):
     component = stack_eval.one(COMPONENT)
     children = {(r.type, r.name) for r in stack_eval.resources if r.parent == component.urn}
-    assert (RELEASE, "label-studio-release") in children
-    assert (SECRET, "label-studio-platform-secrets") in children
+    assert (RELEASE, f"{CHILD_PREFIX}release") in children
+    assert (SECRET, f"{CHILD_PREFIX}platform-secrets") in children
     assert {n for t, n in children if t == RANDOM} == {
-        r.name for r in stack_eval.of_type(RANDOM) if r.name.startswith("label-studio-")}
+        r.name for r in stack_eval.of_type(RANDOM) if r.name.startswith(CHILD_PREFIX)}
 
 
 def test_release_waits_for_its_secrets_and_storage(stack_eval):
     release = stack_eval.one(RELEASE)
     assert platform_secret(stack_eval).urn in release.dependencies
-    storage = stack_eval.one("labeling:storage:Bucket")
+    storage = stack_eval.one("labeling:storage:ObjectStorage")
     credentials = [r for r in stack_eval.of_type(SECRET) if r.parent == storage.urn]
     assert credentials and all(r.urn in release.dependencies for r in credentials)
 
@@ -421,7 +401,7 @@ def test_irsa_stack_uses_the_role():
 def test_service_url_is_the_chart_service(stack):
     ev = evaluate_cached(stack)
     namespace = stack_config(stack)[1][PREFIX + "namespace"]
-    sam = ev.one("kubernetes:apps/v1:Deployment", "sam-backend")
+    sam = ev.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
     url = f"http://label-studio-ls-app.{namespace}.svc.cluster.local:80"
     assert url in {value for _, value in leaves(sam.inputs)}
 

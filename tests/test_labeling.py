@@ -9,12 +9,14 @@ from importlib import metadata
 import kubernetes_validate
 import pytest
 
-from components import labeling
+from components import PROJECT_ROOT, labeling
 from components.settings import parse_settings
-from tests.conftest import PROJECT_ROOT, STACKS, evaluate_cached
+from reconciler import contract
+from reconciler.contract import parse_desired_state
+from tests.conftest import STACKS, evaluate_cached
 from tests.test_settings import stack_values
+from tools.manifests import KUBERNETES_VERSION
 
-KUBERNETES_VERSION = "1.33"
 JOB = "kubernetes:batch/v1:Job"
 
 
@@ -48,7 +50,7 @@ def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
     assert not any(name in env for name in ("LABEL_STUDIO_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    generated = stack_eval.one("kubernetes:core/v1:Secret", "label-studio-platform-secrets")
+    generated = stack_eval.one("kubernetes:core/v1:Secret", "labeling-label-studio-platform-secrets")
 
     token_file = env["LABEL_STUDIO_API_KEY_FILE"]["value"]
     token_mount = mounts[token_file.rsplit("/", 1)[0]]
@@ -66,15 +68,22 @@ def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
 
 
 def test_job_waits_for_label_studio_and_sam(stack_eval):
+    """Through the data it uses: Label Studio's deployed URL, and the ready backend's URL in its state."""
     job = stack_eval.one(JOB)
     release = stack_eval.one("kubernetes:helm.sh/v3:Release")
-    sam = stack_eval.one("kubernetes:apps/v1:Deployment", "sam-backend")
+    sam = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
     assert {release.urn, sam.urn} <= set(job.dependencies)
+    config_map = reconciler_objects(stack_eval)["ConfigMap"]
+    assert sam.urn in config_map.dependencies and release.urn not in config_map.dependencies
 
 
-def test_config_map_carries_the_script_and_the_desired_state(stack_eval):
+def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_eval):
     data = reconciler_objects(stack_eval)["ConfigMap"].inputs["data"]
-    assert data["reconcile.py"] == (PROJECT_ROOT / "reconciler" / "reconcile.py").read_text()
+    package = {path.name: path.read_text() for path in (PROJECT_ROOT / "reconciler").glob("*.py")}
+    assert {name: text for name, text in data.items() if name != "desired.json"} == package
+    mounted = stack_eval.one(JOB).inputs["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]
+    assert {item["key"]: item["path"] for item in mounted} == {
+        **{name: f"reconciler/{name}" for name in package}, "desired.json": "desired.json"}
     state = json.loads(data["desired.json"])
     settings = parse_settings(stack_values(stack_eval.stack), stack=stack_eval.stack)
     assert [p["title"] for p in state["projects"]] == [p.title for p in settings.labeling.projects]
@@ -90,7 +99,8 @@ def test_a_changed_state_renames_the_job_and_an_unchanged_one_does_not():
     changed = evaluate_cached("dev", overrides={"labeling.members": ["annotator@example.com"]}).one(JOB)
     assert base == again
     assert changed.inputs["metadata"]["name"] != base
-    assert labeling.job_name("{}", "script") != labeling.job_name("{}", "script v2")
+    assert labeling.job_name("{}", {"a.py": "v1"}) != labeling.job_name("{}", {"a.py": "v2"})
+    assert labeling.job_name("{}", {"a.py": "x"}) != labeling.job_name("{}", {"b.py": "x"})
 
 
 def test_reconciler_may_touch_only_the_team_secret(stack_eval):
@@ -108,7 +118,7 @@ def test_without_sam_projects_the_state_names_no_backend():
     })
     state = json.loads(reconciler_objects(evaluation)["ConfigMap"].inputs["data"]["desired.json"])
     assert state["samUrl"] is None
-    assert all(not dep.endswith("sam-backend") for dep in evaluation.one(JOB).dependencies)
+    assert not any("SamBackend" in dep for dep in evaluation.one(JOB).dependencies)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -142,3 +152,17 @@ def test_the_invite_link_is_read_back_as_a_secret_output(stack_eval):
     assert "teamInviteUrl" in stack_eval.secret_outputs
     assert labeling.invite_url_from_secret_data(None) is None
     assert labeling.invite_url_from_secret_data({}) is None
+
+
+def test_the_reconciler_reads_the_state_the_stack_writes(stack_eval):
+    """One contract: the document the stack generates parses, and says what the stack meant."""
+    document = json.loads(reconciler_objects(stack_eval)["ConfigMap"].inputs["data"]["desired.json"])
+    state = parse_desired_state(document)
+    assert state.to_document() == document
+    settings = parse_settings(stack_values(stack_eval.stack), stack=stack_eval.stack)
+    assert [(p.title, p.prefix, p.sam) for p in state.projects] == [
+        (p.title, p.prefix, p.sam) for p in settings.labeling.projects]
+    assert state.storage.presign_ttl_minutes == contract.PRESIGN_TTL_MINUTES
+    env = {e["name"] for e in job_container(stack_eval)["env"]}
+    assert {contract.LABEL_STUDIO_URL, contract.PUBLIC_URL, contract.TEAM_SECRET_NAME, contract.TIMEOUT_SECONDS,
+            contract.API_TOKEN + contract.FILE_SUFFIX} <= env

@@ -7,10 +7,9 @@ import kubernetes_validate
 import pytest
 
 from tests.conftest import STACKS, evaluate_cached
+from tools.manifests import KUBERNETES_VERSION
 from tools.stack_eval import evaluate
 
-# The oldest Kubernetes minor the platform supports; strict mode also rejects unknown fields.
-KUBERNETES_VERSION = "1.33"
 EXPECTED_KINDS = {"Namespace", "Secret", "Service", "Deployment", "NetworkPolicy", "Ingress"}
 
 

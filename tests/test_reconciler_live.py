@@ -16,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import reconcile as rec
+from components import PROJECT_ROOT
+from components.labeling import DESIRED_STATE_FILE, reconciler_modules
+from reconciler.client import LabelStudioClient
+from reconciler.contract import RunEnvironment, parse_desired_state
+from reconciler.errors import ReconcileError
+from reconciler.projects import ML_CONNECTED_STATE
+from reconciler.reconcile import reconcile
 from tests.live_services import (
     MOTO_ACCESS_KEY_ID,
     MOTO_SECRET_ACCESS_KEY,
@@ -26,8 +32,6 @@ from tests.live_services import (
     s3_client,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-RECONCILER_SCRIPT = PROJECT_ROOT / "reconciler" / "reconcile.py"
 BUCKET = "labeling-data"
 CATS_PREFIX = "kagglecatsanddogs"
 SAM_PREFIX = "sam-demo"
@@ -70,20 +74,20 @@ def desired_document(stack) -> dict:
 
 
 @pytest.fixture(scope="session")
-def settings() -> rec.Settings:
-    return rec.Settings(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
+def settings() -> RunEnvironment:
+    return RunEnvironment(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
                         deadline_seconds=300)
 
 
 @pytest.fixture(scope="session")
-def api(stack) -> rec.LabelStudioClient:
-    return rec.LabelStudioClient(stack.label_studio_url, stack.admin.token)
+def api(stack) -> LabelStudioClient:
+    return LabelStudioClient(stack.label_studio_url, stack.admin.token)
 
 
 @pytest.fixture(scope="session")
 def first_run(desired_document, settings, api):
     lines: list[str] = []
-    projects = rec.reconcile(rec.parse_desired_state(desired_document), api, settings, report=lines.append)
+    projects = reconcile(parse_desired_state(desired_document), api, settings, report=lines.append)
     return lines, projects
 
 
@@ -95,10 +99,16 @@ def job_environment(stack, token: str) -> dict[str, str]:
 
 
 def run_job(tmp_path: Path, document: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
-    state_file = tmp_path / "desired.json"
+    """The Job's command in a directory laid out as its ConfigMap mount: the package and the state."""
+    package = tmp_path / "reconciler"
+    package.mkdir(exist_ok=True)
+    for name, text in reconciler_modules().items():
+        (package / name).write_text(text)
+    state_file = tmp_path / DESIRED_STATE_FILE
     state_file.write_text(json.dumps(document))
-    # -I: isolated mode, so only the standard library is importable, as in python:3.12-slim.
-    return subprocess.run([sys.executable, "-I", str(RECONCILER_SCRIPT), str(state_file)], env=env,
+    # -S: no site-packages at all, so only the standard library is importable, as in
+    # python:3.12-slim; -E: no PYTHON* variables from the test's environment.
+    return subprocess.run([sys.executable, "-E", "-S", "-m", "reconciler", str(state_file)], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -141,7 +151,7 @@ def test_sam_backend_is_connected_and_interactive(first_run, api, stack):
     _, projects = first_run
     [backend] = api.get(f"/api/ml/?project={projects[SAM_TITLE]['id']}")
     assert backend["url"] == stack.sam.url
-    assert backend["is_interactive"] is True and backend["state"] == rec.ML_CONNECTED_STATE
+    assert backend["is_interactive"] is True and backend["state"] == ML_CONNECTED_STATE
     assert {"/health", "/setup"} <= set(stack.sam.paths_called())
     assert api.get(f"/api/ml/?project={projects[CATS_TITLE]['id']}") == []
 
@@ -190,9 +200,9 @@ def test_invalid_label_config_reports_label_studios_validation_text(first_run, a
               '<Choices name="choice" toName="nowhere"><Choice value="Cat"/></Choices></View>')
     document = {**desired_document, "projects": [{**desired_document["projects"][0], "title": "Broken config",
                                                   "labelConfig": broken}]}
-    with pytest.raises(rec.ReconcileError, match=r'project "Broken config": Label Studio refused the label config: '
+    with pytest.raises(ReconcileError, match=r'project "Broken config": Label Studio refused the label config: '
                                                  r'label_config: toName="nowhere" not found'):
-        rec.reconcile(rec.parse_desired_state(document), api, settings, report=lambda line: None)
+        reconcile(parse_desired_state(document), api, settings, report=lambda line: None)
 
 
 def test_backend_still_loading_its_model_is_retried(first_run, api, settings, desired_document, stack):
@@ -201,7 +211,7 @@ def test_backend_still_loading_its_model_is_retried(first_run, api, settings, de
         document = {**desired_document, "samUrl": loading_backend.url,
                     "projects": [{**desired_document["projects"][1], "title": "SAM, slow start"}]}
         lines: list[str] = []
-        projects = rec.reconcile(rec.parse_desired_state(document), api, replace(settings, deadline_seconds=120),
+        projects = reconcile(parse_desired_state(document), api, replace(settings, deadline_seconds=120),
                                  report=lines.append)
     finally:
         loading_backend.stop()

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from reconciler import reconcile as rec
+from reconciler.client import Deadline, LabelStudioClient, describe_error_body, relative_api_path
+from reconciler.contract import DEFAULT_DEADLINE_SECONDS, ProjectSpec, RunEnvironment, StorageSpec, credential, parse_desired_state
+from reconciler.errors import ReconcileError
+from reconciler.projects import HEALTH_POLL_SECONDS, ML_BACKEND_RETRY_SECONDS, SAM_BACKEND_TITLE, ensure_sam_backend, wait_for_health
+from reconciler.reconcile import main, reconcile
+from reconciler.storages import CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for, probe_s3_endpoint, project_slug, s3_probe_url
+from reconciler.team import absolute_invite_url, store_invite_in_secret
 
 CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
               '<Choice value="Cat"/><Choice value="Dog"/></Choices></View>'
@@ -133,7 +139,7 @@ class FakeLabelStudio:
 
     @staticmethod
     def public(storage: dict) -> dict:
-        return {key: value for key, value in storage.items() if key not in rec.CREDENTIAL_FIELDS}
+        return {key: value for key, value in storage.items() if key not in CREDENTIAL_FIELDS}
 
     def sync(self, storage: dict) -> None:
         keys = {f"{storage['prefix']}/{index}.jpg" for index in range(self.objects.get(storage["prefix"], 0))}
@@ -155,10 +161,10 @@ def reachable_s3(request: urllib.request.Request, timeout: float) -> tuple[int, 
     return 403, b"<Error><Code>AccessDenied</Code></Error>"
 
 
-def run(fake: FakeLabelStudio, document: dict, settings: rec.Settings | None = None, token: str = "good-token"):
+def run(fake: FakeLabelStudio, document: dict, settings: RunEnvironment | None = None, token: str = "good-token"):
     lines: list[str] = []
-    client = rec.LabelStudioClient("http://label-studio:80", token, opener=fake)
-    rec.reconcile(rec.parse_desired_state(document), client, settings or rec.Settings(), report=lines.append,
+    client = LabelStudioClient("http://label-studio:80", token, opener=fake)
+    reconcile(parse_desired_state(document), client, settings or RunEnvironment(), report=lines.append,
                   s3_opener=reachable_s3, service_account_dir=Path("/nonexistent"))
     return lines
 
@@ -168,47 +174,47 @@ def run(fake: FakeLabelStudio, document: dict, settings: rec.Settings | None = N
 @pytest.mark.parametrize("title, slug", [("Cats and dogs", "cats-and-dogs"), ("  SAM / v2 ", "sam-v2"),
                                          ("猫", "project"), ("A--B", "a-b")])
 def test_project_slug(title, slug):
-    assert rec.project_slug(title) == slug
+    assert project_slug(title) == slug
 
 
 @given(st.text(max_size=40))
 def test_project_slug_is_always_a_safe_path_segment(title):
-    slug = rec.project_slug(title)
+    slug = project_slug(title)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug)
 
 
 def test_export_prefix_is_per_project():
-    assert rec.export_prefix_for("/label-studio/exports/", "Cats and dogs") == "label-studio/exports/cats-and-dogs"
-    assert rec.export_prefix_for("", "Cats") == "cats"
+    assert export_prefix_for("/label-studio/exports/", "Cats and dogs") == "label-studio/exports/cats-and-dogs"
+    assert export_prefix_for("", "Cats") == "cats"
 
 
 def test_credentials_fingerprint_changes_with_either_key_and_hides_them():
-    base = rec.credentials_fingerprint("AKIAEXAMPLE", "secret-one")
-    assert base == rec.credentials_fingerprint("AKIAEXAMPLE", "secret-one")
-    assert base != rec.credentials_fingerprint("AKIAEXAMPLE", "secret-two")
-    assert base != rec.credentials_fingerprint("AKIAOTHER", "secret-one")
+    base = credentials_fingerprint("AKIAEXAMPLE", "secret-one")
+    assert base == credentials_fingerprint("AKIAEXAMPLE", "secret-one")
+    assert base != credentials_fingerprint("AKIAEXAMPLE", "secret-two")
+    assert base != credentials_fingerprint("AKIAOTHER", "secret-one")
     assert "secret" not in base and "AKIA" not in base
-    assert rec.credentials_fingerprint(None, None) == "credentials: workload identity"
+    assert credentials_fingerprint(None, None) == "credentials: workload identity"
 
 
 def test_s3_probe_url_uses_the_endpoint_or_aws():
-    storage = rec.StorageSpec("my-bucket", "eu-west-1", "http://minio:9000/", True, 60)
-    assert rec.s3_probe_url(storage) == "http://minio:9000/my-bucket"
-    aws = rec.StorageSpec("my-bucket", "eu-west-1", None, True, 60)
-    assert rec.s3_probe_url(aws) == "https://my-bucket.s3.eu-west-1.amazonaws.com/"
+    storage = StorageSpec("my-bucket", "eu-west-1", "http://minio:9000/", True, 60)
+    assert s3_probe_url(storage) == "http://minio:9000/my-bucket"
+    aws = StorageSpec("my-bucket", "eu-west-1", None, True, 60)
+    assert s3_probe_url(aws) == "https://my-bucket.s3.eu-west-1.amazonaws.com/"
 
 
 def test_changed_fields_treats_null_as_empty_and_skips_write_only_keys():
     wanted = {"prefix": "a", "s3_endpoint": "", "aws_secret_access_key": "x", "presign_ttl": 60}
-    assert rec.changed_fields(wanted, {"prefix": "a", "s3_endpoint": None, "presign_ttl": 60}) == []
-    assert rec.changed_fields(wanted, {"prefix": "b", "s3_endpoint": None, "presign_ttl": 15}) == ["prefix", "presign_ttl"]
+    assert changed_fields(wanted, {"prefix": "a", "s3_endpoint": None, "presign_ttl": 60}) == []
+    assert changed_fields(wanted, {"prefix": "b", "s3_endpoint": None, "presign_ttl": 15}) == ["prefix", "presign_ttl"]
 
 
 def test_patch_sends_keys_only_when_their_fingerprint_changed():
     wanted = {"prefix": "a", "description": "credentials: sha256:1", "aws_access_key_id": "k",
               "aws_secret_access_key": "s"}
-    assert rec.patch_for(wanted, ["prefix"]) == {"prefix": "a"}
-    assert rec.patch_for(wanted, ["description"]) == {"description": "credentials: sha256:1",
+    assert patch_for(wanted, ["prefix"]) == {"prefix": "a"}
+    assert patch_for(wanted, ["description"]) == {"description": "credentials: sha256:1",
                                                       "aws_access_key_id": "k", "aws_secret_access_key": "s"}
 
 
@@ -220,25 +226,25 @@ def test_patch_sends_keys_only_when_their_fingerprint_changed():
     (b"", "(empty answer)"),
 ])
 def test_describe_error_body(body, text):
-    assert rec.describe_error_body(body) == text
+    assert describe_error_body(body) == text
 
 
 def test_pagination_links_keep_path_and_query_only():
-    assert rec.relative_api_path("http://ls.internal:8080/api/projects/?page=2&page_size=100") == \
+    assert relative_api_path("http://ls.internal:8080/api/projects/?page=2&page_size=100") == \
         "/api/projects/?page=2&page_size=100"
 
 
 def test_invite_url_is_made_absolute():
-    assert rec.absolute_invite_url("https://label.example.com/", "/user/signup/?token=t") == \
+    assert absolute_invite_url("https://label.example.com/", "/user/signup/?token=t") == \
         "https://label.example.com/user/signup/?token=t"
 
 
 # ---------------------------------------------------------------- desired state and settings
 
 def test_parse_desired_state_fills_defaults():
-    state = rec.parse_desired_state({"storage": {"bucket": "b", "region": "r"}, "projects": [
+    state = parse_desired_state({"storage": {"bucket": "b", "region": "r"}, "projects": [
         {"title": "T", "labelConfig": "<View/>", "prefix": "/images/"}]})
-    assert state.storage == rec.StorageSpec("b", "r", None, True, 60)
+    assert state.storage == StorageSpec("b", "r", None, True, 60)
     assert state.projects[0].prefix == "images" and state.projects[0].sam is False
     assert state.export_prefix == "label-studio/exports" and state.members == ()
 
@@ -252,19 +258,19 @@ def test_parse_desired_state_fills_defaults():
     (desired(projects=[{"title": "T"}]), "projects[0].labelConfig is missing"),
 ])
 def test_parse_desired_state_rejects_incomplete_documents(document, message):
-    with pytest.raises(rec.ReconcileError, match=re.escape(message)):
-        rec.parse_desired_state(document)
+    with pytest.raises(ReconcileError, match=re.escape(message)):
+        parse_desired_state(document)
 
 
 def test_settings_from_environment():
-    settings = rec.Settings.from_environment({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
+    settings = RunEnvironment.from_environment({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s",
                                               "RECONCILER_TIMEOUT_SECONDS": "90", "TEAM_SECRET_NAME": "team"})
     assert (settings.aws_access_key_id, settings.deadline_seconds, settings.team_secret_name) == ("k", 90.0, "team")
-    assert rec.Settings.from_environment({}).deadline_seconds == rec.DEFAULT_DEADLINE_SECONDS
-    with pytest.raises(rec.ReconcileError, match="both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
-        rec.Settings.from_environment({"AWS_ACCESS_KEY_ID": "k"})
-    with pytest.raises(rec.ReconcileError, match="not a number"):
-        rec.Settings.from_environment({"RECONCILER_TIMEOUT_SECONDS": "soon"})
+    assert RunEnvironment.from_environment({}).deadline_seconds == DEFAULT_DEADLINE_SECONDS
+    with pytest.raises(ReconcileError, match="both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        RunEnvironment.from_environment({"AWS_ACCESS_KEY_ID": "k"})
+    with pytest.raises(ReconcileError, match="not a number"):
+        RunEnvironment.from_environment({"RECONCILER_TIMEOUT_SECONDS": "soon"})
 
 
 # ---------------------------------------------------------------- steps with fakes
@@ -290,10 +296,10 @@ def test_wait_for_health_polls_until_up():
         return answer
 
     clock, lines = FakeClock(), []
-    rec.wait_for_health(rec.LabelStudioClient("http://ls", "t", opener), rec.Deadline(60, clock), lines.append,
+    wait_for_health(LabelStudioClient("http://ls", "t", opener), Deadline(60, clock), lines.append,
                         sleep=clock.sleep)
     assert lines == ["label studio http://ls: waiting for /health (connection refused)", "label studio http://ls: healthy"]
-    assert clock.now == 2 * rec.HEALTH_POLL_SECONDS
+    assert clock.now == 2 * HEALTH_POLL_SECONDS
 
 
 def test_wait_for_health_gives_up_at_the_deadline():
@@ -301,13 +307,13 @@ def test_wait_for_health_gives_up_at_the_deadline():
         raise urllib.error.URLError("Connection refused")
 
     clock = FakeClock()
-    with pytest.raises(rec.ReconcileError, match=r"http://ls was not healthy within 10 s \(Connection refused\)"):
-        rec.wait_for_health(rec.LabelStudioClient("http://ls", "t", refused), rec.Deadline(10, clock),
+    with pytest.raises(ReconcileError, match=r"http://ls was not healthy within 10 s \(Connection refused\)"):
+        wait_for_health(LabelStudioClient("http://ls", "t", refused), Deadline(10, clock),
                             lambda line: None, sleep=clock.sleep)
 
 
 def test_bad_token_is_named():
-    with pytest.raises(rec.ReconcileError, match="Label Studio rejected the API token"):
+    with pytest.raises(ReconcileError, match="Label Studio rejected the API token"):
         run(FakeLabelStudio(), desired(), token="wrong")
 
 
@@ -315,13 +321,13 @@ def test_unreachable_s3_endpoint_is_named():
     def unreachable(request, timeout):
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
-    with pytest.raises(rec.ReconcileError, match=r"S3 endpoint http://minio:9000 is unreachable \(.*Connection refused"):
-        rec.probe_s3_endpoint(rec.StorageSpec("b", "r", "http://minio:9000", True, 60), unreachable)
+    with pytest.raises(ReconcileError, match=r"S3 endpoint http://minio:9000 is unreachable \(.*Connection refused"):
+        probe_s3_endpoint(StorageSpec("b", "r", "http://minio:9000", True, 60), unreachable)
 
 
 def test_probe_sends_an_unsigned_head_to_the_bucket():
     seen = []
-    rec.probe_s3_endpoint(rec.StorageSpec("b", "r", "http://minio:9000", True, 60),
+    probe_s3_endpoint(StorageSpec("b", "r", "http://minio:9000", True, 60),
                           lambda request, timeout: seen.append(request) or (403, b""))
     assert [(request.get_method(), request.full_url, request.get_header("Authorization")) for request in seen] == \
         [("HEAD", "http://minio:9000/b", None)]
@@ -329,7 +335,7 @@ def test_probe_sends_an_unsigned_head_to_the_bucket():
 
 def test_invalid_label_config_carries_label_studios_text():
     document = desired(projects=[{"title": "Broken", "labelConfig": '<View><Choices toName="nowhere"/></View>'}])
-    with pytest.raises(rec.ReconcileError, match=r'project "Broken": Label Studio refused the label config: '
+    with pytest.raises(ReconcileError, match=r'project "Broken": Label Studio refused the label config: '
                                                  r'label_config: toName="nowhere" not found'):
         run(FakeLabelStudio(), document)
 
@@ -359,10 +365,10 @@ def test_first_run_creates_everything_and_second_run_only_reports():
 
 def test_source_storage_request_carries_every_desired_field():
     fake = FakeLabelStudio()
-    run(fake, desired(), rec.Settings(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="s3cr3t"))
+    run(fake, desired(), RunEnvironment(aws_access_key_id="AKIAEXAMPLE", aws_secret_access_key="s3cr3t"))
     [created] = [body for method, path, body in fake.requests if method == "POST" and path == "/api/storages/s3/"]
     assert created == {
-        "title": rec.SOURCE_STORAGE_TITLE, "description": rec.credentials_fingerprint("AKIAEXAMPLE", "s3cr3t"),
+        "title": SOURCE_STORAGE_TITLE, "description": credentials_fingerprint("AKIAEXAMPLE", "s3cr3t"),
         "bucket": "b", "prefix": "kagglecatsanddogs", "regex_filter": ".*\\.(jpe?g|png)$", "use_blob_urls": True,
         "presign": True, "presign_ttl": 60, "recursive_scan": True, "region_name": "us-east-1",
         "s3_endpoint": "http://minio:9000", "aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "s3cr3t",
@@ -371,11 +377,11 @@ def test_source_storage_request_carries_every_desired_field():
 
 def test_changes_are_patched_in_place():
     fake = FakeLabelStudio()
-    run(fake, desired(), rec.Settings(aws_access_key_id="k", aws_secret_access_key="old"))
+    run(fake, desired(), RunEnvironment(aws_access_key_id="k", aws_secret_access_key="old"))
     changed = desired()
     changed["projects"][0]["labelConfig"] = CATS_CONFIG.replace("Dog", "Fox")
     changed["storage"]["presignTtlMinutes"] = 15
-    lines = run(fake, changed, rec.Settings(aws_access_key_id="k", aws_secret_access_key="new"))
+    lines = run(fake, changed, RunEnvironment(aws_access_key_id="k", aws_secret_access_key="new"))
     assert 'project "Cats and dogs": label config updated (id 1)' in lines
     assert 'project "Cats and dogs": source storage s3://b/kagglecatsanddogs: updated credentials, presign_ttl (id 2)' in lines
     assert 'project "Cats and dogs": export storage s3://b/label-studio/exports/cats-and-dogs: updated credentials (id 3)' in lines
@@ -403,27 +409,27 @@ def test_any_desired_state_converges_in_one_run(specs):
 def test_sam_backend_is_retried_until_it_answers():
     fake = FakeLabelStudio()
     fake.ml_refusals_left = 2
-    client = rec.LabelStudioClient("http://ls", "good-token", fake)
-    spec = rec.ProjectSpec("SAM", CATS_CONFIG, "p", "", True)
+    client = LabelStudioClient("http://ls", "good-token", fake)
+    spec = ProjectSpec("SAM", CATS_CONFIG, "p", "", True)
     clock, lines = FakeClock(), []
-    backend = rec.ensure_sam_backend(client, {"id": 7}, "http://sam:9090", spec, rec.Deadline(60, clock),
+    backend = ensure_sam_backend(client, {"id": 7}, "http://sam:9090", spec, Deadline(60, clock),
                                      lines.append, sleep=clock.sleep)
-    assert backend["is_interactive"] is True and backend["title"] == rec.SAM_BACKEND_TITLE
+    assert backend["is_interactive"] is True and backend["title"] == SAM_BACKEND_TITLE
     assert lines == [
         "project \"SAM\": ml backend http://sam:9090: waiting for the backend to answer healthy "
         "(non_field_errors: Can't connect to ML backend, health check failed.)",
         'project "SAM": ml backend http://sam:9090: created (id 1, interactive)']
-    assert clock.now == 2 * rec.ML_BACKEND_RETRY_SECONDS
+    assert clock.now == 2 * ML_BACKEND_RETRY_SECONDS
 
 
 def test_sam_backend_that_never_answers_fails_at_the_deadline():
     fake = FakeLabelStudio()
     fake.ml_refusals_left = 10**6
-    client = rec.LabelStudioClient("http://ls", "good-token", fake)
+    client = LabelStudioClient("http://ls", "good-token", fake)
     clock = FakeClock()
-    with pytest.raises(rec.ReconcileError, match="not healthy before the deadline: non_field_errors: Can't connect"):
-        rec.ensure_sam_backend(client, {"id": 7}, "http://sam:9090", rec.ProjectSpec("SAM", "", "", "", True),
-                               rec.Deadline(30, clock), lambda line: None, sleep=clock.sleep)
+    with pytest.raises(ReconcileError, match="not healthy before the deadline: non_field_errors: Can't connect"):
+        ensure_sam_backend(client, {"id": 7}, "http://sam:9090", ProjectSpec("SAM", "", "", "", True),
+                               Deadline(30, clock), lambda line: None, sleep=clock.sleep)
 
 
 # ---------------------------------------------------------------- team Secret
@@ -450,7 +456,7 @@ class FakeKubernetes:
 def test_invite_link_is_written_into_the_team_secret(service_account):
     kubernetes, lines = FakeKubernetes({"other": "eA=="}), []
     invite = "https://label.example.com/user/signup/?token=org-secret"
-    rec.store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
+    store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
                                api_server="https://10.0.0.1:443")
     get, patch = kubernetes.requests
     assert get.get_method() == "GET"
@@ -461,7 +467,7 @@ def test_invite_link_is_written_into_the_team_secret(service_account):
     assert lines == ['team secret "labeling/labeling-team": invite link stored under key invite-url']
     assert "org-secret" not in "".join(lines)
 
-    rec.store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
+    store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
                                api_server="https://10.0.0.1:443")
     assert lines[-1] == 'team secret "labeling/labeling-team": unchanged'
     assert [request.get_method() for request in kubernetes.requests] == ["GET", "PATCH", "GET"]
@@ -471,14 +477,14 @@ def test_team_secret_refusal_is_reported(service_account):
     def forbidden(request, timeout):
         return 403, b'{"kind":"Status","message":"secrets \\"labeling-team\\" is forbidden"}'
 
-    with pytest.raises(rec.ReconcileError, match=r'team secret "labeling/labeling-team": GET answered 403: '
+    with pytest.raises(ReconcileError, match=r'team secret "labeling/labeling-team": GET answered 403: '
                                                  r'secrets "labeling-team" is forbidden'):
-        rec.store_invite_in_secret("u", "labeling-team", lambda line: None, forbidden, service_account, "https://k")
+        store_invite_in_secret("u", "labeling-team", lambda line: None, forbidden, service_account, "https://k")
 
 
 def test_team_secret_is_skipped_outside_a_pod(tmp_path):
     lines = []
-    rec.store_invite_in_secret("u", "labeling-team", lines.append, service_account_dir=tmp_path / "none")
+    store_invite_in_secret("u", "labeling-team", lines.append, service_account_dir=tmp_path / "none")
     assert lines == [f'team secret "labeling-team": skipped (no service-account token at {tmp_path / "none"})']
 
 
@@ -486,7 +492,7 @@ def test_team_secret_is_skipped_outside_a_pod(tmp_path):
 
 def test_main_without_environment_fails_in_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
-    assert rec.main([str(tmp_path / "desired.json")]) == 1
+    assert main([str(tmp_path / "desired.json")]) == 1
     assert capsys.readouterr().err == ("reconcile failed: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY "
                                        "(or LABEL_STUDIO_API_KEY_FILE) must be set\n")
 
@@ -498,14 +504,14 @@ def test_credentials_are_read_from_mounted_secret_files(tmp_path):
     environ = {"LABEL_STUDIO_API_KEY_FILE": str(tmp_path / "api-token"),
                "AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "AWS_ACCESS_KEY_ID"),
                "AWS_SECRET_ACCESS_KEY_FILE": str(tmp_path / "AWS_SECRET_ACCESS_KEY")}
-    assert rec.credential(environ, "LABEL_STUDIO_API_KEY") == "token-from-file"
-    settings = rec.Settings.from_environment(environ)
+    assert credential(environ, "LABEL_STUDIO_API_KEY") == "token-from-file"
+    settings = RunEnvironment.from_environment(environ)
     assert (settings.aws_access_key_id, settings.aws_secret_access_key) == ("AKIAFROMFILE", "secret-from-file")
 
 
 def test_an_unreadable_credential_file_is_named(tmp_path):
-    with pytest.raises(rec.ReconcileError, match="cannot read AWS_ACCESS_KEY_ID from .*missing"):
-        rec.credential({"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "missing")}, "AWS_ACCESS_KEY_ID")
+    with pytest.raises(ReconcileError, match="cannot read AWS_ACCESS_KEY_ID from .*missing"):
+        credential({"AWS_ACCESS_KEY_ID_FILE": str(tmp_path / "missing")}, "AWS_ACCESS_KEY_ID")
 
 
 def test_main_with_unreadable_state_fails_in_one_line(monkeypatch, capsys, tmp_path):
@@ -513,11 +519,11 @@ def test_main_with_unreadable_state_fails_in_one_line(monkeypatch, capsys, tmp_p
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "t")
     state_file = tmp_path / "desired.json"
     state_file.write_text("{not json")
-    assert rec.main([str(state_file)]) == 1
+    assert main([str(state_file)]) == 1
     error = capsys.readouterr().err
     assert error.startswith(f"reconcile failed: cannot read desired state {state_file}: ") and error.count("\n") == 1
 
 
 def test_main_needs_exactly_one_argument(capsys):
-    assert rec.main([]) == 2
+    assert main([]) == 2
     assert "usage" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import base64
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import kubernetes_validate
@@ -19,15 +19,16 @@ from components.sam_backend import (
     LABEL_STUDIO_URL_VARIABLES,
     SAM_LABELS,
     SAM_NAME,
+    SAM_PORT,
     rollout_budget_seconds,
     sam_manifests,
     service_url,
 )
-from components.settings import SAM_PORT, Resources, SamSettings, Settings, Toleration, parse_settings
-from tests.conftest import evaluate_cached
-from tools.stack_eval import DeclaredResource, Evaluation, stack_config
-
-KUBERNETES_VERSION = "1.33"
+from components.conventions import SecretKeyRef
+from components.settings import Resources, SamModel, SamSettings, Toleration
+from tests.conftest import evaluate_cached, stack_settings
+from tools.manifests import KUBERNETES_VERSION
+from tools.stack_eval import DeclaredResource, Evaluation
 SAM_TYPES = {
     "Deployment": "kubernetes:apps/v1:Deployment",
     "Service": "kubernetes:core/v1:Service",
@@ -53,17 +54,9 @@ VARIANT_IDS = ["dev", "prod", "prod-2gpus", "prod-tolerations", "dev-1gpu"]
 # --------------------------------------------------------------------------- helpers
 
 
-def stack_settings(stack: str, overrides: Optional[dict] = None) -> Settings:
-    """The settings the program reads for `stack`, parsed the way the program parses them."""
-    project, config, secret_keys = stack_config(stack, overrides)
-    prefix = f"{project}:"
-    values = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
-    secret = frozenset(key[len(prefix):] for key in secret_keys if key.startswith(prefix))
-    return parse_settings(values, stack=stack, secret_keys=secret)
-
-
 def sam_resources(evaluation: Evaluation) -> dict[str, DeclaredResource]:
-    return {kind: evaluation.one(type_, SAM_NAME) for kind, type_ in SAM_TYPES.items()}
+    children = evaluation.children_of(evaluation.one(COMPONENT_TYPE))
+    return {kind: next(r for r in children if r.type == type_) for kind, type_ in SAM_TYPES.items()}
 
 
 def pod_spec(deployment: dict) -> dict:
@@ -139,7 +132,7 @@ def secret_values(evaluation: Evaluation) -> set[str]:
 
 def plain_settings(**changes: Any) -> SamSettings:
     values = dict(
-        enabled=True, model="MobileSAM", image="registry.example/sam:1.0@sha256:" + "0" * 64, gpus=0,
+        enabled=True, model=SamModel.MOBILE_SAM, image="registry.example/sam:1.0@sha256:" + "0" * 64, gpus=0,
         node_selector={}, tolerations=(), resources=Resources({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
         shm_size="2Gi", startup_timeout_seconds=600,
     )
@@ -152,7 +145,7 @@ PLAIN_LABEL_STUDIO_LABELS = {"app.kubernetes.io/name": "ls-app", "app.kubernetes
 
 def plain_manifests(settings: SamSettings) -> dict[str, dict]:
     return sam_manifests(settings, "labeling", "http://label-studio-ls-app.labeling.svc.cluster.local:80",
-                         "label-studio-admin", "token", PLAIN_LABEL_STUDIO_LABELS)
+                         SecretKeyRef("label-studio-admin", "token"), PLAIN_LABEL_STUDIO_LABELS)
 
 
 # --------------------------------------------------------------------------- pure manifests

@@ -8,9 +8,9 @@ from tests.conftest import evaluate_cached
 from tools.stack_eval import PLACEHOLDER_PREFIX, stack_config
 
 COMPONENT_TYPES = {
-    "labeling:index:Platform", "labeling:storage:Bucket", "labeling:app:LabelStudio",
-    "labeling:network:Ingress", "labeling:ml:SamBackend", "labeling:app:LabelingConfiguration",
-    "labeling:database:Postgres", "labeling:database:Backup",
+    "labeling:index:LabelingPlatform", "labeling:storage:ObjectStorage", "labeling:app:LabelStudio",
+    "labeling:network:LabelStudioIngress", "labeling:ml:SamBackend", "labeling:app:LabelingConfiguration",
+    "labeling:database:ManagedDatabase", "labeling:database:DatabaseBackup",
 }
 
 # Every operator-supplied secret the contract has, set at once.
@@ -29,7 +29,7 @@ EXTERNAL_DB_AND_S3_COMPATIBLE = {
 def test_every_resource_belongs_to_a_component(stack_eval):
     by_urn = {r.urn: r for r in stack_eval.resources}
     [root] = [r for r in stack_eval.resources if r.parent not in by_urn]
-    assert root.type == "labeling:index:Platform"
+    assert root.type == "labeling:index:LabelingPlatform"
     for resource in stack_eval.resources:
         if resource is not root:
             assert by_urn[resource.parent].type in COMPONENT_TYPES, resource.name

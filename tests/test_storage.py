@@ -20,7 +20,7 @@ OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.
 
 
 def storage_component(evaluation):
-    return evaluation.one("labeling:storage:Bucket")
+    return evaluation.one("labeling:storage:ObjectStorage")
 
 
 def bucket_config(evaluation, type_suffix):
@@ -82,7 +82,7 @@ def test_prod_bucket_is_protected_and_retained_dev_bucket_is_destroyable():
 def test_every_storage_child_is_parented_to_the_component(stack_eval):
     component = storage_component(stack_eval)
     for resource in stack_eval.resources:
-        if resource.type.startswith(("aws:s3/", "aws:iam/")) or resource.name == "credentials":
+        if resource.type.startswith(("aws:s3/", "aws:iam/")) or resource.name == "labeling-storage-credentials":
             assert resource.parent == component.urn, resource.name
 
 
@@ -120,7 +120,7 @@ def test_the_least_privilege_check_would_catch_a_wildcard():
 
 def test_key_material_appears_only_as_secrets(stack_eval):
     key = stack_eval.one("aws:iam/accessKey:AccessKey")
-    credentials = stack_eval.one("kubernetes:core/v1:Secret", "credentials")
+    credentials = stack_eval.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
     assert credentials.inputs["stringData"] == {
         storage.ACCESS_KEY_ID_KEY: f"MOCKACCESSKEYID{key.name.upper()[:8]}",
         storage.SECRET_ACCESS_KEY_KEY: f"mock-secret-access-key-{key.name}",
@@ -142,7 +142,7 @@ def assert_only_secret(evaluation, needles):
 
 
 def test_credentials_secret_lives_in_the_platform_namespace(stack_eval):
-    credentials = stack_eval.one("kubernetes:core/v1:Secret", "credentials")
+    credentials = stack_eval.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
     namespace = stack_eval.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"]
     assert credentials.inputs["metadata"] == {
         "name": storage.CREDENTIALS_SECRET_NAME, "namespace": namespace,
@@ -152,7 +152,7 @@ def test_credentials_secret_lives_in_the_platform_namespace(stack_eval):
 def test_s3_compatible_declares_no_aws_resource_and_the_same_secret():
     evaluation = evaluate_cached("dev", overrides=S3_COMPATIBLE, secrets=S3_COMPATIBLE_KEYS)
     assert [r.type for r in evaluation.resources if r.type.startswith("aws:")] == []
-    credentials = evaluation.one("kubernetes:core/v1:Secret", "credentials")
+    credentials = evaluation.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
     assert credentials.inputs["stringData"] == {
         storage.ACCESS_KEY_ID_KEY: "AKIACONFIGURED", storage.SECRET_ACCESS_KEY_KEY: "configured-secret-key"}
     assert "stringData" in credentials.secret_paths
@@ -174,7 +174,7 @@ def test_irsa_replaces_keys_with_a_role_for_the_label_studio_service_account():
     evaluation = evaluate_cached("prod", overrides={"storage.oidcProviderArn": OIDC})
     assert evaluation.of_type("aws:iam/user:User") == []
     assert evaluation.of_type("aws:iam/accessKey:AccessKey") == []
-    assert [r for r in evaluation.resources if r.name == "credentials"] == []
+    assert [r for r in evaluation.resources if r.name == "labeling-storage-credentials"] == []
     trust = json.loads(evaluation.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
     [statement] = trust["Statement"]
     issuer = OIDC.split(":oidc-provider/")[1]

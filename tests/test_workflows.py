@@ -325,7 +325,7 @@ def test_updates_are_serialised_per_stack_and_never_cancelled() -> None:
 @both_workflows
 def test_ci_tests_against_the_chart_the_stacks_pin(path: Path) -> None:
     """GitHub's runners have no ../shared: the test job pulls the same chart version."""
-    from components.settings import DEFAULT_CHART_VERSION
+    from components.settings.label_studio import DEFAULT_CHART_VERSION
     from tests.conftest import CHART_DIR
 
     text = path.read_text()

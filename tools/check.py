@@ -4,7 +4,7 @@ Prints the policy pack's size, what each stack's evaluation yields under the pac
 kubernetes-validate and checkov, and how many examples the hypothesis properties ran
 (counted by hypothesis itself, from a pytest run of tests/test_config_fuzz.py).
 Exits non-zero when a stack breaks a mandatory policy, an object is invalid, or checkov
-fails a check outside tests/checkov_skips.py.
+fails a check outside tools/checkov_skips.py.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import kubernetes_validate
 from pulumi_policy import EnforcementLevel
 
 from policy.guardrails import ALL_POLICIES
-from tests.checkov_skips import CHECKOV_SKIPS
-from tests.conftest import STACKS
-from tests.test_manifests import KUBERNETES_VERSION
+from components import PROJECT_ROOT
 from tools.checkov_scan import CHECKOV, scan
+from tools.checkov_skips import CHECKOV_SKIPS
+from tools.manifests import KUBERNETES_VERSION
 from tools.policy_check import mandatory, run_pack
-from tools.stack_eval import PROJECT_ROOT, evaluate
+from tools.stack_eval import STACKS, evaluate
 
 FUZZ_TESTS = "tests/test_config_fuzz.py"
 
@@ -81,7 +81,7 @@ def main() -> int:
             unexplained = len(result.failed) - len(skipped)
             ok = ok and unexplained == 0
             print(f"{stack}: checkov {len(result.passed)} passed, {unexplained} failed, "
-                  f"{len(skipped)} skipped (each skip with its reason in tests/checkov_skips.py)")
+                  f"{len(skipped)} skipped (each skip with its reason in tools/checkov_skips.py)")
     else:
         ok = False
         print(f"checkov: not run, {CHECKOV} is missing")

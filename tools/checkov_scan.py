@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Mapping
 
 from tools.manifests import rendered_yaml
-from tools.stack_eval import PROJECT_ROOT, Evaluation
+from components import PROJECT_ROOT
+from tools.stack_eval import Evaluation
 
 CHECKOV = PROJECT_ROOT / ".venv-checkov" / "bin" / "checkov"
 # Offline: no check-ID mapping download, no policy download.

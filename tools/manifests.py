@@ -11,6 +11,10 @@ import yaml
 
 from tools.stack_eval import Evaluation
 
+# The oldest Kubernetes minor the platform supports: objects are validated against its
+# schemas (kubernetes-validate), where strict mode also rejects unknown fields.
+KUBERNETES_VERSION = "1.33"
+
 MASK = "[masked]"
 # Secret.data (and ConfigMap.binaryData) must stay base64 after masking.
 MASK_BASE64 = base64.b64encode(MASK.encode()).decode()

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from tools.stack_eval import PROJECT_ROOT, DeclaredResource, Evaluation, evaluate
+from components import PROJECT_ROOT
+from tools.stack_eval import DeclaredResource, Evaluation, evaluate
 
 import pulumi
 

@@ -16,7 +16,6 @@ import copy
 import json
 import os
 import runpy
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,16 +23,17 @@ from typing import Any, Iterator, Mapping, Optional
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-if str(PROJECT_ROOT) not in sys.path:
-    sys.path.insert(0, str(PROJECT_ROOT))
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.settings import SETTINGS, get_root_resource
 
-import pulumi  # noqa: E402
-from pulumi.runtime import mocks as pulumi_mocks  # noqa: E402
-from pulumi.runtime import rpc  # noqa: E402
-from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs  # noqa: E402
-from pulumi.runtime.sync_await import _sync_await  # noqa: E402
-from pulumi.runtime.settings import SETTINGS, get_root_resource  # noqa: E402
+from components import PROJECT_ROOT
+
+# Every stack with a stack file in the repository.
+STACKS = tuple(sorted(path.name.split(".")[1] for path in PROJECT_ROOT.glob("Pulumi.*.yaml")))
 
 PLACEHOLDER_PREFIX = "secret-placeholder:"
 DELETE = object()  # an override value that removes the key from the stack's config

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from tests.conftest import STACKS
+from tools.stack_eval import STACKS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,231 @@
+"""The values of the heartex/label-studio chart, as plain data (testable without a Pulumi engine).
+
+Secrets appear only by reference: the chart reads them from the platform Secret, so no
+secret value is ever in the Helm values, the Pulumi diff or `helm get values`.
+`unknown_value_keys` checks every key we set against the chart's own values.yaml.
+
+Security trade-offs of the Label Studio settings (SSRF protection):
+- With an in-cluster ML backend (SAM), `ML_BLOCK_LOCAL_IP=false`: the SAM Service has a
+  private address, which Label Studio otherwise refuses. Any user who may add a model to
+  a project can then make Label Studio send requests (GET /health, POST /setup, /predict)
+  to any private address the app pod can reach, cluster Services included. Open sign-up
+  is disabled, so only invited users hold that power.
+- Storage endpoints stay checked unless the stack uses an S3-compatible store with
+  `storage.allowPrivateEndpoint` set: then `SSRF_PROTECTION_ENABLED=false` and users who
+  may add cloud storage can point it at private addresses as well.
+- `USE_DEFAULT_BANNED_SUBNETS` is never touched: it would lift both checks at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import pulumi
+import yaml
+
+from components.conventions import SecretKeyRef
+from components.database import DatabaseConnection
+from components.settings import LabelStudioSettings
+from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
+
+# The only persistence type this platform deploys. The chart falls back to an emptyDir
+# for any type it does not know (a typo loses every upload on restart), so the type is
+# never taken from configuration.
+PERSISTENCE_TYPE = "s3"
+# Presigned URLs to uploads are bearer tokens to private data; Label Studio signs a fresh
+# one each time a task is opened, so an hour is ample.
+UPLOAD_URL_EXPIRATION_SECONDS = "3600"
+
+# SAM loads a model: its /health and /setup answer slower than Label Studio's defaults
+# (1 s, 3 s) expect, and a prediction on CPU can take long.
+ML_TIMEOUTS = {"ML_TIMEOUT_HEALTH": "10", "ML_TIMEOUT_SETUP": "60", "ML_TIMEOUT_PREDICT": "100"}
+
+# The app container's name in the chart's templates/app-deployment.yaml.
+APP_CONTAINER = "app"
+
+# Keys of the platform Secret.
+ADMIN_PASSWORD_KEY = "admin-password"
+ADMIN_TOKEN_KEY = "admin-api-token"
+DJANGO_SECRET_KEY_KEY = "django-secret-key"
+DATABASE_PASSWORD_KEY = "database-password"
+DATABASE_ADMIN_PASSWORD_KEY = "database-admin-password"
+
+# Keys of the bitnami PostgreSQL subchart (16.7.27) we set. The subchart is not in the
+# chart directory we test against, so its keys cannot be checked from its values.yaml:
+# keep this list in step with `_database_values` and check it on every chart upgrade.
+POSTGRESQL_SUBCHART_KEYS = frozenset({
+    "postgresql.auth.username",
+    "postgresql.auth.database",
+    "postgresql.auth.password",
+    "postgresql.auth.existingSecret",
+    "postgresql.auth.secretKeys.userPasswordKey",
+    "postgresql.auth.secretKeys.adminPasswordKey",
+    "postgresql.primary.persistence.size",
+})
+
+# Label Studio's app Service port (-> nginx 8085 in the pod), templates/app-service.yaml.
+APP_SERVICE_PORT = 80
+
+
+def app_selector_labels(release_name: str) -> dict[str, str]:
+    """The selector labels the chart puts on app pods (`ls-app.selectorLabels`)."""
+    return {"app.kubernetes.io/name": "ls-app", "app.kubernetes.io/instance": release_name}
+
+
+def _environment(settings: LabelStudioSettings, storage: StorageAccess, in_cluster_ml_backend: bool) -> dict[str, str]:
+    environment = {
+        "LABEL_STUDIO_USERNAME": settings.admin_email,
+        # A fixed token for the API and the SAM backend; takes effect when the
+        # organization is created, i.e. on first boot.
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        # Behind the HTTPS ingress Django refuses form posts from an untrusted origin.
+        "CSRF_TRUSTED_ORIGINS": settings.public_url,
+        "LABEL_STUDIO_HOST": settings.public_url,
+        **ML_TIMEOUTS,
+    }
+    if in_cluster_ml_backend:
+        environment["ML_BLOCK_LOCAL_IP"] = "false"
+    if storage.private_endpoint:
+        environment["SSRF_PROTECTION_ENABLED"] = "false"
+    return environment
+
+
+def _persistence(storage: StorageAccess) -> dict[str, Any]:
+    s3: dict[str, Any] = {
+        "bucket": storage.bucket,
+        "region": storage.region,
+        # Uploads and exports under their own prefix, apart from the source images.
+        "folder": storage.under_prefix("uploads"),
+        "urlExpirationSecs": UPLOAD_URL_EXPIRATION_SECONDS,
+    }
+    if storage.endpoint:
+        s3["endpointUrl"] = storage.endpoint
+    if isinstance(storage.credentials, StorageKeys):
+        keys = storage.credentials
+        s3.update(
+            accessKeyExistingSecret=keys.access_key_id.secret_name,
+            accessKeyExistingSecretKey=keys.access_key_id.key,
+            secretKeyExistingSecret=keys.secret_access_key.secret_name,
+            secretKeyExistingSecretKey=keys.secret_access_key.key,
+        )
+    return {"enabled": True, "type": PERSISTENCE_TYPE, "config": {"s3": s3}}
+
+
+def _database_values(settings: LabelStudioSettings, secret_name: pulumi.Input[str],
+                     outside: Optional[DatabaseConnection]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(global.pgConfig, postgresql): the chart's own PostgreSQL, or one outside the chart."""
+    database = settings.database
+    # The app always reads its password from our Secret, the same key PostgreSQL uses.
+    password_ref = SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY).chart_ref()
+    if outside is not None:
+        pg_config: dict[str, Any] = {
+            "host": outside.host, "port": outside.port, "dbName": outside.name,
+            "userName": outside.user, "password": password_ref,
+        }
+        if outside.ssl_mode:
+            pg_config["ssl"] = {"pgSslMode": outside.ssl_mode}
+        return pg_config, {"enabled": False}
+    postgresql = {
+        "enabled": True,
+        "auth": {
+            "username": database.user,
+            "database": database.name,
+            # Blank, so the chart's default password `labelstudio` is gone: with
+            # existingSecret set, both passwords come from our Secret.
+            "password": "",
+            "existingSecret": secret_name,
+            "secretKeys": {"userPasswordKey": DATABASE_PASSWORD_KEY,
+                           "adminPasswordKey": DATABASE_ADMIN_PASSWORD_KEY},
+        },
+        "primary": {"persistence": {"size": database.storage_size}},
+    }
+    return {"password": password_ref}, postgresql
+
+
+def _high_availability(settings: LabelStudioSettings) -> dict[str, Any]:
+    """Several app pods: never two on one node, spread over zones, one always up."""
+    if settings.replicas < 2:
+        return {}
+    selector = {"matchLabels": app_selector_labels(settings.release_name)}
+    return {
+        # The chart renders minAvailable unquoted and its schema wants a string.
+        "pdb": {"create": True, "minAvailable": "1"},
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+             "labelSelector": selector},
+            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+             "labelSelector": selector},
+        ],
+    }
+
+
+def chart_values(settings: LabelStudioSettings, storage: StorageAccess, secret_name: pulumi.Input[str], *,
+                 in_cluster_ml_backend: bool, database: Optional[DatabaseConnection] = None) -> dict[str, Any]:
+    """The label-studio chart values for this stack; secrets only by reference.
+
+    `database` is the server outside the chart (external or RDS); None runs the chart's own.
+    `in_cluster_ml_backend` lets Label Studio call ML backends on private addresses (SAM).
+    Values may hold Pulumi Inputs (bucket, Secret names, hosts): Pulumi resolves them.
+    """
+    pg_config, postgresql = _database_values(settings, secret_name, database)
+    app: dict[str, Any] = {
+        "replicas": settings.replicas,
+        "resources": settings.resources.as_dict(),
+        # The platform declares its own Ingress (components/ingress.py).
+        "ingress": {"enabled": False},
+        # Label Studio never calls the Kubernetes API; IRSA mounts its own token.
+        "automountServiceAccountToken": False,
+        **_high_availability(settings),
+    }
+    if isinstance(storage.credentials, WorkloadIdentity):
+        # IRSA: the chart has no key for it, the service account annotation is the way.
+        # (The rqworker deployments render only for Label Studio Enterprise.)
+        app["serviceAccount"] = {"annotations": {"eks.amazonaws.com/role-arn": storage.credentials.role_arn}}
+    secret = lambda key: SecretKeyRef(secret_name, key).chart_ref()  # noqa: E731
+    return {
+        "global": {
+            "image": {"tag": settings.image_tag},
+            "persistence": _persistence(storage),
+            "pgConfig": pg_config,
+            "extraEnvironmentVars": _environment(settings, storage, in_cluster_ml_backend),
+            "extraEnvironmentSecrets": {
+                "LABEL_STUDIO_PASSWORD": secret(ADMIN_PASSWORD_KEY),
+                "LABEL_STUDIO_USER_TOKEN": secret(ADMIN_TOKEN_KEY),
+                # Also stops the chart from generating one with helm `lookup`, which
+                # changes on every render under tools that cannot look up.
+                "SECRET_KEY": secret(DJANGO_SECRET_KEY_KEY),
+            },
+        },
+        "app": app,
+        "postgresql": postgresql,
+    }
+
+
+def unknown_value_keys(values: Mapping[str, Any], chart_values_yaml: str) -> list[str]:
+    """Key paths in `values` that the chart would silently ignore.
+
+    A key is known when the chart's values.yaml has it, when it lies under an open map
+    there (a `{}` default such as `extraEnvironmentVars` or `annotations`), or when it
+    is on the PostgreSQL subchart allow-list.
+    """
+    unknown: list[str] = []
+
+    def walk(ours: Mapping[str, Any], chart: Mapping[str, Any], path: str) -> None:
+        for key, value in ours.items():
+            key_path = f"{path}.{key}" if path else str(key)
+            if key in chart:
+                known = chart[key]
+                if isinstance(known, Mapping) and not known:
+                    continue
+                if isinstance(value, Mapping):
+                    walk(value, known if isinstance(known, Mapping) else {}, key_path)
+            elif key_path in POSTGRESQL_SUBCHART_KEYS:
+                continue
+            elif isinstance(value, Mapping) and any(k.startswith(key_path + ".") for k in POSTGRESQL_SUBCHART_KEYS):
+                walk(value, {}, key_path)
+            else:
+                unknown.append(key_path)
+
+    walk(values, yaml.safe_load(chart_values_yaml) or {}, "")
+    return unknown

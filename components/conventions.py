@@ -1,0 +1,57 @@
+"""What every Kubernetes object and workload of the platform shares: labels, security
+contexts, and references to Secret keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+
+PLATFORM = "labeling-platform"
+PART_OF = {"app.kubernetes.io/part-of": PLATFORM}
+
+# No privilege escalation, no Linux capabilities, no privileged mode: what every container gets.
+UNPRIVILEGED_CONTAINER = {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+# ... and no writes outside mounted volumes, for every image that allows it.
+HARDENED_CONTAINER = {**UNPRIVILEGED_CONTAINER, "readOnlyRootFilesystem": True}
+
+
+def labels(name: Optional[str] = None, **extra: str) -> dict[str, str]:
+    """`app.kubernetes.io/part-of` on everything; `name` and any other label where given."""
+    result = {"app.kubernetes.io/name": name} if name else {}
+    return {**result, **extra, **PART_OF}
+
+
+def non_root_pod(uid: int) -> dict:
+    """The pod securityContext of the platform's own workloads: one unprivileged user, seccomp on."""
+    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """One key of a Kubernetes Secret: how secret values travel between components."""
+
+    secret_name: pulumi.Input[str]
+    key: str
+
+    def env(self, variable: str) -> dict:
+        return {"name": variable, "valueFrom": {"secretKeyRef": {"name": self.secret_name, "key": self.key}}}
+
+    def chart_ref(self) -> dict:
+        """The label-studio chart's form of a reference (`global.extraEnvironmentSecrets`, `pgConfig.password`)."""
+        return {"secretName": self.secret_name, "secretKey": self.key}
+
+
+def child_of(parent: pulumi.Resource, formerly: Optional[str] = None, **options) -> pulumi.ResourceOptions:
+    """Options of a component's child. `formerly` is the child's name before child names
+    carried the component's name: the alias keeps the existing resource instead of replacing it."""
+    aliases = [pulumi.Alias(name=formerly)] if formerly else None
+    return pulumi.ResourceOptions(parent=parent, aliases=aliases, **options)
+
+
+def in_cluster_url(service: str, namespace: str, port: int) -> str:
+    """How pods reach a Service of the platform: its DNS name, never a copied ClusterIP."""
+    return f"http://{service}.{namespace}.svc.cluster.local:{port}"

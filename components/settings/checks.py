@@ -1,0 +1,140 @@
+"""Checks of single values that several sections share.
+
+Each answers None for a good value, else the problem in words that follow the value in
+the error line (`<key>: "<value>" <problem>`). Checks that only one key uses live beside
+that key in its section module.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from decimal import Decimal
+from typing import Optional
+from urllib.parse import urlsplit
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
+_QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_MOVING_TAG = re.compile(r"^(latest|main|master|edge|nightly|dev)$|-(latest|main|master)$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+_QUANTITY_SCALE = {
+    None: Decimal(1), "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12, "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}
+
+
+def quantity_value(text: str) -> Decimal:
+    """The numeric value of a Kubernetes quantity ("500m" -> 0.5, "1Gi" -> 1073741824)."""
+    match = _QUANTITY.match(text)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    return Decimal(match.group(1)) * _QUANTITY_SCALE[match.group(3)]
+
+
+def is_quantity(text: str) -> bool:
+    return bool(_QUANTITY.match(text))
+
+
+def check_quantity(text: str) -> Optional[str]:
+    return None if is_quantity(text) else "is not a Kubernetes quantity; expected e.g. 500m, 2, 1Gi, 512Mi"
+
+
+def check_dns_label(text: str) -> Optional[str]:
+    if len(text) <= 63 and _DNS_LABEL.match(text):
+        return None
+    return "is not a DNS label; expected at most 63 lowercase letters, digits and '-', starting and ending alphanumeric"
+
+
+def check_hostname(text: str) -> Optional[str]:
+    labels = text.split(".")
+    if len(text) <= 253 and len(labels) >= 2 and all(len(label) <= 63 and _DNS_LABEL.match(label) for label in labels):
+        return None
+    return "is not a DNS host name; expected lowercase labels joined by dots, e.g. label.example.com"
+
+
+def check_host_or_ip(text: str) -> Optional[str]:
+    if is_ip(text) or check_hostname(text) is None or check_dns_label(text) is None:
+        return None
+    return "is not a host name or IP address"
+
+
+def check_semver(text: str) -> Optional[str]:
+    return None if _SEMVER.match(text) else "is not a pinned version; expected an exact version like 2.0.5"
+
+
+def is_semver(text: str) -> bool:
+    return bool(_SEMVER.match(text))
+
+
+def check_email(text: str) -> Optional[str]:
+    return None if _EMAIL.match(text) else "is not an email address; expected e.g. admin@example.com"
+
+
+def check_arn(text: str) -> Optional[str]:
+    return None if _ARN.match(text) else "is not an ARN; expected arn:aws:<service>:<region>:<account>:<resource>"
+
+
+def check_label_key(text: str) -> Optional[str]:
+    return None if _LABEL_KEY.match(text) and len(text) <= 253 else "is not a Kubernetes label key"
+
+
+def check_regex(text: str) -> Optional[str]:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        return f"is not a regular expression ({exc})"
+    return None
+
+
+def check_region(text: str) -> Optional[str]:
+    return None if re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", text) else "is not a region; expected e.g. us-east-1"
+
+
+def check_http_origin(text: str) -> Optional[str]:
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.hostname and parts.path in ("",) and not parts.query:
+        return None
+    return "is not an origin; expected scheme and host only, e.g. https://label.example.com"
+
+
+def is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
+    """(hard problem, moving) for a container image reference.
+
+    A missing tag or `latest` is always wrong; a tag that upstream moves (`main`,
+    `sam-master`) is only safe with a digest beside it.
+    """
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2] if ":" in last else ""
+    if digest and not _DIGEST.match(digest):
+        return "has a malformed digest; expected @sha256:<64 hex digits>", False
+    if not tag and not digest:
+        return "has no tag; expected repository:tag, pinned to a release", False
+    if tag == "latest":
+        return "uses the tag latest; expected a pinned tag", False
+    return None, bool(_MOVING_TAG.search(tag)) and not digest
+
+
+_S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
+
+
+def check_prefix(text: str) -> Optional[str]:
+    if _S3_PREFIX.match(text) and not text.startswith("/") and not text.endswith("/") and "//" not in text:
+        return None
+    return "is not a key prefix; expected path segments like label-studio or images/cats, without leading or trailing '/'"

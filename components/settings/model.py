@@ -1,0 +1,188 @@
+"""The validated settings of one stack: frozen values, one dataclass per section.
+
+Components receive the section they use (plus typed handles from other components),
+never the whole `Settings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Mapping, Optional
+
+import pulumi
+
+
+class StorageMode(StrEnum):
+    AWS = "aws"                      # the stack creates and hardens an S3 bucket
+    S3_COMPATIBLE = "s3Compatible"   # an existing S3-compatible store
+
+
+class DatabaseMode(StrEnum):
+    IN_CLUSTER = "inCluster"  # the chart's PostgreSQL StatefulSet
+    EXTERNAL = "external"     # the operator's own server
+    RDS = "rds"               # RDS PostgreSQL made by the stack
+
+
+class SamModel(StrEnum):
+    MOBILE_SAM = "MobileSAM"  # CPU-friendly
+    SAM = "SAM"               # ViT-H, needs a GPU
+
+
+@dataclass(frozen=True)
+class Resources:
+    requests: Mapping[str, str]
+    limits: Mapping[str, str]
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        return {"requests": dict(self.requests), "limits": dict(self.limits)}
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    context: Optional[str]
+    kubeconfig: Optional[pulumi.Output]
+
+
+@dataclass(frozen=True)
+class RdsSettings:
+    vpc_id: Optional[str]
+    subnet_ids: tuple[str, ...]
+    instance_class: str
+    engine_version: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    multi_az: bool
+    backup_retention_days: int
+    allowed_security_group_ids: tuple[str, ...]
+    allowed_cidrs: tuple[str, ...]
+    snapshot_identifier: Optional[str]
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """Nightly dumps of the in-cluster database into the bucket."""
+
+    enabled: bool
+    schedule: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    mode: DatabaseMode
+    host: Optional[str]
+    port: int
+    name: str
+    user: str
+    password: Optional[pulumi.Output]
+    storage_size: str
+    ssl_mode: Optional[str]
+    rds: RdsSettings
+    backup: BackupSettings
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    release_name: str
+    chart_version: str
+    image_tag: str
+    replicas: int
+    resources: Resources
+    admin_email: str
+    public_url: str
+    database: DatabaseSettings
+
+    @property
+    def app_service_name(self) -> str:
+        """The chart's app Service/Deployment name, `<release>-ls-app` (see _helpers.tpl)."""
+        return self.release_name if "ls-app" in self.release_name else f"{self.release_name}-ls-app"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    mode: StorageMode
+    bucket_name: str
+    region: str
+    endpoint: Optional[str]
+    prefix: str
+    force_destroy: bool
+    access_key_id: Optional[pulumi.Output]
+    secret_access_key: Optional[pulumi.Output]
+    kms_key_arn: Optional[str]
+    oidc_provider_arn: Optional[str]
+    allow_private_endpoint: bool
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    cluster_issuer: Optional[str]
+    secret_name: Optional[str]
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    enabled: bool
+    host: Optional[str]
+    class_name: str
+    tls: Optional[TlsSettings]
+    max_body_size: str
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: str
+    value: Optional[str]
+    effect: Optional[str]
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"key": self.key, "operator": self.operator}
+        if self.value is not None:
+            out["value"] = self.value
+        if self.effect is not None:
+            out["effect"] = self.effect
+        return out
+
+
+@dataclass(frozen=True)
+class SamSettings:
+    enabled: bool
+    model: SamModel
+    image: Optional[str]
+    gpus: int
+    node_selector: Mapping[str, str]
+    tolerations: tuple[Toleration, ...]
+    resources: Resources
+    shm_size: str
+    startup_timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class LabelingProject:
+    title: str
+    label_config_path: str
+    label_config: str
+    prefix: str
+    regex_filter: str
+    sam: bool
+
+
+@dataclass(frozen=True)
+class LabelingSettings:
+    projects: tuple[LabelingProject, ...]
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    namespace: str
+    protect: bool
+    kubernetes: KubernetesSettings
+    label_studio: LabelStudioSettings
+    storage: StorageSettings
+    ingress: IngressSettings
+    sam: SamSettings
+    labeling: LabelingSettings
+    warnings: tuple[str, ...] = field(default=())

@@ -1,0 +1,223 @@
+"""The reader every section is parsed with: it records each key it is asked for.
+
+That record is the single source for "did you mean" hints on unknown keys and for the
+generated reference (docs/config.md). Problems are collected, not raised, so one run
+reports every mistake of a stack, one line each: `<key path>: <what is wrong>; <what is allowed>`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import pulumi
+
+from components.settings.checks import check_quantity, is_quantity, quantity_value
+from components.settings.model import Resources
+
+PROJECT = "labeling-platform"
+
+MISSING = object()
+
+# A check takes the value and answers None when it is fine, else what is wrong with it.
+Check = Callable[[str], Optional[str]]
+
+
+class ConfigError(Exception):
+    """The stack's configuration is invalid; `problems` holds one line per mistake."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        count = len(self.problems)
+        head = f"invalid configuration for {PROJECT} ({count} problem{'s' if count != 1 else ''}):"
+        return "\n".join([head, *(f"  {p}" for p in self.problems)])
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One configuration key as the reader saw it: the raw material of docs/config.md."""
+
+    path: str
+    kind: str
+    default: Any
+    description: str
+    secret: bool = False
+
+
+class Problems:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.fields: dict[str, FieldDoc] = {}
+
+    def error(self, path: str, text: str) -> None:
+        self.errors.append(f"{path}: {text}")
+
+
+def show(value: Any) -> str:
+    return json.dumps(value)
+
+
+class Section:
+    """Reads one mapping of the configuration, recording each key it is asked for."""
+
+    def __init__(self, path: str, raw: Any, problems: Problems):
+        self.path = path
+        self.problems = problems
+        self.read: set[str] = set()
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            problems.error(path, f"{show(raw)} is not an object; expected a mapping of keys")
+            raw = {}
+        self.raw: Mapping[str, Any] = raw
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return name in self.raw
+
+    def error(self, name: str, text: str) -> None:
+        self.problems.error(self.key(name), text)
+
+    def _take(self, name: str, kind: str, default: Any, doc: str, secret: bool = False) -> Any:
+        self.read.add(name)
+        self.problems.fields.setdefault(
+            self.key(name), FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret)
+        )
+        return self.raw.get(name, MISSING)
+
+    def string(self, name: str, doc: str, default: Any = None, *, required: bool = False,
+               check: Optional[Check] = None, secret: bool = False, kind: str = "string") -> Any:
+        value = self._take(name, kind, default, doc, secret)
+        if value is MISSING or value is None:
+            if required:
+                self.error(name, "is required; " + doc[0].lower() + doc[1:].rstrip("."))
+            return default
+        if not isinstance(value, str):
+            self.error(name, f"{show(value)} is not a string; expected {kind}")
+            return default
+        if check:
+            problem = check(value)
+            if problem:
+                shown = "[secret]" if secret else show(value)
+                self.error(name, f"{shown} {problem}")
+                return default
+        return value
+
+    def secret(self, name: str, doc: str, *, secret_keys: frozenset[str], top_key: str) -> Optional[pulumi.Output]:
+        value = self.string(name, doc, secret=True, kind="string (secret)")
+        if value is None:
+            return None
+        if top_key not in secret_keys:
+            self.error(name, f"is stored in plain text; set it with `pulumi config set --secret --path {self.key(name)} ...`")
+        return pulumi.Output.secret(value)
+
+    def integer(self, name: str, doc: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self._take(name, f"integer {minimum}..{maximum}", default, doc)
+        if value is MISSING or value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(name, f"{show(value)} is not an integer; expected an integer from {minimum} to {maximum}")
+            return default
+        if not minimum <= value <= maximum:
+            self.error(name, f"{value} is out of range; expected an integer from {minimum} to {maximum}")
+            return default
+        return value
+
+    def boolean(self, name: str, doc: str, default: bool) -> bool:
+        value = self._take(name, "boolean", default, doc)
+        if value is MISSING or value is None:
+            return default
+        # Top-level keys arrive from the CLI as the strings "true"/"false".
+        if isinstance(value, str) and value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, bool):
+            self.error(name, f"{show(value)} is not a boolean; expected true or false")
+            return default
+        return value
+
+    def choice(self, name: str, doc: str, choices: Sequence[str], default: Any = None, *, required: bool = False) -> Any:
+        allowed = " | ".join(choices)
+        value = self._take(name, f"one of {allowed}", default, doc)
+        if value is MISSING or value is None:
+            if required:
+                self.error(name, f"is required; expected one of {allowed}")
+            return default
+        if value not in choices:
+            hint = difflib.get_close_matches(str(value), choices, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            self.error(name, f"{show(value)} is not allowed{suggestion}; expected one of {allowed}")
+            return default
+        return value
+
+    def quantity(self, name: str, doc: str, default: Optional[str]) -> Optional[str]:
+        return self.string(name, doc, default, kind="Kubernetes quantity", check=check_quantity)
+
+    def string_map(self, name: str, doc: str, *, key_check: Check) -> dict[str, str]:
+        value = self._take(name, "map of string to string", {}, doc)
+        if value is MISSING or value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(name, f"{show(value)} is not an object; expected a map of string to string")
+            return {}
+        result: dict[str, str] = {}
+        for k, v in value.items():
+            problem = key_check(k)
+            if problem:
+                self.problems.error(f"{self.key(name)}.{k}", problem)
+            elif not isinstance(v, str):
+                self.problems.error(f"{self.key(name)}.{k}", f"{show(v)} is not a string; expected a string value")
+            else:
+                result[k] = v
+        return result
+
+    def items(self, name: str, doc: str, kind: str) -> list[Any]:
+        value = self._take(name, kind, [], doc)
+        if value is MISSING or value is None:
+            return []
+        if not isinstance(value, list):
+            self.error(name, f"{show(value)} is not a list; expected {kind}")
+            return []
+        return value
+
+    def section(self, name: str, doc: str) -> "Section":
+        value = self._take(name, "object", None, doc)
+        return Section(self.key(name), None if value is MISSING else value, self.problems)
+
+    def finish(self) -> None:
+        """Report keys nobody asked for, with the closest known key as a hint."""
+        for unknown in sorted(set(self.raw) - self.read, key=str):
+            hint = difflib.get_close_matches(str(unknown), sorted(self.read), n=1, cutoff=0.6)
+            suggestion = f"; did you mean {self.key(hint[0])!r}?" if hint else ""
+            known = ", ".join(sorted(self.read))
+            self.problems.error(self.key(str(unknown)), f"is not a known key{suggestion} (known keys here: {known})")
+
+
+_RESOURCE_DOCS = {"cpu": "CPU", "memory": "memory", "ephemeral-storage": "ephemeral storage"}
+
+
+def read_resources(section: Section, defaults: Resources, names: Sequence[str]) -> Resources:
+    """requests/limits of the given resource names; a request above its limit is refused."""
+    parts = {}
+    for part in ("requests", "limits"):
+        sub = section.section(part, f"Resource {part} of each container.")
+        values = {}
+        for resource in names:
+            value = sub.quantity(resource, f"{_RESOURCE_DOCS[resource]} {part[:-1]}", getattr(defaults, part).get(resource))
+            if value is not None:
+                values[resource] = value
+        sub.finish()
+        parts[part] = values
+    section.finish()
+    for resource, request in parts["requests"].items():
+        limit = parts["limits"].get(resource)
+        if limit and is_quantity(request) and is_quantity(limit) and quantity_value(request) > quantity_value(limit):
+            section.error(f"requests.{resource}", f"{show(request)} is above the limit {show(limit)}; expected requests <= limits")
+    return Resources(parts["requests"], parts["limits"])

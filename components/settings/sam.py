@@ -1,0 +1,74 @@
+"""The `sam` section: the Segment Anything ML backend and where it may run."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from components.settings.checks import check_label_key, image_reference_problem
+from components.settings.model import Resources, SamModel, SamSettings, Toleration
+from components.settings.reader import Problems, Section, read_resources, show
+
+DEFAULT_SHM_SIZE = "2Gi"
+# What a GPU node pool's taint usually is (the NVIDIA GPU operator's and EKS's convention).
+DEFAULT_GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists", None, "NoSchedule")
+
+
+def _toleration(path: str, raw: Any, problems: Problems) -> Optional[Toleration]:
+    item = Section(path, raw, problems)
+    key = item.string("key", "Taint key.", required=True, check=check_label_key, kind="label key")
+    operator = item.choice("operator", "How the value matches.", ("Exists", "Equal"), "Equal")
+    value = item.string("value", "Taint value (operator Equal).")
+    effect = item.choice("effect", "Taint effect.", ("NoSchedule", "PreferNoSchedule", "NoExecute"), None)
+    item.finish()
+    if operator == "Exists" and value is not None:
+        item.error("value", "is set with operator Exists; expected no value or operator Equal")
+    return Toleration(key, operator, value, effect) if key else None
+
+
+def _check_image(section: Section, image: Optional[str], production: bool) -> None:
+    if image is None:
+        if not section.has("image"):
+            section.error("image", "is required when sam.enabled is true; expected repository:tag, pinned")
+        return
+    problem, moving = image_reference_problem(image)
+    if problem:
+        section.error("image", f"{show(image)} {problem}")
+    elif moving and production:
+        section.error("image", f"{show(image)} uses a moving tag without a digest; "
+                               "expected repository:tag@sha256:<digest> in a protected stack")
+    elif moving:
+        section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag; pin a digest before production")
+
+
+def read_sam(section: Section, production: bool) -> SamSettings:
+    enabled = section.boolean("enabled", "Deploy the SAM ML backend and connect it to SAM-assisted projects.", True)
+    model = section.choice("model", "SAM_CHOICE: MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU).",
+                           [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
+    image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
+                           kind="image reference")
+    gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
+    node_selector = section.string_map("nodeSelector", "Node labels the SAM pod must run on.", key_check=check_label_key)
+    tolerations_raw = section.items("tolerations", "Taints the SAM pod tolerates (default for gpus > 0: nvidia.com/gpu Exists).",
+                                    "list of {key, operator, value, effect}")
+    resources = read_resources(
+        section.section("resources", "Requests and limits of the SAM pod (GPUs come from sam.gpus)."),
+        Resources({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+        ("cpu", "memory", "ephemeral-storage"),
+    )
+    shm_size = section.quantity("shmSize", "Size of the in-memory /dev/shm volume.", DEFAULT_SHM_SIZE)
+    startup = section.integer("startupTimeoutSeconds", "How long the model may take to load before the pod is restarted.",
+                              600, minimum=60, maximum=3600)
+    section.finish()
+    tolerations = tuple(
+        t for i, raw in enumerate(tolerations_raw)
+        if (t := _toleration(section.key(f"tolerations[{i}]"), raw, section.problems)) is not None
+    )
+    model = SamModel(model or SamModel.MOBILE_SAM)
+    if enabled:
+        _check_image(section, image, production)
+        if model is SamModel.SAM and gpus == 0:
+            section.error("model", "\"SAM\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+    if gpus > 0 and not tolerations_raw:
+        tolerations = (DEFAULT_GPU_TOLERATION,)
+    return SamSettings(enabled, model, image, gpus, node_selector, tolerations, resources,
+                       shm_size or DEFAULT_SHM_SIZE, startup)

@@ -1,0 +1,108 @@
+"""One stack's configuration: read once from the Pulumi runtime, validated as a whole.
+
+`parse_settings` reads every section, then applies the rules that span sections; all
+problems come back together in one `ConfigError`. `describe_fields` walks the same
+readers to list every key for docs/config.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from typing import Any, Mapping, Optional
+
+import pulumi
+
+from components.settings.checks import check_dns_label
+from components.settings.cluster import read_kubernetes
+from components.settings.ingress import read_ingress
+from components.settings.label_studio import read_label_studio
+from components.settings.labeling import read_labeling
+from components.settings.model import DatabaseMode, Settings, StorageMode
+from components.settings.reader import PROJECT, ConfigError, FieldDoc, Problems, Section
+from components.settings.sam import read_sam
+from components.settings.storage import read_storage
+
+
+def _cross_section_rules(settings: Settings, problems: Problems) -> None:
+    if settings.namespace == "default":
+        problems.error("namespace", "\"default\" is shared by everything in the cluster; expected a namespace of the platform's own")
+    if settings.protect and settings.storage.force_destroy:
+        problems.error("storage.forceDestroy", "is true in a protected stack; expected false so data survives `pulumi destroy`")
+    database = settings.label_studio.database
+    if database.mode is DatabaseMode.RDS and settings.storage.mode is not StorageMode.AWS:
+        problems.error("labelStudio.database.mode", "\"rds\" needs storage.mode aws (the stack's AWS account); "
+                                                    "expected inCluster or external with s3Compatible storage")
+    if settings.label_studio.replicas > 1 and database.mode is DatabaseMode.IN_CLUSTER:
+        problems.warnings.append(
+            "labelStudio.replicas: several app pods share one in-cluster PostgreSQL pod, which stays a single point of failure")
+
+
+def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -> tuple[Problems, Optional[Settings]]:
+    problems = Problems()
+    root = Section("", values, problems)
+    namespace = root.string("namespace", "Kubernetes namespace of the platform.", "labeling",
+                            check=check_dns_label, kind="DNS label")
+    protect = root.boolean("protect", "Production: protect and retain data (bucket, database, secrets) and apply stricter checks.", False)
+    kubernetes = read_kubernetes(root.section("kubernetes", "Cluster connection."), secret_keys)
+    ingress = read_ingress(root.section("ingress", "Public access to Label Studio."))
+    label_studio = read_label_studio(root.section("labelStudio", "The Label Studio Helm release."), ingress,
+                                     secret_keys, protect)
+    storage = read_storage(root.section("storage", "Object storage for images and Label Studio data."), secret_keys)
+    sam = read_sam(root.section("sam", "The Segment Anything ML backend."), protect)
+    labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam)
+    root.finish()
+    settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling)
+    _cross_section_rules(settings, problems)
+    if problems.errors:
+        return problems, None
+    return problems, replace(settings, warnings=tuple(problems.warnings))
+
+
+def parse_settings(values: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset()) -> Settings:
+    """Validate decoded configuration values (top-level key -> value) into `Settings`.
+
+    `secret_keys` names the top-level keys Pulumi holds encrypted; a secret field under
+    any other key was stored in plain text and is refused.
+    """
+    problems, settings = _parse(values, stack, secret_keys)
+    if settings is None:
+        raise ConfigError(problems.errors)
+    return settings
+
+
+def describe_fields() -> list[FieldDoc]:
+    """Every configuration key the reader knows, in reading order; list items appear as `[]`."""
+    # One empty list item per list of objects walks the item readers too.
+    sample = {"labeling": {"projects": [{}]}, "sam": {"tolerations": [{}]}}
+    problems, _ = _parse(sample, "describe", frozenset())
+    docs = {}
+    for doc in problems.fields.values():
+        path = re.sub(r"\[\d+\]", "[]", doc.path)
+        docs.setdefault(path, FieldDoc(path, doc.kind, doc.default, doc.description, doc.secret))
+    return list(docs.values())
+
+
+def load_settings(stack: Optional[str] = None) -> Settings:
+    """Read this stack's configuration from the Pulumi runtime, once."""
+    from pulumi.runtime import config as runtime_config
+
+    raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = PROJECT + ":"
+    values = {key[len(prefix):]: _decode(value) for key, value in raw.items() if key.startswith(prefix)}
+    secret_keys = frozenset(
+        k[len(prefix):] for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
+        if k.startswith(prefix)
+    )
+    return parse_settings(values, stack=stack or pulumi.get_stack(), secret_keys=secret_keys)
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands structured values over as JSON text; scalars stay strings."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value

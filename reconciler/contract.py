@@ -1,0 +1,156 @@
+"""The contract between the stack and the reconciler: the desired state document, the
+Job's environment and the team Secret's key.
+
+The stack (components/labeling.py) builds a `DesiredState` and writes `to_document()`
+into the Job's ConfigMap; the reconciler reads it back with `parse_desired_state`.
+Both sides import these names from here, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import ReconcileError
+
+# Environment variables the Job sets and the reconciler reads.
+LABEL_STUDIO_URL = "LABEL_STUDIO_URL"
+# The address people open: the base of the invite link the reconciler stores.
+PUBLIC_URL = "LABEL_STUDIO_PUBLIC_URL"
+API_TOKEN = "LABEL_STUDIO_API_KEY"
+TEAM_SECRET_NAME = "TEAM_SECRET_NAME"
+TIMEOUT_SECONDS = "RECONCILER_TIMEOUT_SECONDS"
+ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
+SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+# A credential NAME may instead come from the file that NAME_FILE points at (a mounted Secret key).
+FILE_SUFFIX = "_FILE"
+
+# The key of the team Secret under which the reconciler keeps the invite link.
+INVITE_URL_KEY = "invite-url"
+# Presigned image URLs a browser gets are valid this long.
+PRESIGN_TTL_MINUTES = 60
+DEFAULT_DEADLINE_SECONDS = 1500
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    bucket: str
+    region: str
+    endpoint: str | None
+    presign: bool
+    presign_ttl_minutes: int = PRESIGN_TTL_MINUTES
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    title: str
+    label_config: str
+    prefix: str
+    regex_filter: str
+    sam: bool
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    storage: StorageSpec
+    export_prefix: str
+    sam_url: str | None
+    projects: tuple[ProjectSpec, ...]
+    members: tuple[str, ...]
+
+    def to_document(self) -> dict:
+        """The JSON document `parse_desired_state` reads."""
+        return {
+            "storage": {"bucket": self.storage.bucket, "region": self.storage.region,
+                        "endpoint": self.storage.endpoint, "presign": self.storage.presign,
+                        "presignTtlMinutes": self.storage.presign_ttl_minutes},
+            "exportPrefix": self.export_prefix,
+            "samUrl": self.sam_url,
+            "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
+                          "regexFilter": p.regex_filter, "sam": p.sam} for p in self.projects],
+            "members": list(self.members),
+        }
+
+
+def _require(mapping: dict, key: str, where: str):
+    if key not in mapping or mapping[key] in (None, ""):
+        raise ReconcileError(f"desired state: {where}.{key} is missing")
+    return mapping[key]
+
+
+def parse_desired_state(document: dict) -> DesiredState:
+    """Validate the JSON document written by the stack and turn it into typed values."""
+    if not isinstance(document, dict):
+        raise ReconcileError("desired state: the document must be a JSON object")
+    storage = _require(document, "storage", "state")
+    storage_spec = StorageSpec(
+        bucket=_require(storage, "bucket", "storage"),
+        region=_require(storage, "region", "storage"),
+        endpoint=(storage.get("endpoint") or None),
+        presign=bool(storage.get("presign", True)),
+        presign_ttl_minutes=int(storage.get("presignTtlMinutes", PRESIGN_TTL_MINUTES)),
+    )
+    sam_url = document.get("samUrl") or None
+    projects = []
+    titles_seen = set()
+    for index, project in enumerate(document.get("projects") or []):
+        where = f"projects[{index}]"
+        title = _require(project, "title", where)
+        if title in titles_seen:
+            raise ReconcileError(f"desired state: project title {title!r} appears twice")
+        titles_seen.add(title)
+        wants_sam = bool(project.get("sam", False))
+        if wants_sam and not sam_url:
+            raise ReconcileError(f"desired state: project {title!r} wants SAM but samUrl is not set")
+        projects.append(ProjectSpec(
+            title=title,
+            label_config=_require(project, "labelConfig", where),
+            prefix=str(project.get("prefix") or "").strip("/"),
+            regex_filter=project.get("regexFilter") or "",
+            sam=wants_sam,
+        ))
+    return DesiredState(
+        storage=storage_spec,
+        export_prefix=str(document.get("exportPrefix") or "label-studio/exports").strip("/"),
+        sam_url=sam_url,
+        projects=tuple(projects),
+        members=tuple(document.get("members") or ()),
+    )
+
+
+def credential(environ: dict[str, str], name: str) -> str | None:
+    """A credential from `NAME`, or from the file `NAME_FILE` names (a mounted Secret key)."""
+    path = environ.get(name + FILE_SUFFIX)
+    if path:
+        try:
+            return Path(path).read_text().strip() or None
+        except OSError as error:
+            raise ReconcileError(f"cannot read {name} from {path}: {error.strerror}") from None
+    return environ.get(name) or None
+
+
+@dataclass(frozen=True)
+class RunEnvironment:
+    """What the Job's environment supplies besides the desired state."""
+
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    team_secret_name: str | None = None
+    public_url: str | None = None
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str]) -> "RunEnvironment":
+        deadline_text = environ.get(TIMEOUT_SECONDS) or str(DEFAULT_DEADLINE_SECONDS)
+        try:
+            deadline = float(deadline_text)
+        except ValueError:
+            raise ReconcileError(f"{TIMEOUT_SECONDS}={deadline_text!r} is not a number") from None
+        key_id = credential(environ, ACCESS_KEY_ID)
+        secret = credential(environ, SECRET_ACCESS_KEY)
+        if bool(key_id) != bool(secret):
+            raise ReconcileError(f"set both {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}, or neither")
+        return cls(aws_access_key_id=key_id, aws_secret_access_key=secret,
+                   team_secret_name=environ.get(TEAM_SECRET_NAME) or None,
+                   public_url=environ.get(PUBLIC_URL) or None,
+                   deadline_seconds=deadline)

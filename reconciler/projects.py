@@ -1,0 +1,124 @@
+"""Label Studio itself (health, token), the projects, and the SAM backend of each project."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from reconciler.client import Deadline, LabelStudioClient, one_line
+from reconciler.contract import ProjectSpec
+from reconciler.errors import ApiError, ReconcileError
+
+HEALTH_POLL_SECONDS = 3
+ML_BACKEND_RETRY_SECONDS = 5
+SAM_BACKEND_TITLE = "SAM (interactive)"
+ML_CONNECTED_STATE = "CO"
+
+
+def wait_for_health(client: LabelStudioClient, deadline: Deadline, report: Callable[[str], None],
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    last_problem = "no answer yet"
+    announced = False
+    while True:
+        try:
+            status, answer = client.call("GET", "/health", timeout=min(10.0, max(deadline.remaining(), 1.0)))
+            if status == 200 and isinstance(answer, dict) and answer.get("status") == "UP":
+                report(f"label studio {client.base_url}: healthy")
+                return
+            last_problem = f"answered {status}"
+        except ApiError as error:
+            last_problem = f"answered {error.status}"
+        except OSError as error:
+            last_problem = one_line(str(getattr(error, "reason", error)))
+        if deadline.expired():
+            raise ReconcileError(
+                f"Label Studio at {client.base_url} was not healthy within {deadline.seconds:.0f} s ({last_problem})")
+        if not announced:
+            report(f"label studio {client.base_url}: waiting for /health ({last_problem})")
+            announced = True
+        sleep(min(HEALTH_POLL_SECONDS, deadline.remaining()))
+
+
+def check_token(client: LabelStudioClient) -> dict:
+    try:
+        return client.get("/api/current-user/whoami")
+    except ApiError as error:
+        if error.status == 401:
+            raise ReconcileError(
+                f"Label Studio rejected the API token (401: {error.detail}); check LABEL_STUDIO_API_KEY "
+                "and that LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN=true") from None
+        raise
+
+
+def find_project(projects: list[dict], title: str) -> dict | None:
+    # The title filter is a substring match, so the exact title decides.
+    return next((project for project in projects if project.get("title") == title), None)
+
+
+def ensure_project(client: LabelStudioClient, spec: ProjectSpec, existing: list[dict],
+                   report: Callable[[str], None]) -> dict:
+    project = find_project(existing, spec.title)
+    try:
+        if project is None:
+            project = client.post("/api/projects/", {"title": spec.title, "label_config": spec.label_config})
+            report(f'project "{spec.title}": created (id {project["id"]})')
+        elif normalise_label_config(project.get("label_config") or "") != normalise_label_config(spec.label_config):
+            project = client.patch(f"/api/projects/{project['id']}/", {"label_config": spec.label_config})
+            report(f'project "{spec.title}": label config updated (id {project["id"]})')
+        else:
+            report(f'project "{spec.title}": unchanged (id {project["id"]})')
+    except ApiError as error:
+        if error.status == 400:
+            raise ReconcileError(f'project "{spec.title}": Label Studio refused the label config: {error.detail}') from None
+        raise
+    return project
+
+
+def normalise_label_config(config: str) -> str:
+    """Label Studio keeps the text it was given; compare ignoring only surrounding whitespace."""
+    return config.strip()
+
+
+def _same_url(left: str, right: str) -> bool:
+    return left.rstrip("/") == right.rstrip("/")
+
+
+def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, spec: ProjectSpec,
+                       deadline: Deadline, report: Callable[[str], None],
+                       sleep: Callable[[float], None] = time.sleep) -> dict:
+    """Connect the SAM backend for interactive pre-annotation. Label Studio calls the backend's
+    /health and /setup before it accepts it, and SAM answers only once its model is loaded, so
+    refusals are retried until the deadline."""
+    label = f'project "{spec.title}": ml backend {sam_url}'
+    backends = client.get(f"/api/ml/?project={project['id']}")
+    current = next((item for item in backends if _same_url(item.get("url", ""), sam_url)), None)
+    if current is not None:
+        if current.get("is_interactive") and current.get("state") == ML_CONNECTED_STATE:
+            report(f"{label}: unchanged (id {current['id']}, connected, interactive)")
+            return current
+        request = ("PATCH", f"/api/ml/{current['id']}", {"is_interactive": True, "url": sam_url})
+        action = "reconnected"
+    else:
+        request = ("POST", "/api/ml/", {"project": project["id"], "url": sam_url,
+                                        "is_interactive": True, "title": SAM_BACKEND_TITLE})
+        action = "created"
+    announced = False
+    while True:
+        try:
+            _, backend = client.call(*request)
+            if backend.get("state") == ML_CONNECTED_STATE:
+                report(f"{label}: {action} (id {backend['id']}, interactive)")
+                return backend
+            problem = backend.get("error_message") or f"state {backend.get('readable_state')}"
+            # The record exists now: further attempts re-validate it instead of adding another.
+            request = ("PATCH", f"/api/ml/{backend['id']}", {"is_interactive": True, "url": sam_url})
+        except ApiError as error:
+            if error.status != 400:
+                raise
+            problem = error.detail
+        if deadline.expired():
+            raise ReconcileError(f"{label}: not healthy before the deadline: {problem}")
+        if not announced:
+            report(f"{label}: waiting for the backend to answer healthy ({problem[:160]})")
+            announced = True
+        sleep(min(ML_BACKEND_RETRY_SECONDS, deadline.remaining()))

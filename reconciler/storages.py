@@ -1,0 +1,207 @@
+"""S3 storages of each project: the source storage (images become tasks, then sync) and the
+export storage (annotations are written back to the bucket)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+import time
+import urllib.parse
+import urllib.request
+from typing import Callable
+
+from reconciler.client import Deadline, LabelStudioClient, Opener, one_line, urllib_opener
+from reconciler.contract import DesiredState, ProjectSpec, RunEnvironment, StorageSpec
+from reconciler.errors import ApiError, ReconcileError
+
+SYNC_POLL_SECONDS = 2
+SYNC_PROGRESS_EVERY_SECONDS = 10
+S3_PROBE_TIMEOUT_SECONDS = 10
+
+# Storages are matched by title, so the reconciler can rename prefixes in place and never
+# touches storages a person added by hand.
+SOURCE_STORAGE_TITLE = "Source images (managed by the labeling reconciler)"
+EXPORT_STORAGE_TITLE = "Annotation export (managed by the labeling reconciler)"
+SOURCE_STORAGES = "/api/storages/s3/"
+EXPORT_STORAGES = "/api/storages/export/s3"
+
+SYNC_DONE_STATUSES = {"completed", "completed_with_errors", "failed"}
+
+
+def project_slug(title: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return slug or "project"
+
+
+def export_prefix_for(export_prefix: str, title: str) -> str:
+    return f"{export_prefix.strip('/')}/{project_slug(title)}".lstrip("/")
+
+
+def credentials_fingerprint(key_id: str | None, secret: str | None) -> str:
+    """Label Studio never returns stored keys, so a digest kept in the storage's description
+    is how a later run tells whether the keys changed. It reveals nothing about the secret."""
+    if not key_id:
+        return "credentials: workload identity"
+    digest = hashlib.sha256(f"{key_id}\0{secret}".encode()).hexdigest()[:16]
+    return f"credentials: sha256:{digest}"
+
+
+def s3_probe_url(storage: StorageSpec) -> str:
+    """A URL on the S3 endpoint that any S3 implementation answers, even unsigned (with 403)."""
+    if storage.endpoint:
+        return f"{storage.endpoint.rstrip('/')}/{urllib.parse.quote(storage.bucket)}"
+    return f"https://{storage.bucket}.s3.{storage.region}.amazonaws.com/"
+
+
+def _storage_payload(state: DesiredState, environment: RunEnvironment, title: str, prefix: str) -> dict:
+    """What import and export storages share: where the bucket is and how to reach it."""
+    storage = state.storage
+    payload = {
+        "title": title,
+        # Label Studio never returns stored keys: the fingerprint tells a later run they changed.
+        "description": credentials_fingerprint(environment.aws_access_key_id, environment.aws_secret_access_key),
+        "bucket": storage.bucket,
+        "prefix": prefix,
+        "region_name": storage.region,
+        "s3_endpoint": storage.endpoint or "",
+    }
+    if environment.aws_access_key_id:
+        payload["aws_access_key_id"] = environment.aws_access_key_id
+        payload["aws_secret_access_key"] = environment.aws_secret_access_key
+    return payload
+
+
+def import_storage_payload(state: DesiredState, project: ProjectSpec, environment: RunEnvironment) -> dict:
+    return {
+        **_storage_payload(state, environment, SOURCE_STORAGE_TITLE, project.prefix),
+        "regex_filter": project.regex_filter,
+        "use_blob_urls": True,  # each image object becomes one task; no task JSON files
+        "presign": state.storage.presign,
+        "presign_ttl": state.storage.presign_ttl_minutes,
+        "recursive_scan": True,
+    }
+
+
+def export_storage_payload(state: DesiredState, project: ProjectSpec, environment: RunEnvironment) -> dict:
+    return _storage_payload(state, environment, EXPORT_STORAGE_TITLE,
+                            export_prefix_for(state.export_prefix, project.title))
+
+
+CREDENTIAL_FIELDS = ("aws_access_key_id", "aws_secret_access_key")
+
+
+def _comparable(value):
+    # Label Studio stores an empty optional text field as null or "" depending on the path.
+    return "" if value is None else value
+
+
+def changed_fields(desired: dict, actual: dict) -> list[str]:
+    """Fields of `desired` whose value differs from `actual`; write-only keys are compared
+    through the fingerprint in the description instead."""
+    return sorted(name for name, value in desired.items()
+                  if name not in CREDENTIAL_FIELDS and _comparable(actual.get(name)) != _comparable(value))
+
+
+def patch_for(desired: dict, changed: list[str]) -> dict:
+    patch = {name: desired[name] for name in changed}
+    if "description" in changed:  # the keys themselves changed: send them
+        patch.update({name: desired[name] for name in CREDENTIAL_FIELDS if name in desired})
+    return patch
+
+
+def probe_s3_endpoint(storage: StorageSpec, opener: Opener | None = None) -> None:
+    """Label Studio turns S3 errors for endpoints it does not trust into a bare 500, so find
+    out first whether the endpoint answers at all. Any HTTP status (403 included) means reachable."""
+    url = s3_probe_url(storage)
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        (opener or urllib_opener())(request, S3_PROBE_TIMEOUT_SECONDS)
+    except OSError as error:
+        reason = one_line(str(getattr(error, "reason", error)))
+        raise ReconcileError(f"S3 endpoint {storage.endpoint or url} is unreachable ({reason})") from None
+
+
+def _storage_error(kind: str, spec_title: str, storage: StorageSpec, error: ApiError) -> ReconcileError:
+    where = f"s3://{storage.bucket}" + (f" at {storage.endpoint}" if storage.endpoint else "")
+    if error.status == 500:
+        return ReconcileError(
+            f'project "{spec_title}": Label Studio failed creating the {kind} storage for {where} with a bare 500 '
+            "(it hides S3 errors for endpoints outside S3_TRUSTED_STORAGE_DOMAINS): check bucket, keys and region")
+    if "reserved network" in error.detail:
+        return ReconcileError(
+            f'project "{spec_title}": Label Studio refused the S3 endpoint {storage.endpoint}: {error.detail} '
+            "(private endpoints need SSRF_PROTECTION_ENABLED=false)")
+    return ReconcileError(f'project "{spec_title}": {kind} storage for {where}: {error.detail}')
+
+
+def ensure_storage(client: LabelStudioClient, kind: str, collection: str, project: dict, desired: dict,
+                   state: DesiredState, spec: ProjectSpec, report: Callable[[str], None]) -> dict:
+    """kind is "source" or "export"; collection the API path, e.g. /api/storages/s3/."""
+    existing = client.get(f"{collection}?project={project['id']}")
+    current = next((item for item in existing if item.get("title") == desired["title"]), None)
+    label = f'project "{spec.title}": {kind} storage s3://{desired["bucket"]}/{desired["prefix"]}'
+    try:
+        if current is None:
+            current = client.post(collection, {**desired, "project": project["id"]})
+            report(f"{label}: created (id {current['id']})")
+            return current
+        changed = changed_fields(desired, current)
+        if not changed:
+            report(f"{label}: unchanged (id {current['id']})")
+            return current
+        detail_path = f"{collection.rstrip('/')}/{current['id']}"
+        current = client.patch(detail_path, patch_for(desired, changed))
+        shown = ["credentials" if name == "description" else name for name in changed]
+        report(f"{label}: updated {', '.join(shown)} (id {current['id']})")
+        return current
+    except ApiError as error:
+        raise _storage_error(kind, spec.title, state.storage, error) from None
+
+
+def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectSpec, deadline: Deadline,
+                        report: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> int:
+    """Import new objects as tasks. Without Redis, Label Studio syncs inside the POST, so the
+    POST runs in a thread while this one polls the storage for progress either way."""
+    detail_path = f"/api/storages/s3/{storage['id']}"
+    label = f'project "{spec.title}": source storage s3://{storage["bucket"]}/{storage.get("prefix") or ""}'
+    outcome: dict[str, object] = {}
+
+    def start_sync() -> None:
+        try:
+            outcome["answer"] = client.post(f"{detail_path}/sync", timeout=max(deadline.remaining(), 1.0))
+        except (ReconcileError, OSError) as error:
+            outcome["error"] = error
+
+    started_at = time.monotonic()
+    worker = threading.Thread(target=start_sync, daemon=True)
+    worker.start()
+    last_progress_at = started_at
+    while True:
+        worker.join(timeout=SYNC_POLL_SECONDS)
+        if "error" in outcome:
+            raise ReconcileError(f"{label}: sync request failed: {outcome['error']}")
+        current = client.get(detail_path)
+        status = current.get("status")
+        if not worker.is_alive() and status in SYNC_DONE_STATUSES:
+            break
+        if time.monotonic() - last_progress_at >= SYNC_PROGRESS_EVERY_SECONDS:
+            last_progress_at = time.monotonic()
+            report(f"{label}: syncing, {current.get('last_sync_count') or 0} new tasks so far "
+                   f"({time.monotonic() - started_at:.0f} s)")
+        if deadline.expired():
+            raise ReconcileError(f"{label}: sync did not finish before the deadline (status {status})")
+        if not worker.is_alive():
+            sleep(SYNC_POLL_SECONDS)  # queued in Redis: the POST returned, the worker syncs
+    elapsed = time.monotonic() - started_at
+    if status == "failed":
+        reason = (current.get("traceback") or "no traceback").strip().splitlines()[-1]
+        raise ReconcileError(f"{label}: sync failed: {one_line(reason)}")
+    created = int(current.get("last_sync_count") or 0)
+    existed = int((current.get("meta") or {}).get("tasks_existed") or 0)
+    suffix = " (with errors: see the storage in the UI)" if status == "completed_with_errors" else ""
+    if created:
+        report(f"{label}: synced {created} tasks in {elapsed:.1f}s{suffix}")
+    else:
+        report(f"{label}: unchanged (0 new tasks, {existed} already imported){suffix}")
+    return created
