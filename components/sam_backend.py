@@ -19,8 +19,9 @@ import pulumi_kubernetes as k8s
 
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.settings import SamSettings
+from reconciler.contract import SAM_SERVICE_NAME
 
-SAM_NAME = "sam-backend"
+SAM_NAME = SAM_SERVICE_NAME
 # label_studio_ml's gunicorn listens here.
 SAM_PORT = 9090
 SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})

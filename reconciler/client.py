@@ -28,12 +28,25 @@ class Deadline:
         return self.remaining() <= 0
 
 
+def _error_document(body: bytes):
+    try:
+        return json.loads(body.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+
+
+def refused_fields(body: bytes) -> tuple[str, ...]:
+    """The fields a 400 names in `validation_errors` (e.g. title, label_config)."""
+    document = _error_document(body)
+    validation = document.get("validation_errors") if isinstance(document, dict) else None
+    return tuple(validation) if isinstance(validation, dict) else ()
+
+
 def describe_error_body(body: bytes) -> str:
     """The human part of a Label Studio error answer: validation texts first, then detail."""
     text = body.decode("utf-8", errors="replace").strip()
-    try:
-        document = json.loads(text)
-    except ValueError:
+    document = _error_document(body)
+    if document is None:
         return one_line(text)[:300] or "(empty answer)"
     if isinstance(document, dict):
         validation = document.get("validation_errors")
@@ -95,7 +108,7 @@ class LabelStudioClient:
             request.add_header("Content-Type", "application/json")
         status, raw = self._open(request, timeout)
         if status >= 400:
-            raise ApiError(method, path.split("?")[0], status, describe_error_body(raw))
+            raise ApiError(method, path.split("?")[0], status, describe_error_body(raw), refused_fields(raw))
         try:
             return status, (json.loads(raw) if raw else None)
         except ValueError:

@@ -27,6 +27,8 @@ FILE_SUFFIX = "_FILE"
 
 # The key of the team Secret under which the reconciler keeps the invite link.
 INVITE_URL_KEY = "invite-url"
+# The SAM backend's Service name: an ML backend the reconciler manages points at it.
+SAM_SERVICE_NAME = "sam-backend"
 # Presigned image URLs a browser gets are valid this long.
 PRESIGN_TTL_MINUTES = 60
 DEFAULT_DEADLINE_SECONDS = 1500
@@ -95,7 +97,8 @@ def parse_desired_state(document: dict) -> DesiredState:
     titles_seen = set()
     for index, project in enumerate(document.get("projects") or []):
         where = f"projects[{index}]"
-        title = _require(project, "title", where)
+        # Label Studio trims titles: matching the trimmed title never creates a second project.
+        title = str(_require(project, "title", where)).strip()
         if title in titles_seen:
             raise ReconcileError(f"desired state: project title {title!r} appears twice")
         titles_seen.add(title)

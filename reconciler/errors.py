@@ -8,6 +8,8 @@ class ReconcileError(Exception):
 
 
 class ApiError(ReconcileError):
-    def __init__(self, method: str, path: str, status: int, detail: str):
-        self.method, self.path, self.status, self.detail = method, path, status, detail
+    """An error status from Label Studio; `fields` names what its validation refused."""
+
+    def __init__(self, method: str, path: str, status: int, detail: str, fields: tuple[str, ...] = ()):
+        self.method, self.path, self.status, self.detail, self.fields = method, path, status, detail, fields
         super().__init__(f"{method} {path} answered {status}: {detail}")

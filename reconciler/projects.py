@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from typing import Callable
 
 from reconciler.client import Deadline, LabelStudioClient, one_line
-from reconciler.contract import ProjectSpec
+from reconciler.contract import SAM_SERVICE_NAME, ProjectSpec
 from reconciler.errors import ApiError, ReconcileError
 
 HEALTH_POLL_SECONDS = 3
 ML_BACKEND_RETRY_SECONDS = 5
-SAM_BACKEND_TITLE = "SAM (interactive)"
+# The title marks the ML backends the reconciler manages, as it does its storages.
+SAM_BACKEND_TITLE = "SAM (interactive, managed by the labeling reconciler)"
+# Earlier releases titled it so; one on the platform's SAM Service is still ours.
+LEGACY_SAM_BACKEND_TITLE = "SAM (interactive)"
 ML_CONNECTED_STATE = "CO"
 
 
@@ -51,8 +55,12 @@ def check_token(client: LabelStudioClient) -> dict:
 
 
 def find_project(projects: list[dict], title: str) -> dict | None:
-    # The title filter is a substring match, so the exact title decides.
-    return next((project for project in projects if project.get("title") == title), None)
+    # Label Studio stores titles trimmed; the exact (trimmed) title decides.
+    return next((project for project in projects if (project.get("title") or "").strip() == title.strip()), None)
+
+
+# How Label Studio's field names read in a message.
+FIELD_NAMES = {"label_config": "label config", "title": "title"}
 
 
 def ensure_project(client: LabelStudioClient, spec: ProjectSpec, existing: list[dict],
@@ -69,7 +77,8 @@ def ensure_project(client: LabelStudioClient, spec: ProjectSpec, existing: list[
             report(f'project "{spec.title}": unchanged (id {project["id"]})')
     except ApiError as error:
         if error.status == 400:
-            raise ReconcileError(f'project "{spec.title}": Label Studio refused the label config: {error.detail}') from None
+            refused = " and ".join(FIELD_NAMES.get(field, field) for field in error.fields) or "project"
+            raise ReconcileError(f'project "{spec.title}": Label Studio refused the {refused}: {error.detail}') from None
         raise
     return project
 
@@ -83,6 +92,26 @@ def _same_url(left: str, right: str) -> bool:
     return left.rstrip("/") == right.rstrip("/")
 
 
+def is_managed_backend(backend: dict) -> bool:
+    """An ML backend this reconciler added, known by its title; one a person added by hand
+    has a title of their own."""
+    if backend.get("title") == SAM_BACKEND_TITLE:
+        return True
+    host = urllib.parse.urlsplit(backend.get("url") or "").hostname or ""
+    return backend.get("title") == LEGACY_SAM_BACKEND_TITLE and host.split(".")[0] == SAM_SERVICE_NAME
+
+
+def remove_sam_backends(client: LabelStudioClient, project: dict, spec: ProjectSpec,
+                        report: Callable[[str], None]) -> None:
+    """A project that no longer asks for SAM (or SAM switched off) loses the backend the
+    reconciler added, and keeps any a person added."""
+    for backend in client.get(f"/api/ml/?project={project['id']}"):
+        if is_managed_backend(backend):
+            client.call("DELETE", f"/api/ml/{backend['id']}")
+            report(f'project "{spec.title}": ml backend {backend["url"]}: removed (id {backend["id"]}, '
+                   "SAM is not wanted any more)")
+
+
 def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, spec: ProjectSpec,
                        deadline: Deadline, report: Callable[[str], None],
                        sleep: Callable[[float], None] = time.sleep) -> dict:
@@ -90,17 +119,19 @@ def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, s
     /health and /setup before it accepts it, and SAM answers only once its model is loaded, so
     refusals are retried until the deadline."""
     label = f'project "{spec.title}": ml backend {sam_url}'
-    backends = client.get(f"/api/ml/?project={project['id']}")
-    current = next((item for item in backends if _same_url(item.get("url", ""), sam_url)), None)
+    # Only a backend the reconciler manages is updated; one added by hand is left as it is.
+    managed = [item for item in client.get(f"/api/ml/?project={project['id']}") if is_managed_backend(item)]
+    current = next((item for item in managed if _same_url(item.get("url", ""), sam_url)), managed[0] if managed else None)
+    wanted = {"is_interactive": True, "url": sam_url, "title": SAM_BACKEND_TITLE}
     if current is not None:
-        if current.get("is_interactive") and current.get("state") == ML_CONNECTED_STATE:
+        if (current.get("is_interactive") and current.get("state") == ML_CONNECTED_STATE
+                and current.get("title") == SAM_BACKEND_TITLE):
             report(f"{label}: unchanged (id {current['id']}, connected, interactive)")
             return current
-        request = ("PATCH", f"/api/ml/{current['id']}", {"is_interactive": True, "url": sam_url})
+        request = ("PATCH", f"/api/ml/{current['id']}", wanted)
         action = "reconnected"
     else:
-        request = ("POST", "/api/ml/", {"project": project["id"], "url": sam_url,
-                                        "is_interactive": True, "title": SAM_BACKEND_TITLE})
+        request = ("POST", "/api/ml/", {"project": project["id"], **wanted})
         action = "created"
     announced = False
     while True:
@@ -111,7 +142,7 @@ def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, s
                 return backend
             problem = backend.get("error_message") or f"state {backend.get('readable_state')}"
             # The record exists now: further attempts re-validate it instead of adding another.
-            request = ("PATCH", f"/api/ml/{backend['id']}", {"is_interactive": True, "url": sam_url})
+            request = ("PATCH", f"/api/ml/{backend['id']}", wanted)
         except ApiError as error:
             if error.status != 400:
                 raise

@@ -18,7 +18,7 @@ from reconciler import contract
 from reconciler.client import Deadline, LabelStudioClient, Opener, one_line
 from reconciler.contract import DesiredState, RunEnvironment, credential, parse_desired_state
 from reconciler.errors import ReconcileError
-from reconciler.projects import check_token, ensure_project, ensure_sam_backend, wait_for_health
+from reconciler.projects import check_token, ensure_project, ensure_sam_backend, remove_sam_backends, wait_for_health
 from reconciler.storages import (
     EXPORT_STORAGES, SOURCE_STORAGES, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, s3_probe_url, sync_source_storage,
@@ -54,6 +54,8 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
         sync_source_storage(client, source, spec, deadline, report)
         if spec.sam:
             ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
+        else:
+            remove_sam_backends(client, project, spec, report)
     invite_url = fetch_invite_url(client, environment.public_url or client.base_url)
     report("invite link: available (kept out of logs)")
     if environment.team_secret_name:

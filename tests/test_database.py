@@ -107,7 +107,8 @@ def test_several_replicas_on_the_in_cluster_database_warn():
     ({"labelStudio.database.rds.engineVersion": "13"}, "labelStudio.database.rds.engineVersion"),
     ({"labelStudio.database.rds.allowedCidrs": ["0.0.0.0/0"]}, "labelStudio.database.rds.allowedCidrs[0]"),
     ({"labelStudio.database.rds.subnetIds": ["subnet-0a1b2c3d"]}, "labelStudio.database.rds.subnetIds"),
-    ({"labelStudio.database.backup": {"schedule": "daily"}}, "labelStudio.database.backup"),
+    # Checked even where it does not apply: a typo waits to break the switch back.
+    ({"labelStudio.database.backup": {"schedule": "daily"}}, "labelStudio.database.backup.schedule"),
 ])
 def test_rds_mistakes_are_config_errors(changes, key):
     stack = "dev" if changes.get("labelStudio.database.mode") == "rds" else "prod"

@@ -114,7 +114,8 @@ def test_reconciler_may_touch_only_the_team_secret(stack_eval):
 def test_without_sam_projects_the_state_names_no_backend():
     evaluation = evaluate_cached("dev", overrides={
         "sam.enabled": False,
-        "labeling.projects": [{"title": "Cats and dogs", "labelConfig": "label_configs/image_classification.xml"}],
+        "labeling.projects": [{"title": "Cats and dogs", "labelConfig": "label_configs/image_classification.xml",
+                               "prefix": "kagglecatsanddogs"}],
     })
     state = json.loads(reconciler_objects(evaluation)["ConfigMap"].inputs["data"]["desired.json"])
     assert state["samUrl"] is None

@@ -220,3 +220,39 @@ def test_backend_still_loading_its_model_is_retried(first_run, api, settings, de
     assert any(line.startswith(f"{label}: created") for line in lines), lines
     [backend] = api.get(f"/api/ml/?project={projects['SAM, slow start']['id']}")
     assert backend["is_interactive"] is True
+
+
+def test_label_studio_itself_trims_titles_and_holds_them_to_three_characters(api):
+    """Why the stack trims titles and counts 3-50 characters: Label Studio 1.23.2 does."""
+    created = api.post("/api/projects/", {"title": "  Trimmed by Label Studio  "})
+    assert created["title"] == "Trimmed by Label Studio"
+    with pytest.raises(ReconcileError) as caught:
+        api.post("/api/projects/", {"title": "ab"})
+    assert caught.value.status == 400 and caught.value.fields == ("title",)
+
+
+def test_a_padded_title_run_twice_leaves_one_project_with_a_stable_id(first_run, api, settings, desired_document):
+    padded = {**desired_document["projects"][0], "title": "  Padded title  "}
+    document = {**desired_document, "projects": [padded]}
+    ids = []
+    for _ in range(2):
+        projects = reconcile(parse_desired_state(document), api, settings, report=lambda line: None)
+        ids.append(projects["Padded title"]["id"])
+    titled = [p for p in api.get_all_pages("/api/projects/") if p["title"].strip() == "Padded title"]
+    assert [p["id"] for p in titled] == [ids[0]] == [ids[1]]
+
+
+def test_switching_sam_off_removes_the_backend_the_reconciler_added_and_no_other(first_run, api, settings,
+                                                                              desired_document, stack):
+    _, projects = first_run
+    project_id = projects[SAM_TITLE]["id"]
+    by_hand = api.post("/api/ml/", {"project": project_id, "url": stack.sam.url, "title": "Added by hand"})
+    without_sam = {**desired_document, "samUrl": None,
+                   "projects": [{**spec, "sam": False} for spec in desired_document["projects"]]}
+    lines: list[str] = []
+    reconcile(parse_desired_state(without_sam), api, settings, report=lines.append)
+    assert [b["id"] for b in api.get(f"/api/ml/?project={project_id}")] == [by_hand["id"]]
+    assert any(line.startswith(f'project "{SAM_TITLE}": ml backend {stack.sam.url}: removed') for line in lines)
+    # Put SAM back for the tests that run after this one.
+    api.call("DELETE", f"/api/ml/{by_hand['id']}")
+    reconcile(parse_desired_state(desired_document), api, settings, report=lambda line: None)

@@ -17,7 +17,10 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 from reconciler.client import Deadline, LabelStudioClient, describe_error_body, relative_api_path
 from reconciler.contract import DEFAULT_DEADLINE_SECONDS, ProjectSpec, RunEnvironment, StorageSpec, credential, parse_desired_state
 from reconciler.errors import ReconcileError
-from reconciler.projects import HEALTH_POLL_SECONDS, ML_BACKEND_RETRY_SECONDS, SAM_BACKEND_TITLE, ensure_sam_backend, wait_for_health
+from reconciler.projects import (
+    HEALTH_POLL_SECONDS, LEGACY_SAM_BACKEND_TITLE, ML_BACKEND_RETRY_SECONDS, SAM_BACKEND_TITLE, ensure_sam_backend,
+    wait_for_health,
+)
 from reconciler.reconcile import main, reconcile
 from reconciler.storages import CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for, probe_s3_endpoint, project_slug, s3_probe_url
 from reconciler.team import absolute_invite_url, store_invite_in_secret
@@ -93,7 +96,12 @@ class FakeLabelStudio:
             if "toName" in body["label_config"] and 'toName="image"' not in body["label_config"]:
                 return self.answer(400, {"detail": "Validation error", "validation_errors": {
                     "label_config": ['toName="nowhere" not found in names: [\'choice\', \'image\']']}})
-            project = {"id": self.new_id(), "title": body["title"], "label_config": body["label_config"]}
+            # Like 1.23.2's serializer: the title is trimmed, then held to 3-50 characters.
+            title = body["title"].strip()
+            if not 3 <= len(title) <= 50:
+                return self.answer(400, {"detail": "Validation error", "validation_errors": {
+                    "title": ["Ensure this field has at least 3 characters."]}})
+            project = {"id": self.new_id(), "title": title, "label_config": body["label_config"]}
             self.projects[project["id"]] = project
             return self.answer(201, project)
         if match := re.fullmatch(r"/api/projects/(\d+)/", path):
@@ -127,6 +135,9 @@ class FakeLabelStudio:
             backend = {**body, "id": self.new_id(), "state": "CO", "readable_state": "Connected"}
             self.backends[backend["id"]] = backend
             return self.answer(201, backend)
+        if (match := re.fullmatch(r"/api/ml/(\d+)", path)) and method == "DELETE":
+            del self.backends[int(match[1])]
+            return 204, b""
         if match := re.fullmatch(r"/api/ml/(\d+)", path):
             backend = self.backends[int(match[1])]
             backend.update(body or {}, state="CO")
@@ -391,9 +402,11 @@ def test_changes_are_patched_in_place():
 
 
 @hypothesis_settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.text("abc XYZ", min_size=1, max_size=8), st.integers(0, 5), st.booleans()),
-                max_size=5, unique_by=lambda item: item[0]))
+@given(st.lists(st.tuples(st.text("abc XYZ", min_size=3, max_size=8).filter(lambda t: len(t.strip()) >= 3),
+                          st.integers(0, 5), st.booleans()),
+                max_size=5, unique_by=lambda item: item[0].strip()))
 def test_any_desired_state_converges_in_one_run(specs):
+    """Titles with surrounding spaces included: Label Studio stores them trimmed, and no run adds a second."""
     projects = [{"title": title, "labelConfig": CATS_CONFIG, "prefix": f"p{index}", "sam": sam}
                 for index, (title, _, sam) in enumerate(specs)]
     fake = FakeLabelStudio({f"p{index}": count for index, (_, count, _) in enumerate(specs)})
@@ -402,7 +415,7 @@ def test_any_desired_state_converges_in_one_run(specs):
     second = run(fake, desired(projects=projects))
     assert fake.snapshot() == before
     assert all(NO_OP_LINE.search(line) for line in second), second
-    assert sorted(project["title"] for project in fake.projects.values()) == sorted(title for title, _, _ in specs)
+    assert sorted(project["title"] for project in fake.projects.values()) == sorted(t.strip() for t, _, _ in specs)
     assert len(fake.backends) == sum(sam for _, _, sam in specs)
 
 
@@ -527,3 +540,41 @@ def test_main_with_unreadable_state_fails_in_one_line(monkeypatch, capsys, tmp_p
 def test_main_needs_exactly_one_argument(capsys):
     assert main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_a_refused_title_is_named_as_the_title():
+    project = {"title": "ab", "labelConfig": CATS_CONFIG, "prefix": "p", "regexFilter": "", "sam": False}
+    with pytest.raises(ReconcileError, match=r'project "ab": Label Studio refused the title: title: Ensure'):
+        run(FakeLabelStudio(), desired(projects=[project]))
+
+
+def _sam_project(wants_sam: bool) -> dict:
+    return {"title": "Fruit", "labelConfig": CATS_CONFIG, "prefix": "fruit", "regexFilter": "", "sam": wants_sam}
+
+
+def test_a_project_that_stops_wanting_sam_loses_only_the_backend_the_reconciler_added():
+    fake = FakeLabelStudio()
+    run(fake, desired(projects=[_sam_project(True)]))
+    [(project_id, ours)] = [(b["project"], b["id"]) for b in fake.backends.values()]
+    for title, url in (("My SAM", "http://sam-backend.labeling.svc.cluster.local:9090"),
+                       (LEGACY_SAM_BACKEND_TITLE, "http://sam.elsewhere.example:9090")):
+        by_hand = {"id": fake.new_id(), "project": project_id, "title": title, "url": url, "state": "CO"}
+        fake.backends[by_hand["id"]] = by_hand
+    lines = run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    assert ours not in fake.backends and len(fake.backends) == 2
+    assert f'project "Fruit": ml backend http://sam:9090: removed (id {ours}, SAM is not wanted any more)' in lines
+    again = run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    assert all(NO_OP_LINE.search(line) for line in again) and len(fake.backends) == 2
+
+
+def test_a_backend_with_the_earlier_title_on_the_platforms_service_is_adopted_then_removed():
+    fake = FakeLabelStudio()
+    url = "http://sam-backend.labeling.svc.cluster.local:9090"
+    run(fake, desired(projects=[_sam_project(True)], sam_url=url))
+    [backend] = fake.backends.values()
+    backend["title"] = LEGACY_SAM_BACKEND_TITLE
+    run(fake, desired(projects=[_sam_project(True)], sam_url=url))
+    assert [b["title"] for b in fake.backends.values()] == [SAM_BACKEND_TITLE]
+    backend["title"] = LEGACY_SAM_BACKEND_TITLE
+    run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    assert fake.backends == {}

@@ -23,17 +23,25 @@ namespace and are set per stack, for example:
 
 ```sh
 pulumi config set --path labelStudio.replicas 2
-pulumi config set --path sam.nodeSelector.nvidia\\.com/gpu\\.family ampere
+pulumi config set --path 'sam.nodeSelector["nvidia.com/gpu.family"]' ampere
 pulumi config set --secret --path storage.secretAccessKey   # prompts; stored encrypted
 ```
 
-Every mistake (unknown key, wrong type, value out of range, contradiction) stops the
-program before any resource is declared, with one line per problem naming the key.
-`protect: true` marks a production stack: data is protected and retained, and moving
-image tags are errors instead of warnings.
+Values are read the way the CLI stores them: with `--path`, `true`/`false` arrive as
+booleans and integers as numbers, so a text key takes `2` as the text "2", an integer key
+takes "2" as 2, and a boolean key takes "true". Surrounding spaces and a trailing `/` on a
+prefix are dropped.
 
-| key | type | default | description |
-|---|---|---|---|
+Every mistake (unknown key, wrong type, value out of range, contradiction, a value
+Kubernetes, AWS or Label Studio would refuse at deploy time) stops the program before any
+resource is declared, with one line per problem naming the key. A switch switches on its
+own: with `ingress.enabled`, `sam.enabled` or `labelStudio.database.backup.enabled` false,
+or another `storage.mode` / `labelStudio.database.mode`, the keys that no longer apply are
+named in one warning and ignored. `protect: true` marks a production stack: data is
+protected and retained, and moving image tags are errors instead of warnings.
+
+| key | type | accepts | default | description |
+|---|---|---|---|---|
 """
 
 
@@ -48,7 +56,8 @@ def render() -> str:
     for field in describe_fields():
         kind = field.kind.replace("|", "\\|")
         secret = " **secret**" if field.secret else ""
-        rows.append(f"| `{field.path}` | {kind}{secret} | {_default(field.default)} | {field.description} |")
+        rows.append(f"| `{field.path}` | {kind}{secret} | {field.accepts} | {_default(field.default)} | "
+                    f"{field.description} |")
     return HEADER + "\n".join(rows) + "\n"
 
 

@@ -60,6 +60,14 @@ def check_hostname(text: str) -> Optional[str]:
     return "is not a DNS host name; expected lowercase labels joined by dots, e.g. label.example.com"
 
 
+def check_dns_subdomain(text: str) -> Optional[str]:
+    """Names of most Kubernetes objects (Secrets, IngressClasses, ClusterIssuers)."""
+    labels = text.split(".")
+    if len(text) <= 253 and all(len(label) <= 63 and _DNS_LABEL.match(label) for label in labels):
+        return None
+    return "is not a Kubernetes object name; expected lowercase letters, digits, '-' and '.', e.g. letsencrypt-prod"
+
+
 def check_host_or_ip(text: str) -> Optional[str]:
     if is_ip(text) or check_hostname(text) is None or check_dns_label(text) is None:
         return None
@@ -86,6 +94,12 @@ def check_label_key(text: str) -> Optional[str]:
     return None if _LABEL_KEY.match(text) and len(text) <= 253 else "is not a Kubernetes label key"
 
 
+def check_label_value(text: str) -> Optional[str]:
+    if text == "" or (len(text) <= 63 and re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$", text)):
+        return None
+    return "is not a Kubernetes label value; expected at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends"
+
+
 def check_regex(text: str) -> Optional[str]:
     try:
         re.compile(text)
@@ -95,7 +109,14 @@ def check_regex(text: str) -> Optional[str]:
 
 
 def check_region(text: str) -> Optional[str]:
-    return None if re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", text) else "is not a region; expected e.g. us-east-1"
+    return None if re.match(r"^[a-z]{2}(-[a-z]+)+-\d$", text) else "is not an AWS region; expected e.g. us-east-1"
+
+
+def check_store_region(text: str) -> Optional[str]:
+    """S3-compatible stores name regions freely: auto (Cloudflare R2), fr-par, nyc3, default."""
+    if re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", text):
+        return None
+    return "is not a region name; expected letters, digits, '-', '_' or '.', e.g. us-east-1, auto, fr-par"
 
 
 def check_http_origin(text: str) -> Optional[str]:
@@ -134,7 +155,19 @@ def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")
 
 
+def normalise_prefix(text: str) -> str:
+    """`images/cats/` and `images/cats` name the same objects (consoles show the slash)."""
+    return text.strip().rstrip("/")
+
+
 def check_prefix(text: str) -> Optional[str]:
-    if _S3_PREFIX.match(text) and not text.startswith("/") and not text.endswith("/") and "//" not in text:
+    segments = text.split("/")
+    if (_S3_PREFIX.match(text) and not text.startswith("/") and "//" not in text
+            and not any(segment in (".", "..") for segment in segments)):
         return None
-    return "is not a key prefix; expected path segments like label-studio or images/cats, without leading or trailing '/'"
+    return "is not a key prefix; expected path segments like label-studio or images/cats, no leading '/' or ./.. segments"
+
+
+def is_under(prefix: str, area: str) -> bool:
+    """Whether objects under `prefix` include some under `area` or the other way round."""
+    return prefix == "" or area == "" or prefix == area or prefix.startswith(area + "/") or area.startswith(prefix + "/")

@@ -19,15 +19,59 @@ def _check_postgres_version(text: str) -> Optional[str]:
     return "is not a supported PostgreSQL version; expected 14 or newer, e.g. 16 or 16.4"
 
 
+# What Kubernetes' CronJob parser (robfig/cron, standard) accepts: five fields or a macro.
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_CRON_FIELDS = (  # (low, high, names)
+    (0, 59, ()), (0, 23, ()), (1, 31, ()),
+    (1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    (0, 6, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+
+
+def _cron_value(text: str, low: int, names: tuple[str, ...]) -> Optional[int]:
+    if text.isdigit():
+        return int(text)
+    return names.index(text.lower()) + low if text.lower() in names else None
+
+
+def _cron_field_ok(field: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        if step and not (step.isdigit() and int(step) > 0):
+            return False
+        if span in ("*", "?"):
+            continue
+        start_text, dash, end_text = span.partition("-")
+        start = _cron_value(start_text, low, names)
+        end = _cron_value(end_text, low, names) if dash else start
+        if start is None or end is None or not low <= start <= end <= high:
+            return False
+    return True
+
+
 def _check_cron(text: str) -> Optional[str]:
     fields = text.split()
-    if len(fields) == 5 and all(re.match(r"^[\d*/,-]+$", f) for f in fields):
+    if text in CRON_MACROS or (len(fields) == 5 and all(
+            _cron_field_ok(field, *limits) for field, limits in zip(fields, _CRON_FIELDS))):
         return None
-    return "is not a cron schedule; expected five fields like \"17 3 * * *\""
+    return ("is not a cron schedule; expected five fields like \"17 3 * * *\" or \"0 6 * * MON-FRI\", "
+            "or a macro like @daily")
 
 
 def _check_pg_identifier(text: str) -> Optional[str]:
-    return None if re.match(r"^[a-z_][a-z0-9_]{0,62}$", text) else "is not a PostgreSQL identifier; expected lowercase letters, digits and '_'"
+    if not re.match(r"^[a-z_][a-z0-9_]{0,62}$", text):
+        return "is not a PostgreSQL identifier; expected lowercase letters, digits and '_'"
+    if text.startswith("pg_") or text == "rdsadmin":
+        return "is reserved by PostgreSQL or RDS (pg_* and rdsadmin); expected another name, e.g. labelstudio"
+    return None
+
+
+def _check_snapshot(text: str) -> Optional[str]:
+    # A snapshot of this account by identifier, or a shared one by ARN.
+    if text.startswith("arn:") or (re.match(r"^[A-Za-z][A-Za-z0-9-]{0,254}$", text)
+                                   and "--" not in text and not text.endswith("-")):
+        return None
+    return "is not a snapshot identifier or ARN; expected a letter, then letters, digits and single '-' inside"
 
 
 def _pattern_check(pattern: str, problem: str):
@@ -79,8 +123,7 @@ def _rds(section: Section, production: bool, active: bool) -> RdsSettings:
     cidrs = _private_cidrs(section, "allowedCidrs", "CIDR ranges (the cluster's pod or node network) admitted on 5432.")
     snapshot = section.string(
         "snapshotIdentifier", "Create the instance from this snapshot: the restore path (docs/database.md).",
-        kind="snapshot id",
-        check=_pattern_check(r"^[A-Za-z][A-Za-z0-9:-]{0,254}$", "is not a snapshot identifier or ARN"))
+        kind="snapshot id", check=_check_snapshot)
     section.finish()
     if active:
         if not vpc_id and not section.has("vpcId"):
@@ -92,8 +135,10 @@ def _rds(section: Section, production: bool, active: bool) -> RdsSettings:
             section.error("allowedSecurityGroupIds", "or allowedCidrs must admit the cluster when mode is rds; expected at least one")
         if production and retention < 7:
             section.error("backupRetentionDays", f"{retention} is too short for a protected stack; expected 7 or more")
-        if max_allocated < allocated:
-            section.error("maxAllocatedStorageGb", f"{max_allocated} is below allocatedStorageGb {allocated}")
+        # RDS refuses a storage autoscaling ceiling less than 10% above the allocated storage.
+        if max_allocated * 10 < allocated * 11:
+            section.error("maxAllocatedStorageGb", f"{max_allocated} is not 10% above allocatedStorageGb {allocated}; "
+                                                   f"expected {-(-allocated * 11 // 10)} or more")
     return RdsSettings(vpc_id, subnet_ids, instance_class or "db.t4g.medium", engine_version or "16", allocated,
                        max_allocated, multi_az, retention, groups, cidrs, snapshot)
 
@@ -104,6 +149,8 @@ def _backup(section: Section) -> BackupSettings:
                               check=_check_cron, kind="cron schedule")
     retention = section.integer("retentionDays", "Days a dump is kept in the bucket.", 14, minimum=1, maximum=3650)
     section.finish()
+    if not enabled:
+        section.inapplicable(("schedule", "retentionDays"), "while backups are disabled")
     return BackupSettings(enabled, schedule or DEFAULT_BACKUP_SCHEDULE, retention)
 
 
@@ -124,17 +171,22 @@ def read_database(section: Section, secret_keys: frozenset[str], production: boo
     rds = _rds(section.section("rds", "The RDS PostgreSQL instance (mode rds)."), production, mode is DatabaseMode.RDS)
     backup = _backup(section.section("backup", "Scheduled dumps of the in-cluster database (mode inCluster)."))
     section.finish()
-    if mode is not DatabaseMode.RDS and section.has("rds"):
-        section.error("rds", "applies only to mode rds")
-    if mode is not DatabaseMode.IN_CLUSTER and section.has("backup"):
-        section.error("backup", "applies only to mode inCluster; RDS and external servers keep their own backups")
+    # Changing the mode is one key: what belongs to the other modes is ignored, not refused.
+    because = f"while labelStudio.database.mode is {mode.value}"
+    if mode is not DatabaseMode.RDS:
+        section.inapplicable(("rds",), because)
+        if production and section.has("rds"):
+            section.problems.warnings.append(
+                f"{section.key('mode')}: {mode.value} in a protected stack that still holds an rds section: an RDS "
+                "instance this stack created is protected, so `pulumi up` stops before dropping it; restore its "
+                "data first (docs/database.md)")
+    if mode is not DatabaseMode.IN_CLUSTER:
+        section.inapplicable(("backup", "storageSize"), because + "; RDS and external servers keep their own backups")
     if mode is DatabaseMode.EXTERNAL:
         if not host:
             section.error("host", "is required when mode is external; expected the server's host name")
         if password is None and not section.has("password"):
             section.error("password", "is required when mode is external; set it with `pulumi config set --secret`")
-    else:
-        for key in ("host", "password", "sslMode"):
-            if section.has(key):
-                section.error(key, "applies only to mode external; the stack configures this database itself")
-    return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode, rds, backup)
+        return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode, rds, backup)
+    section.inapplicable(("host", "port", "password", "sslMode"), because + ": the stack configures this database itself")
+    return DatabaseSettings(mode, None, 5432, name, user, None, storage_size, None, rds, backup)

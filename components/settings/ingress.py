@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from components.settings.checks import check_dns_label, check_hostname
+from components.settings.checks import check_dns_subdomain, check_hostname
 from components.settings.model import IngressSettings, TlsSettings
 from components.settings.reader import Section
 
@@ -20,23 +20,26 @@ def _check_nginx_size(text: str) -> Optional[str]:
 def read_ingress(section: Section) -> IngressSettings:
     enabled = section.boolean("enabled", "Expose Label Studio through an Ingress.", False)
     host = section.string("host", "Public host name of Label Studio.", check=check_hostname, kind="DNS name")
-    class_name = section.string("className", "IngressClass to use.", "nginx", check=check_dns_label, kind="DNS label")
+    class_name = section.string("className", "IngressClass to use.", "nginx", check=check_dns_subdomain,
+                                kind="object name")
     tls_section = section.section("tls", "TLS: set exactly one of clusterIssuer or secretName.")
     issuer = tls_section.string("clusterIssuer", "cert-manager ClusterIssuer that issues the certificate.",
-                                check=check_dns_label, kind="DNS label")
+                                check=check_dns_subdomain, kind="object name")
     secret_name = tls_section.string("secretName", "Existing TLS Secret in the platform namespace.",
-                                     check=check_dns_label, kind="DNS label")
+                                     check=check_dns_subdomain, kind="object name")
     tls_section.finish()
-    max_body = section.string("maxBodySize", "Largest upload through ingress-nginx (proxy-body-size).",
+    max_body = section.string("maxBodySize", "Largest upload through ingress-nginx (proxy-body-size; 0: no limit).",
                               DEFAULT_MAX_BODY_SIZE, check=_check_nginx_size, kind="nginx size")
     section.finish()
+    if not enabled:
+        # Switching the ingress off is one key: whatever else is set waits for it to come back.
+        section.inapplicable(("host", "className", "tls", "maxBodySize"), "while ingress.enabled is false")
+        return IngressSettings(False, None, class_name or "nginx", None, max_body or DEFAULT_MAX_BODY_SIZE)
     tls = None
     if issuer and secret_name:
         section.problems.error(tls_section.path, "sets both clusterIssuer and secretName; expected exactly one")
     elif issuer or secret_name:
         tls = TlsSettings(issuer, secret_name)
-    if enabled and not host and not section.has("host"):
+    if not host and not section.has("host"):
         section.error("host", "is required when the ingress is enabled; expected a DNS name")
-    if tls and not enabled:
-        section.problems.error(tls_section.path, "is set but ingress.enabled is false; enable the ingress or remove tls")
     return IngressSettings(enabled, host, class_name or "nginx", tls, max_body or DEFAULT_MAX_BODY_SIZE)

@@ -6,15 +6,31 @@ import xml.etree.ElementTree as ET
 from typing import Optional
 
 from components import PROJECT_ROOT
-from components.settings.checks import check_email, check_prefix, check_regex
+from components.settings.checks import check_email, check_prefix, check_regex, is_under, normalise_prefix
 from components.settings.model import LabelingProject, LabelingSettings, SamSettings
 from components.settings.reader import Section, show
 
 DEFAULT_REGEX_FILTER = r".*\.(jpe?g|png)$"
+# Label Studio trims titles and refuses one outside 3-50 characters (400 validation_errors.title).
+TITLE_LENGTH = (3, 50)
 
 
 def _check_title(text: str) -> Optional[str]:
-    return None if 1 <= len(text) <= 50 else "is not 1 to 50 characters"
+    low, high = TITLE_LENGTH
+    return None if low <= len(text) <= high else f"is not {low} to {high} characters (Label Studio's rule, after trimming)"
+
+
+def _check_references(root: ET.Element) -> Optional[str]:
+    """Label Studio refuses a config whose control tags point (toName) at a tag it lacks."""
+    names = [element.get("name") for element in root.iter() if element.get("name")]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        return f"names {', '.join(duplicates)} twice; expected each tag name once"
+    for element in root.iter():
+        for target in filter(None, (element.get("toName") or "").split(",")):
+            if target.strip() not in names:
+                return f"has <{element.tag} toName=\"{target.strip()}\"> but no tag named {target.strip()}"
+    return None
 
 
 def _check_label_config_path(text: str) -> Optional[str]:
@@ -27,28 +43,37 @@ def _check_label_config_path(text: str) -> Optional[str]:
         return f"is not well-formed XML ({exc})"
     if root.tag != "View":
         return "is not a labeling config; expected a <View> root element"
-    return None
+    return _check_references(root)
 
 
-def _project(item: Section, sam: SamSettings) -> Optional[LabelingProject]:
-    title = item.string("title", "Project title; projects are matched by it.", required=True, check=_check_title)
+def _project(item: Section, sam: SamSettings, platform_prefix: str) -> Optional[LabelingProject]:
+    title = item.string("title", "Project title; projects are matched by it (trimmed, 3-50 characters).",
+                        required=True, check=_check_title)
     config_path = item.string("labelConfig", "Path of the labeling config XML in this repository.", required=True,
                               check=_check_label_config_path, kind="path")
-    prefix = item.string("prefix", "Bucket prefix holding the project's source images.", "",
-                         check=check_prefix, kind="key prefix")
+    refused_before = len(item.problems.errors)
+    prefix = item.string("prefix", "Bucket prefix holding the project's source images (outside storage.prefix).", "",
+                         check=check_prefix, kind="key prefix", normalise=normalise_prefix)
+    prefix_refused = len(item.problems.errors) > refused_before
     regex = item.string("regexFilter", "Regular expression selecting which objects become tasks.", DEFAULT_REGEX_FILTER,
                         check=check_regex, kind="regex")
     wants_sam = item.boolean("sam", "Connect the SAM backend for interactive pre-annotation.", False)
     item.finish()
+    if not prefix_refused and is_under(prefix, platform_prefix):
+        # Uploads, exports and database dumps live there: scanning it makes them tasks.
+        item.error("prefix", f"{show(prefix)} overlaps the platform's own area {platform_prefix}/ (uploads, exports, "
+                             "backups); expected a prefix outside it, e.g. images/cats")
     if wants_sam and not sam.enabled:
-        item.error("sam", "is true but sam.enabled is false; enable SAM or set sam false")
+        item.problems.warnings.append(
+            f"{item.key('sam')}: ignored while sam.enabled is false; the project is reconciled without SAM")
+        wants_sam = False
     if not (title and config_path):
         return None
     return LabelingProject(title, config_path, (PROJECT_ROOT / config_path).read_text(), prefix or "", regex or "",
                            wants_sam)
 
 
-def read_labeling(section: Section, sam: SamSettings) -> LabelingSettings:
+def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> LabelingSettings:
     projects_raw = section.items("projects", "Projects the stack creates and keeps in sync.",
                                  "list of {title, labelConfig, prefix, regexFilter, sam}")
     members_raw = section.items("members", "Emails of team members who get accounts.", "list of emails")
@@ -56,18 +81,21 @@ def read_labeling(section: Section, sam: SamSettings) -> LabelingSettings:
     projects: list[LabelingProject] = []
     for i, raw in enumerate(projects_raw):
         item = Section(section.key(f"projects[{i}]"), raw, section.problems)
-        project = _project(item, sam)
+        project = _project(item, sam, platform_prefix)
         if project is None:
             continue
         if any(p.title == project.title for p in projects):
-            item.error("title", f"{show(project.title)} is used twice; expected unique titles")
+            item.error("title", f"{show(project.title)} is used twice (after trimming); expected unique titles")
         else:
             projects.append(project)
-    members = []
-    for i, email in enumerate(members_raw):
-        problem = check_email(email) if isinstance(email, str) else "is not a string"
+    members: list[str] = []
+    for i, raw in enumerate(members_raw):
+        email = raw.strip() if isinstance(raw, str) else raw
+        problem = check_email(email) if isinstance(email, str) else "is not text"
+        if not problem and email.lower() in (m.lower() for m in members):
+            problem = "is listed twice (e-mails match without regard to case); expected each member once"
         if problem:
-            section.problems.error(section.key(f"members[{i}]"), f"{show(email)} {problem}")
+            section.problems.error(section.key(f"members[{i}]"), f"{show(raw)} {problem}")
         else:
             members.append(email)
     return LabelingSettings(tuple(projects), tuple(members))

@@ -3,12 +3,18 @@
 That record is the single source for "did you mean" hints on unknown keys and for the
 generated reference (docs/config.md). Problems are collected, not raised, so one run
 reports every mistake of a stack, one line each: `<key path>: <what is wrong>; <what is allowed>`.
+
+Values arrive as the Pulumi CLI stores them. `pulumi config set --path` stores `true` and
+`false` as booleans and integers without a leading zero as numbers; everything else, and
+every top-level key, is a string. So a text field takes a number or a boolean as the text
+that was typed, an integer field takes integer text, a boolean field takes "true"/"false".
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -23,6 +29,15 @@ MISSING = object()
 
 # A check takes the value and answers None when it is fine, else what is wrong with it.
 Check = Callable[[str], Optional[str]]
+
+# What each kind of field accepts, as docs/config.md lists it.
+ACCEPTS_TEXT = "text; a number or true/false is read as the text typed"
+ACCEPTS_INTEGER = "an integer, or integer text"
+ACCEPTS_BOOLEAN = "true or false, or that text"
+ACCEPTS_SECRET = "text, set with --secret"
+SHOWN_LENGTH = 60
+_INTEGER_TEXT = re.compile(r"^[+-]?\d+$")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
 
 
 class ConfigError(Exception):
@@ -47,6 +62,7 @@ class FieldDoc:
     default: Any
     description: str
     secret: bool = False
+    accepts: str = ""
 
 
 class Problems:
@@ -59,8 +75,26 @@ class Problems:
         self.errors.append(f"{path}: {text}")
 
 
+def mask_credentials(text: str) -> str:
+    """`https://user:secret@host` -> `https://***@host`: never repeat a credential in a message."""
+    return _URL_CREDENTIALS.sub("***@", text)
+
+
 def show(value: Any) -> str:
-    return json.dumps(value)
+    """A value as an error line quotes it: credentials masked, long values shortened."""
+    text = json.dumps(mask_credentials(value) if isinstance(value, str) else value)
+    return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH - 4] + "...\""
+
+
+def as_text(value: Any) -> Optional[str]:
+    """The text a scalar stands for (`2` -> "2", `true` -> "true"); None for lists and maps."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return None
 
 
 class Section:
@@ -86,43 +120,52 @@ class Section:
     def error(self, name: str, text: str) -> None:
         self.problems.error(self.key(name), text)
 
-    def _take(self, name: str, kind: str, default: Any, doc: str, secret: bool = False) -> Any:
+    def _take(self, name: str, kind: str, default: Any, doc: str, secret: bool = False, accepts: str = "") -> Any:
         self.read.add(name)
         self.problems.fields.setdefault(
-            self.key(name), FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret)
-        )
+            self.key(name),
+            FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret, accepts))
         return self.raw.get(name, MISSING)
 
     def string(self, name: str, doc: str, default: Any = None, *, required: bool = False,
-               check: Optional[Check] = None, secret: bool = False, kind: str = "string") -> Any:
-        value = self._take(name, kind, default, doc, secret)
+               check: Optional[Check] = None, kind: str = "string",
+               normalise: Callable[[str], str] = str.strip) -> Any:
+        """Text, as typed; surrounding whitespace dropped (or `normalise`d), then checked."""
+        value = self._take(name, kind, default, doc, accepts=ACCEPTS_TEXT)
         if value is MISSING or value is None:
             if required:
                 self.error(name, "is required; " + doc[0].lower() + doc[1:].rstrip("."))
             return default
-        if not isinstance(value, str):
-            self.error(name, f"{show(value)} is not a string; expected {kind}")
+        text = as_text(value)
+        if text is None:
+            self.error(name, f"{show(value)} is not text; expected {kind}")
             return default
-        if check:
-            problem = check(value)
-            if problem:
-                shown = "[secret]" if secret else show(value)
-                self.error(name, f"{shown} {problem}")
-                return default
-        return value
+        problem = check(normalise(text)) if check else None
+        if problem:
+            self.error(name, f"{show(text)} {problem}")
+            return default
+        return normalise(text)
 
     def secret(self, name: str, doc: str, *, secret_keys: frozenset[str], top_key: str) -> Optional[pulumi.Output]:
-        value = self.string(name, doc, secret=True, kind="string (secret)")
-        if value is None:
+        """A secret is stored by `pulumi config set --secret`, always as text, and never shown."""
+        value = self._take(name, "string (secret)", None, doc, secret=True, accepts=ACCEPTS_SECRET)
+        if value is MISSING or value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.error(name, "is not a non-empty text; expected the secret as set with `pulumi config set --secret`")
             return None
         if top_key not in secret_keys:
             self.error(name, f"is stored in plain text; set it with `pulumi config set --secret --path {self.key(name)} ...`")
         return pulumi.Output.secret(value)
 
     def integer(self, name: str, doc: str, default: int, *, minimum: int, maximum: int) -> int:
-        value = self._take(name, f"integer {minimum}..{maximum}", default, doc)
+        value = self._take(name, f"integer {minimum}..{maximum}", default, doc, accepts=ACCEPTS_INTEGER)
         if value is MISSING or value is None:
             return default
+        if isinstance(value, str) and _INTEGER_TEXT.match(value.strip()):
+            value = int(value)
+        elif isinstance(value, float) and value.is_integer():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(name, f"{show(value)} is not an integer; expected an integer from {minimum} to {maximum}")
             return default
@@ -132,12 +175,12 @@ class Section:
         return value
 
     def boolean(self, name: str, doc: str, default: bool) -> bool:
-        value = self._take(name, "boolean", default, doc)
+        value = self._take(name, "boolean", default, doc, accepts=ACCEPTS_BOOLEAN)
         if value is MISSING or value is None:
             return default
         # Top-level keys arrive from the CLI as the strings "true"/"false".
-        if isinstance(value, str) and value in ("true", "false"):
-            return value == "true"
+        if isinstance(value, str) and value.strip() in ("true", "false"):
+            return value.strip() == "true"
         if not isinstance(value, bool):
             self.error(name, f"{show(value)} is not a boolean; expected true or false")
             return default
@@ -145,11 +188,13 @@ class Section:
 
     def choice(self, name: str, doc: str, choices: Sequence[str], default: Any = None, *, required: bool = False) -> Any:
         allowed = " | ".join(choices)
-        value = self._take(name, f"one of {allowed}", default, doc)
+        value = self._take(name, f"one of {allowed}", default, doc, accepts="one of the listed texts")
         if value is MISSING or value is None:
             if required:
                 self.error(name, f"is required; expected one of {allowed}")
             return default
+        if isinstance(value, str):
+            value = value.strip()
         if value not in choices:
             hint = difflib.get_close_matches(str(value), choices, n=1)
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -160,8 +205,8 @@ class Section:
     def quantity(self, name: str, doc: str, default: Optional[str]) -> Optional[str]:
         return self.string(name, doc, default, kind="Kubernetes quantity", check=check_quantity)
 
-    def string_map(self, name: str, doc: str, *, key_check: Check) -> dict[str, str]:
-        value = self._take(name, "map of string to string", {}, doc)
+    def string_map(self, name: str, doc: str, *, key_check: Check, value_check: Optional[Check] = None) -> dict[str, str]:
+        value = self._take(name, "map of string to string", {}, doc, accepts=f"a map; values: {ACCEPTS_TEXT}")
         if value is MISSING or value is None:
             return {}
         if not isinstance(value, Mapping):
@@ -170,16 +215,19 @@ class Section:
         result: dict[str, str] = {}
         for k, v in value.items():
             problem = key_check(k)
+            text = as_text(v)
             if problem:
                 self.problems.error(f"{self.key(name)}.{k}", problem)
-            elif not isinstance(v, str):
-                self.problems.error(f"{self.key(name)}.{k}", f"{show(v)} is not a string; expected a string value")
+            elif text is None:
+                self.problems.error(f"{self.key(name)}.{k}", f"{show(v)} is not text; expected a text value")
+            elif (problem := value_check(text.strip()) if value_check else None):
+                self.problems.error(f"{self.key(name)}.{k}", f"{show(text)} {problem}")
             else:
-                result[k] = v
+                result[k] = text.strip()
         return result
 
     def items(self, name: str, doc: str, kind: str) -> list[Any]:
-        value = self._take(name, kind, [], doc)
+        value = self._take(name, kind, [], doc, accepts="a list")
         if value is MISSING or value is None:
             return []
         if not isinstance(value, list):
@@ -188,8 +236,14 @@ class Section:
         return value
 
     def section(self, name: str, doc: str) -> "Section":
-        value = self._take(name, "object", None, doc)
+        value = self._take(name, "object", None, doc, accepts="a map of the keys below")
         return Section(self.key(name), None if value is MISSING else value, self.problems)
+
+    def inapplicable(self, names: Sequence[str], reason: str) -> None:
+        """Keys that are set but do not apply (a feature switched off, another mode): one warning."""
+        present = [self.key(name) for name in names if self.has(name)]
+        if present:
+            self.problems.warnings.append(f"{', '.join(present)}: ignored {reason}")
 
     def finish(self) -> None:
         """Report keys nobody asked for, with the closest known key as a hint."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from components.settings.checks import check_label_key, image_reference_problem
+from components.settings.checks import check_label_key, check_label_value, image_reference_problem
 from components.settings.model import Resources, SamModel, SamSettings, Toleration
 from components.settings.reader import Problems, Section, read_resources, show
 
@@ -17,7 +17,7 @@ def _toleration(path: str, raw: Any, problems: Problems) -> Optional[Toleration]
     item = Section(path, raw, problems)
     key = item.string("key", "Taint key.", required=True, check=check_label_key, kind="label key")
     operator = item.choice("operator", "How the value matches.", ("Exists", "Equal"), "Equal")
-    value = item.string("value", "Taint value (operator Equal).")
+    value = item.string("value", "Taint value (operator Equal).", check=check_label_value, kind="label value")
     effect = item.choice("effect", "Taint effect.", ("NoSchedule", "PreferNoSchedule", "NoExecute"), None)
     item.finish()
     if operator == "Exists" and value is not None:
@@ -47,7 +47,8 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
                            kind="image reference")
     gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
-    node_selector = section.string_map("nodeSelector", "Node labels the SAM pod must run on.", key_check=check_label_key)
+    node_selector = section.string_map("nodeSelector", "Node labels the SAM pod must run on.", key_check=check_label_key,
+                                       value_check=check_label_value)
     tolerations_raw = section.items("tolerations", "Taints the SAM pod tolerates (default for gpus > 0: nvidia.com/gpu Exists).",
                                     "list of {key, operator, value, effect}")
     resources = read_resources(
@@ -64,7 +65,11 @@ def read_sam(section: Section, production: bool) -> SamSettings:
         if (t := _toleration(section.key(f"tolerations[{i}]"), raw, section.problems)) is not None
     )
     model = SamModel(model or SamModel.MOBILE_SAM)
-    if enabled:
+    if not enabled:
+        # Switching SAM off is one key: the rest of the section waits for it to come back.
+        section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
+                              "startupTimeoutSeconds"), "while sam.enabled is false")
+    else:
         _check_image(section, image, production)
         if model is SamModel.SAM and gpus == 0:
             section.error("model", "\"SAM\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")

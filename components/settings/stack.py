@@ -14,8 +14,7 @@ from typing import Any, Mapping, Optional
 
 import pulumi
 
-from components.settings.checks import check_dns_label
-from components.settings.cluster import read_kubernetes
+from components.settings.cluster import check_namespace, read_kubernetes
 from components.settings.ingress import read_ingress
 from components.settings.label_studio import read_label_studio
 from components.settings.labeling import read_labeling
@@ -26,8 +25,6 @@ from components.settings.storage import read_storage
 
 
 def _cross_section_rules(settings: Settings, problems: Problems) -> None:
-    if settings.namespace == "default":
-        problems.error("namespace", "\"default\" is shared by everything in the cluster; expected a namespace of the platform's own")
     if settings.protect and settings.storage.force_destroy:
         problems.error("storage.forceDestroy", "is true in a protected stack; expected false so data survives `pulumi destroy`")
     database = settings.label_studio.database
@@ -42,16 +39,18 @@ def _cross_section_rules(settings: Settings, problems: Problems) -> None:
 def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -> tuple[Problems, Optional[Settings]]:
     problems = Problems()
     root = Section("", values, problems)
-    namespace = root.string("namespace", "Kubernetes namespace of the platform.", "labeling",
-                            check=check_dns_label, kind="DNS label")
+    namespace = root.string("namespace", "Kubernetes namespace of the platform (not default or kube-*).", "labeling",
+                            check=check_namespace, kind="DNS label")
     protect = root.boolean("protect", "Production: protect and retain data (bucket, database, secrets) and apply stricter checks.", False)
     kubernetes = read_kubernetes(root.section("kubernetes", "Cluster connection."), secret_keys)
     ingress = read_ingress(root.section("ingress", "Public access to Label Studio."))
     label_studio = read_label_studio(root.section("labelStudio", "The Label Studio Helm release."), ingress,
                                      secret_keys, protect)
-    storage = read_storage(root.section("storage", "Object storage for images and Label Studio data."), secret_keys)
+    storage = read_storage(root.section("storage", "Object storage for images and Label Studio data."), secret_keys,
+                           protect)
     sam = read_sam(root.section("sam", "The Segment Anything ML backend."), protect)
-    labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam)
+    labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam,
+                             storage.prefix)
     root.finish()
     settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling)
     _cross_section_rules(settings, problems)

@@ -7,13 +7,17 @@ import re
 from typing import Optional
 from urllib.parse import urlsplit
 
-from components.settings.checks import check_arn, check_prefix, check_region, is_ip
+from components.settings.checks import (
+    check_arn, check_prefix, check_region, check_store_region, is_ip, normalise_prefix,
+)
 from components.settings.model import StorageMode, StorageSettings
 from components.settings.reader import Section
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # An S3-compatible store does not care about the region; the S3 clients want one.
 S3_COMPATIBLE_DEFAULT_REGION = "us-east-1"
+AWS_ONLY_KEYS = ("kmsKeyArn", "oidcProviderArn", "forceDestroy")
+S3_COMPATIBLE_ONLY_KEYS = ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint")
 
 
 def _check_bucket(text: str) -> Optional[str]:
@@ -22,11 +26,38 @@ def _check_bucket(text: str) -> Optional[str]:
     return "is not a valid S3 bucket name; expected 3-63 lowercase letters, digits, '.' and '-'"
 
 
+def _check_aws_bucket(text: str) -> Optional[str]:
+    """AWS's rules beyond the shape (the CreateBucket call refuses these after IAM work began)."""
+    problem = _check_bucket(text)
+    if problem:
+        return problem
+    if ".-" in text or "-." in text or text.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or text.endswith(
+            ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")):
+        return "is a bucket name AWS reserves or refuses; expected no '.-'/'-.', no xn--/sthree- prefix, no -s3alias suffix"
+    return None
+
+
 def _check_endpoint(text: str) -> Optional[str]:
     parts = urlsplit(text)
-    if parts.scheme in ("http", "https") and parts.hostname and parts.path in ("", "/"):
+    if parts.username or parts.password:
+        return ("carries credentials in the URL, which would be copied into plain Helm values and the Job's "
+                "ConfigMap; expected the bare endpoint, with storage.accessKeyId/secretAccessKey set --secret")
+    if parts.scheme in ("http", "https") and parts.hostname and parts.path in ("", "/") and not (
+            parts.query or parts.fragment):
         return None
     return "is not an endpoint URL; expected e.g. https://s3.example.com or http://minio.storage.svc:9000"
+
+
+def _check_kms_arn(text: str) -> Optional[str]:
+    if check_arn(text) is None and text.split(":")[2] == "kms" and re.search(r":(key|alias)/.+$", text):
+        return None
+    return "is not a KMS key ARN; expected arn:aws:kms:<region>:<account>:key/<id>"
+
+
+def _check_oidc_arn(text: str) -> Optional[str]:
+    if check_arn(text) is None and text.split(":")[2] == "iam" and ":oidc-provider/" in text:
+        return None
+    return "is not an IAM OIDC provider ARN; expected arn:aws:iam::<account>:oidc-provider/<issuer>"
 
 
 def resolves_private(url: str) -> bool:
@@ -37,48 +68,54 @@ def resolves_private(url: str) -> bool:
     return host == "localhost" or host.endswith((".svc", ".svc.cluster.local", ".local", ".internal")) or "." not in host
 
 
-def read_storage(section: Section, secret_keys: frozenset[str]) -> StorageSettings:
+def read_storage(section: Section, secret_keys: frozenset[str], production: bool) -> StorageSettings:
     mode = section.choice(
         "mode", "aws: the stack creates and hardens an S3 bucket; s3Compatible: use an existing S3-compatible store.",
         [m.value for m in StorageMode], required=True)
+    mode = StorageMode(mode) if mode else None
     bucket = section.string("bucketName", "Bucket holding source images, uploads, exports and backups.",
-                            required=True, check=_check_bucket, kind="S3 bucket name")
-    region = section.string("region", "Bucket region (required for aws; s3Compatible defaults to us-east-1).",
-                            check=check_region, kind="region")
+                            required=True, check=_check_aws_bucket if mode is StorageMode.AWS else _check_bucket,
+                            kind="S3 bucket name")
+    region = section.string("region", "Bucket region (required for aws; s3Compatible: free-form, default us-east-1).",
+                            check=check_region if mode is StorageMode.AWS else check_store_region, kind="region")
     endpoint = section.string("endpoint", "S3 API endpoint URL (s3Compatible only).", check=_check_endpoint, kind="URL")
     prefix = section.string("prefix", "Key prefix under which Label Studio writes uploads, exports and backups.",
-                            "label-studio", check=check_prefix, kind="key prefix")
+                            "label-studio", check=check_prefix, kind="key prefix", normalise=normalise_prefix)
     force_destroy = section.boolean("forceDestroy", "Let `pulumi destroy` delete a non-empty bucket (aws; never with protect).", False)
     access_key = section.secret("accessKeyId", "Access key id of the existing store (s3Compatible only).",
                                 secret_keys=secret_keys, top_key="storage")
     secret_key = section.secret("secretAccessKey", "Secret access key of the existing store (s3Compatible only).",
                                 secret_keys=secret_keys, top_key="storage")
-    kms = section.string("kmsKeyArn", "KMS key for bucket encryption (aws; default AES256).", check=check_arn, kind="ARN")
+    kms = section.string("kmsKeyArn", "KMS key for bucket encryption (aws; default AES256).", check=_check_kms_arn,
+                         kind="ARN")
     oidc = section.string("oidcProviderArn", "EKS OIDC provider ARN: Label Studio gets an IAM role (IRSA) instead of keys (aws).",
-                          check=check_arn, kind="ARN")
+                          check=_check_oidc_arn, kind="ARN")
     allow_private = section.boolean(
         "allowPrivateEndpoint",
         "Lift Label Studio's SSRF block for storage endpoints so a private-network endpoint works (s3Compatible).", False)
     section.finish()
-    mode = StorageMode(mode) if mode else None
+    if prefix == "":
+        section.error("prefix", "is empty; expected a prefix of the platform's own, e.g. label-studio")
     if mode is StorageMode.AWS:
         if not region and not section.has("region"):
             section.error("region", "is required when mode is aws; expected e.g. us-east-1")
-        for key in ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint"):
-            if section.has(key):
-                section.error(key, "applies only to mode s3Compatible; aws mode creates its own bucket and keys")
-    elif mode is StorageMode.S3_COMPATIBLE:
-        region = region or S3_COMPATIBLE_DEFAULT_REGION
+        section.inapplicable(S3_COMPATIBLE_ONLY_KEYS, "while storage.mode is aws: the stack creates its own bucket and keys")
+        return StorageSettings(mode, bucket or "", region or "", None, prefix or "label-studio",
+                               force_destroy, None, None, kms, oidc, False)
+    if mode is StorageMode.S3_COMPATIBLE:
         for key, value in (("endpoint", endpoint), ("accessKeyId", access_key), ("secretAccessKey", secret_key)):
             if value is None and not section.has(key):
                 section.error(key, "is required when mode is s3Compatible")
-        for key in ("kmsKeyArn", "oidcProviderArn", "forceDestroy"):
-            if section.has(key):
-                section.error(key, "applies only to mode aws; the stack does not manage an existing store")
+        section.inapplicable(AWS_ONLY_KEYS, "while storage.mode is s3Compatible: the stack does not manage the store")
+        if production and any(section.has(key) for key in AWS_ONLY_KEYS):
+            section.problems.warnings.append(
+                f"{section.key('mode')}: s3Compatible in a protected stack that still holds aws-only keys: a bucket "
+                "this stack created is protected, so `pulumi up` stops before dropping it; keep mode aws, or "
+                "`pulumi state unprotect` the bucket after moving its data")
         if not allow_private and endpoint and resolves_private(endpoint):
             section.problems.warnings.append(
                 f"{section.key('endpoint')}: {endpoint} is on a private address; Label Studio refuses it unless "
                 f"{section.key('allowPrivateEndpoint')} is true"
             )
-    return StorageSettings(mode or StorageMode.AWS, bucket or "", region or "", endpoint, prefix or "label-studio",
-                           force_destroy, access_key, secret_key, kms, oidc, allow_private)
+    return StorageSettings(mode or StorageMode.AWS, bucket or "", region or S3_COMPATIBLE_DEFAULT_REGION, endpoint,
+                           prefix or "label-studio", False, access_key, secret_key, None, None, allow_private)
