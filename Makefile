@@ -13,13 +13,15 @@ PYTHON ?= python3
 PY := .venv/bin/python
 
 # uv, pinned: the `uv` on PATH when it is this release, otherwise this release installed
-# by pip from requirements-uv.txt (hash-checked) into .venv-uv/.
+# by pip from requirements-uv.txt (hash-checked) into a per-user cache directory, which
+# every checkout on the machine shares (a fresh clone need not install it again).
 UV_VERSION := 0.13.9
+UV_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/labeling-platform/uv-$(UV_VERSION)
 ifeq ($(shell uv --version 2>/dev/null | cut -d' ' -f2),$(UV_VERSION))
 UV := uv
 UV_BOOTSTRAP :=
 else
-UV := .venv-uv/bin/uv
+UV := $(UV_HOME)/bin/uv
 UV_BOOTSTRAP := $(UV)
 endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
@@ -27,13 +29,15 @@ unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
 .PHONY: plan test test-fast bench check lock clean env-plan env-test env-checkov
 
-.venv-uv/bin/uv: requirements-uv.txt
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 (e.g. sudo apt-get install python3 python3-pip)" >&2; exit 1; }
-	@rm -rf .venv-uv
-	@$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-	  --require-hashes --only-binary :all: --no-deps --target .venv-uv -r requirements-uv.txt \
-	  >.venv-uv.log 2>&1 || { cat .venv-uv.log >&2; echo "error: could not install uv $(UV_VERSION) with $(PYTHON) -m pip; install pip (sudo apt-get install python3-pip) or put uv $(UV_VERSION) on PATH" >&2; exit 1; }
-	@rm -f .venv-uv.log
+# Built once per release: the directory's name carries the version, and tests/test_lock.py
+# checks that requirements-uv.txt pins the same one.
+$(UV_HOME)/bin/uv:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 with pip (sudo apt-get install python3 python3-pip)" >&2; exit 1; }
+	@mkdir -p $(dir $(UV_HOME)) && tmp=$$(mktemp -d $(UV_HOME).XXXXXX) && chmod 755 $$tmp \
+	  && { $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	         --require-hashes --only-binary :all: --no-deps --target $$tmp -r requirements-uv.txt >$$tmp.log 2>&1 \
+	       || { cat $$tmp.log >&2; rm -rf $$tmp $$tmp.log; echo "error: could not install uv $(UV_VERSION) with $(PYTHON) -m pip; install pip (sudo apt-get install python3-pip) or put uv $(UV_VERSION) on PATH" >&2; exit 1; }; } \
+	  && rm -rf $$tmp.log $(UV_HOME) && mv $$tmp $(UV_HOME) && touch $@
 
 # `uv sync` returns in milliseconds when the environment already matches the lock, so
 # these run every time. The plan's sync is inexact: it keeps the test tools of `make test`.

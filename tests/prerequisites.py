@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 POSTGRES_INSTALL = "install the PostgreSQL server: sudo apt-get install postgresql"
 NODE_INSTALL = "install Node.js and npm: sudo apt-get install nodejs npm, then make test"
-UV_INSTALL = "run make test (it installs uv), or: pip install uv==<the version in requirements-uv.txt>"
+UV_INSTALL = "run the tests with make test (it installs uv), or: pip install --require-hashes --no-deps -r requirements-uv.txt"
 
 
 class MissingPrerequisite(FileNotFoundError):
@@ -57,12 +57,10 @@ def require_path(path: Path, what: str, install: str) -> Path:
 
 
 def uv_program() -> str:
-    """The uv the Makefile runs (it passes UV), else the one it installs in .venv-uv, else PATH's."""
-    for candidate in (os.environ.get("UV", ""), ".venv-uv/bin/uv"):
-        if "/" in candidate:
-            path = ROOT / candidate
-            if os.access(path, os.X_OK):
-                return str(path)
-        elif candidate and shutil.which(candidate):
-            return shutil.which(candidate)
+    """The uv the Makefile runs (it passes its path as UV), else the one on PATH."""
+    from_make = os.environ.get("UV", "")
+    if from_make:
+        found = shutil.which(from_make) or shutil.which(str(ROOT / from_make))
+        if found:
+            return found
     return require_program("uv", UV_INSTALL)
