@@ -12,13 +12,14 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
-from tests.prerequisites import MissingPrerequisite, report_missing  # noqa: E402
+from tests.prerequisites import SKIP_PREFIX, MissingPrerequisite, report_missing  # noqa: E402
 from tools.stack_eval import DELETE, Evaluation, evaluate  # noqa: E402
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / "label-studio-2.0.5"
 STACKS = ("dev", "prod")
 
 _cache: dict[str, Evaluation] = {}
+PREREQUISITES_FILE = Path(__file__).with_name("prerequisites.py")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -36,6 +37,15 @@ def pytest_runtest_call(item):
         return (yield)
     except MissingPrerequisite as missing:
         report_missing(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """One summary line per missing prerequisite, wherever the tests that need it stopped."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and SKIP_PREFIX in report.longrepr[2]:
+        report.longrepr = (str(PREREQUISITES_FILE), 1, report.longrepr[2])
+    return report
 
 
 def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:

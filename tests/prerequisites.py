@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 STRICT_ENV = "REQUIRE_PREREQUISITES"
+SKIP_PREFIX = "missing prerequisite: "
 ROOT = Path(__file__).resolve().parent.parent
 
 POSTGRES_INSTALL = "install the PostgreSQL server: sudo apt-get install postgresql"
@@ -39,7 +40,7 @@ def report_missing(message: str) -> NoReturn:
 
     if strict():
         pytest.fail(f"missing prerequisite ({STRICT_ENV}=1): {message}", pytrace=False)
-    pytest.skip(f"missing prerequisite: {message}")
+    pytest.skip(SKIP_PREFIX + message)
 
 
 def require_program(name: str, install: str) -> str:

