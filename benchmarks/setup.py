@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup benchmark of commit {head} on {os.cpu_count()} cores"
           + (" (uncommitted changes are not in the fresh clones)" if dirty else ""))
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        print("note: PYTHONDONTWRITEBYTECODE is set, so warm runs recompile imported modules too")
+        print("note: PYTHONDONTWRITEBYTECODE is set: a module without a .pyc yet is compiled on every run")
 
     with tempfile.TemporaryDirectory(prefix="labeling-bench-logs-") as logs_dir:
         logs = Path(logs_dir)
