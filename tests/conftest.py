@@ -11,11 +11,39 @@ import pytest
 from components import PROJECT_ROOT
 from components.settings import PROJECT, Settings, parse_settings
 from components.settings.label_studio import DEFAULT_CHART_VERSION
+from tests.prerequisites import SKIP_PREFIX, MissingPrerequisite, report_missing
 from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, stack_config
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / f"label-studio-{DEFAULT_CHART_VERSION}"
 
 _cache: dict[str, Evaluation] = {}
+PREREQUISITES_FILE = Path(__file__).with_name("prerequisites.py")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    """A helper that finds a program missing (MissingPrerequisite) skips the test, or fails it in CI."""
+    try:
+        return (yield)
+    except MissingPrerequisite as missing:
+        report_missing(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    try:
+        return (yield)
+    except MissingPrerequisite as missing:
+        report_missing(str(missing))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """One summary line per missing prerequisite, wherever the tests that need it stopped."""
+    report = yield
+    if report.skipped and isinstance(report.longrepr, tuple) and SKIP_PREFIX in report.longrepr[2]:
+        report.longrepr = (str(PREREQUISITES_FILE), 1, report.longrepr[2])
+    return report
 
 
 def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
+from tests.prerequisites import POSTGRES_INSTALL, MissingPrerequisite
+
 LOOPBACK = "127.0.0.1"
 MOTO_READY_SECONDS = 60
 # A fresh SQLite database runs all migrations first: ~25 s here, more on a busy CI machine.
@@ -242,7 +244,7 @@ def postgres_program(name: str) -> str:
     for directory in sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name), reverse=True):
         if (directory / name).exists():
             return str(directory / name)
-    raise FileNotFoundError(f"{name}: no PostgreSQL server under /usr/lib/postgresql (Debian package postgresql)")
+    raise MissingPrerequisite(f"{name}: no PostgreSQL server under /usr/lib/postgresql; {POSTGRES_INSTALL}")
 
 
 @contextlib.contextmanager
@@ -251,6 +253,7 @@ def running_postgres(log_dir: Path) -> Iterator[dict[str, str]]:
 
     The server refuses to run as root, so under root (CI) it runs as the postgres user.
     """
+    postgres_program("initdb")  # first: without a server there is no postgres user either
     as_server_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     data_dir = Path(tempfile.mkdtemp(prefix="labeling-postgres-"))
     if as_server_user:

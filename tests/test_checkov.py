@@ -7,17 +7,14 @@ import pytest
 
 from tools.checkov_skips import CHECKOV_SKIPS
 from tests.conftest import STACKS, evaluate_cached
+from tests.prerequisites import require_path
 from tools.checkov_scan import CHECKOV, scan
 from tools.manifests import MASK
 
-pytestmark = pytest.mark.skipif(
-    not CHECKOV.exists(),
-    reason=f"{CHECKOV} is missing; create it with: python3 -m venv .venv-checkov && "
-           ".venv-checkov/bin/pip install checkov==3.3.30",
-)
 
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
+    require_path(CHECKOV, "checkov", "make test installs it (uv sync --locked --project tools/checkov)")
     workdir = tmp_path_factory.mktemp("checkov")
     return workdir, scan({stack: evaluate_cached(stack) for stack in STACKS}, workdir)
 

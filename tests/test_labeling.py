@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from importlib import metadata
 
 import kubernetes_validate
@@ -126,7 +127,8 @@ def test_without_sam_projects_the_state_names_no_backend():
 def test_tested_label_studio_is_the_deployed_version(stack):
     """The real-service tests run the same Label Studio release the stacks deploy."""
     settings = parse_settings(stack_values(stack), stack=stack)
-    pinned = re.search(r"^label-studio==(\S+)$", (PROJECT_ROOT / "requirements-dev.txt").read_text(), re.M).group(1)
+    test_group = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
+    pinned = next(str(r).removeprefix("label-studio==") for r in test_group if str(r).startswith("label-studio=="))
     assert settings.label_studio.image_tag == pinned
     assert metadata.version("label-studio") == pinned
 

