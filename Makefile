@@ -27,7 +27,7 @@ endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
-.PHONY: plan test test-fast bench check lock clean env-plan env-test env-checkov
+.PHONY: plan test test-fast bench bench-sync check lock clean env-plan env-test env-checkov
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -69,6 +69,10 @@ test-fast: env-test env-checkov $(ACTIONLINT)
 bench: env-test env-checkov $(ACTIONLINT)
 	$(PY) -m benchmarks.plan_and_tests
 	$(PY) -m benchmarks.setup
+
+# The seed's 25,000 images under the release's uWSGI limits, reconciler beside the bare API (~15 min).
+bench-sync: env-test
+	$(PY) -m benchmarks.sync_at_scale
 
 check: env-test env-checkov
 	$(PY) -m tools.check

@@ -40,6 +40,11 @@ UPLOAD_URL_EXPIRATION_SECONDS = "3600"
 # (1 s, 3 s) expect, and a prediction on CPU can take long.
 ML_TIMEOUTS = {"ML_TIMEOUT_HEALTH": "10", "ML_TIMEOUT_SETUP": "60", "ML_TIMEOUT_PREDICT": "100"}
 
+# A self-hosted platform reports to nobody: no version check against PyPI, no usage
+# analytics, no error reports to Label Studio's Sentry (server and browser).
+NO_CALLS_HOME = {"LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "",
+                 "FRONTEND_SENTRY_DSN": ""}
+
 # The app container's name in the chart's templates/app-deployment.yaml.
 APP_CONTAINER = "app"
 
@@ -83,6 +88,7 @@ def _environment(settings: LabelStudioSettings, storage: StorageAccess, in_clust
         "CSRF_TRUSTED_ORIGINS": settings.public_url,
         "LABEL_STUDIO_HOST": settings.public_url,
         **ML_TIMEOUTS,
+        **NO_CALLS_HOME,
     }
     if in_cluster_ml_backend:
         environment["ML_BLOCK_LOCAL_IP"] = "false"

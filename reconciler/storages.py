@@ -4,8 +4,8 @@ export storage (annotations are written back to the bucket)."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import re
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -14,10 +14,10 @@ from typing import Callable
 from reconciler.client import Deadline, LabelStudioClient, Opener, one_line, urllib_opener
 from reconciler.contract import DesiredState, ProjectSpec, RunEnvironment, StorageSpec
 from reconciler.errors import ApiError, ReconcileError
+from reconciler.sync import SyncTarget, cut_reason, cut_short, sync_until_complete
 
-SYNC_POLL_SECONDS = 2
-SYNC_PROGRESS_EVERY_SECONDS = 10
 S3_PROBE_TIMEOUT_SECONDS = 10
+CREATE_ATTEMPTS = 3
 
 # Storages are matched by title, so the reconciler can rename prefixes in place and never
 # touches storages a person added by hand.
@@ -25,8 +25,6 @@ SOURCE_STORAGE_TITLE = "Source images (managed by the labeling reconciler)"
 EXPORT_STORAGE_TITLE = "Annotation export (managed by the labeling reconciler)"
 SOURCE_STORAGES = "/api/storages/s3/"
 EXPORT_STORAGES = "/api/storages/export/s3"
-
-SYNC_DONE_STATUSES = {"completed", "completed_with_errors", "failed"}
 
 
 def project_slug(title: str) -> str:
@@ -135,15 +133,39 @@ def _storage_error(kind: str, spec_title: str, storage: StorageSpec, error: ApiE
     return ReconcileError(f'project "{spec_title}": {kind} storage for {where}: {error.detail}')
 
 
+def _managed(client: LabelStudioClient, collection: str, project: dict, title: str) -> dict | None:
+    existing = client.get(f"{collection}?project={project['id']}")
+    return next((item for item in existing if item.get("title") == title), None)
+
+
+def _create(client: LabelStudioClient, collection: str, project: dict, desired: dict, label: str,
+            report: Callable[[str], None]) -> dict:
+    """Creating an export storage exports every annotation inside the request, which the server
+    may cut short: the storage may exist then, so look before asking again."""
+    attempt = 1
+    while True:
+        try:
+            return client.post(collection, {**desired, "project": project["id"]})
+        except (ApiError, OSError, http.client.HTTPException) as error:
+            if not cut_short(error) or attempt == CREATE_ATTEMPTS:
+                if isinstance(error, ApiError):
+                    raise
+                raise ReconcileError(f"{label}: create request failed: {cut_reason(error)}") from None
+            report(f"{label}: create request cut short ({cut_reason(error)}); looking for it again")
+        found = _managed(client, collection, project, desired["title"])
+        if found is not None:
+            return found
+        attempt += 1
+
+
 def ensure_storage(client: LabelStudioClient, kind: str, collection: str, project: dict, desired: dict,
                    state: DesiredState, spec: ProjectSpec, report: Callable[[str], None]) -> dict:
     """kind is "source" or "export"; collection the API path, e.g. /api/storages/s3/."""
-    existing = client.get(f"{collection}?project={project['id']}")
-    current = next((item for item in existing if item.get("title") == desired["title"]), None)
+    current = _managed(client, collection, project, desired["title"])
     label = f'project "{spec.title}": {kind} storage s3://{desired["bucket"]}/{desired["prefix"]}'
     try:
         if current is None:
-            current = client.post(collection, {**desired, "project": project["id"]})
+            current = _create(client, collection, project, desired, label, report)
             report(f"{label}: created (id {current['id']})")
             return current
         changed = changed_fields(desired, current)
@@ -161,47 +183,21 @@ def ensure_storage(client: LabelStudioClient, kind: str, collection: str, projec
 
 def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectSpec, deadline: Deadline,
                         report: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> int:
-    """Import new objects as tasks. Without Redis, Label Studio syncs inside the POST, so the
-    POST runs in a thread while this one polls the storage for progress either way."""
-    detail_path = f"/api/storages/s3/{storage['id']}"
+    """Import new objects as tasks, through requests the server cuts short (reconciler/sync.py)."""
     label = f'project "{spec.title}": source storage s3://{storage["bucket"]}/{storage.get("prefix") or ""}'
-    outcome: dict[str, object] = {}
 
-    def start_sync() -> None:
-        try:
-            outcome["answer"] = client.post(f"{detail_path}/sync", timeout=max(deadline.remaining(), 1.0))
-        except (ReconcileError, OSError) as error:
-            outcome["error"] = error
+    def task_count() -> int:
+        return int(client.get(f"/api/projects/{storage['project']}/").get("task_number") or 0)
 
-    started_at = time.monotonic()
-    worker = threading.Thread(target=start_sync, daemon=True)
-    worker.start()
-    last_progress_at = started_at
-    while True:
-        worker.join(timeout=SYNC_POLL_SECONDS)
-        if "error" in outcome:
-            raise ReconcileError(f"{label}: sync request failed: {outcome['error']}")
-        current = client.get(detail_path)
-        status = current.get("status")
-        if not worker.is_alive() and status in SYNC_DONE_STATUSES:
-            break
-        if time.monotonic() - last_progress_at >= SYNC_PROGRESS_EVERY_SECONDS:
-            last_progress_at = time.monotonic()
-            report(f"{label}: syncing, {current.get('last_sync_count') or 0} new tasks so far "
-                   f"({time.monotonic() - started_at:.0f} s)")
-        if deadline.expired():
-            raise ReconcileError(f"{label}: sync did not finish before the deadline (status {status})")
-        if not worker.is_alive():
-            sleep(SYNC_POLL_SECONDS)  # queued in Redis: the POST returned, the worker syncs
-    elapsed = time.monotonic() - started_at
-    if status == "failed":
-        reason = (current.get("traceback") or "no traceback").strip().splitlines()[-1]
-        raise ReconcileError(f"{label}: sync failed: {one_line(reason)}")
-    created = int(current.get("last_sync_count") or 0)
-    existed = int((current.get("meta") or {}).get("tasks_existed") or 0)
+    target = SyncTarget(label, SOURCE_STORAGES, storage["id"], storage["project"], task_count)
+    result = sync_until_complete(client, target, deadline, report, sleep=sleep)
+    status = result.storage.get("status")
     suffix = " (with errors: see the storage in the UI)" if status == "completed_with_errors" else ""
-    if created:
-        report(f"{label}: synced {created} tasks in {elapsed:.1f}s{suffix}")
+    if result.requests > 1:
+        suffix += f" ({result.requests} requests, {result.cut_short} cut short)"
+    if result.created:
+        report(f"{label}: synced {result.created} tasks in {result.seconds:.1f}s{suffix}")
     else:
+        existed = int((result.storage.get("meta") or {}).get("tasks_existed") or 0)
         report(f"{label}: unchanged (0 new tasks, {existed} already imported){suffix}")
-    return created
+    return result.created

@@ -199,14 +199,15 @@ def prepare_database(env: dict[str, str], log_dir: Path) -> None:
 @contextlib.contextmanager
 def serve_label_studio(env: Mapping[str, str], work_dir: Path, harakiri_seconds: int = 120,
                        processes: Optional[int] = None, database: Optional[Mapping[str, str]] = None,
-                       ready_seconds: float = READY_SECONDS) -> Iterator[LabelStudioServer]:
+                       ready_seconds: float = READY_SECONDS, port: Optional[int] = None) -> Iterator[LabelStudioServer]:
     """Serve Label Studio under uWSGI on 127.0.0.1 until the block ends.
 
     `env`: Label Studio's environment (e.g. the rendered app container's, with local
     replacements); `work_dir`: data directory, logs, uwsgi.ini and pidfile go there;
     `harakiri_seconds`: uWSGI kills a request running longer (the release: 120);
     `processes`: workers (default: env UWSGI_PROCESSES, else 2); `database`: the libpq
-    environment of an existing database, else a throwaway PostgreSQL is started.
+    environment of an existing database, else a throwaway PostgreSQL is started; `port`: where
+    to listen (default: a free one), for callers that put the address into `env` first.
     Yields a LabelStudioServer (`.url`, `str()` is the URL); readiness is GET /health = 200.
     """
     work_dir = Path(work_dir)
@@ -218,7 +219,7 @@ def serve_label_studio(env: Mapping[str, str], work_dir: Path, harakiri_seconds:
             database = stack.enter_context(running_postgres(log_dir))
         process_env = process_environment(env, work_dir / "data", database)
         prepare_database(process_env, log_dir)
-        port = free_port()
+        port = port or free_port()
         workers = processes or int(env.get("UWSGI_PROCESSES") or DEFAULT_PROCESSES)
         threads = int(env.get("UWSGI_NUMBER_OF_THREADS") or 1)
         ini = write_uwsgi_ini(work_dir / "uwsgi.ini",

@@ -1,7 +1,7 @@
-"""Real services on 127.0.0.1 for the reconciler's live tests and benchmark.
-
-Starts moto (S3), Label Studio 1.23.2 and a stand-in for the SAM ML backend, each on a free
-port, and stops them again. Readiness is always a poll of an endpoint against a deadline.
+"""Real services on 127.0.0.1 for the live tests and benchmarks: moto (S3), PostgreSQL, a
+stand-in for the SAM ML backend, and the processes around them, each on a free port.
+Readiness is always a poll of an endpoint against a deadline. Label Studio itself is
+served by tests/label_studio_server.py; tests/live_stack.py puts them together.
 """
 
 from __future__ import annotations
@@ -31,8 +31,6 @@ from tests.prerequisites import POSTGRES_INSTALL, MissingPrerequisite
 
 LOOPBACK = "127.0.0.1"
 MOTO_READY_SECONDS = 60
-# A fresh SQLite database runs all migrations first: ~25 s here, more on a busy CI machine.
-LABEL_STUDIO_READY_SECONDS = 240
 POLL_SECONDS = 0.5
 # moto accepts any credentials; these only have to look like AWS keys.
 MOTO_ACCESS_KEY_ID = "AKIAMOTOTESTINGKEY00"
@@ -183,57 +181,6 @@ class LabelStudioAdmin:
         return cls(email="admin@example.com", password=secrets.token_urlsafe(18), token=secrets.token_hex(20))
 
 
-def label_studio_test_environment(data_dir: Path, admin: LabelStudioAdmin, public_url: str,
-                                  storage_endpoint: str) -> dict[str, str]:
-    """Label Studio's environment as the stack's values give it, for an S3-compatible store
-    on a private endpoint (the seed's case), plus what a local process needs instead of the
-    chart's PostgreSQL. The SSRF switches come from `chart_values`, so the tests run with
-    exactly what the stack opens and nothing more."""
-    from components import chart_values as chart
-    from components.conventions import SecretKeyRef
-    from components.settings import parse_settings
-    from components.storage import ACCESS_KEY_ID_KEY, SECRET_ACCESS_KEY_KEY, StorageAccess, StorageKeys
-    from tests.test_settings import stack_values
-
-    values = {
-        **stack_values("dev"),
-        "storage": {"mode": "s3Compatible", "bucketName": "live-tests", "endpoint": storage_endpoint,
-                    "allowPrivateEndpoint": True, "accessKeyId": MOTO_ACCESS_KEY_ID,
-                    "secretAccessKey": MOTO_SECRET_ACCESS_KEY},
-    }
-    values["labelStudio"] = {**values["labelStudio"], "adminEmail": admin.email, "publicUrl": public_url}
-    settings = parse_settings(values, stack="live", secret_keys=frozenset({"storage"}))
-    keys = StorageKeys(SecretKeyRef("object-storage-credentials", ACCESS_KEY_ID_KEY),
-                       SecretKeyRef("object-storage-credentials", SECRET_ACCESS_KEY_KEY))
-    storage = StorageAccess(bucket="live-tests", region=settings.storage.region, endpoint=storage_endpoint,
-                            prefix=settings.storage.prefix, credentials=keys, private_endpoint=True)
-    chart_globals = chart.chart_values(settings.label_studio, storage, "platform-secrets",
-                                       in_cluster_ml_backend=settings.sam.enabled)["global"]
-    secret_values = {chart.ADMIN_PASSWORD_KEY: admin.password, chart.ADMIN_TOKEN_KEY: admin.token,
-                     chart.DJANGO_SECRET_KEY_KEY: secrets.token_urlsafe(48)}
-    return {
-        **chart_globals["extraEnvironmentVars"],
-        **{name: secret_values[ref["secretKey"]] for name, ref in chart_globals["extraEnvironmentSecrets"].items()},
-        # A local process: SQLite under a temporary directory, no calls home.
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "DJANGO_DB": "sqlite",
-        "LATEST_VERSION_CHECK": "false",
-        "COLLECT_ANALYTICS": "false",
-    }
-
-
-def start_label_studio(data_dir: Path, log_dir: Path, admin: LabelStudioAdmin,
-                       storage_endpoint: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    url = f"http://{LOOPBACK}:{port}"
-    env = {**os.environ, **label_studio_test_environment(data_dir, admin, url, storage_endpoint)}
-    command = [console_script("label-studio"), "start", "--no-browser", "--host", LOOPBACK,
-               "--port", str(port), "--internal-host", LOOPBACK]
-    label_studio = start_process("label-studio", command, log_dir, env)
-    wait_for_process_url(label_studio, f"{url}/health", LABEL_STUDIO_READY_SECONDS, expect_status=200)
-    return label_studio, url
-
-
 # ---------------------------------------------------------------- PostgreSQL
 
 POSTGRES_READY_SECONDS = 60
@@ -351,40 +298,3 @@ class SamBackendStub:
         if self._server:
             self._server.shutdown()
             self._server.server_close()
-
-
-# ---------------------------------------------------------------- everything together
-
-@dataclass
-class LiveStack:
-    label_studio_url: str
-    admin: LabelStudioAdmin
-    s3_endpoint: str
-    bucket: str
-    image_keys: dict[str, list[str]]
-    sam: SamBackendStub
-    log_dir: Path
-
-
-@contextlib.contextmanager
-def live_stack(work_dir: Path, bucket: str, images_per_prefix: dict[str, int]) -> Iterator[LiveStack]:
-    """moto with `bucket` holding generated images, Label Studio, and the SAM stand-in."""
-    log_dir = work_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    started: list[ManagedProcess] = []
-    sam = SamBackendStub()
-    try:
-        moto, s3_endpoint = start_moto(log_dir)
-        started.append(moto)
-        image_keys = {prefix: upload_images(s3_endpoint, bucket, prefix, count)
-                      for prefix, count in images_per_prefix.items()}
-        admin = LabelStudioAdmin.generate()
-        label_studio, label_studio_url = start_label_studio(work_dir / "label-studio-data", log_dir, admin,
-                                                            s3_endpoint)
-        started.append(label_studio)
-        sam.start()
-        yield LiveStack(label_studio_url, admin, s3_endpoint, bucket, image_keys, sam, log_dir)
-    finally:
-        sam.stop()
-        for process in reversed(started):
-            process.stop()

@@ -1,4 +1,5 @@
-"""The reconciler against real services: Label Studio 1.23.2, moto S3 and a SAM stand-in.
+"""The reconciler against real services: Label Studio 1.23.2 as the image serves it (uWSGI,
+PostgreSQL, the rendered app env), moto S3 and a SAM stand-in.
 
 One session starts the services (see tests/live_services.py); the first reconcile runs
 in-process, the second as the Job runs it (a subprocess with only the stdlib on its path).
@@ -6,31 +7,19 @@ in-process, the second as the Job runs it (a subprocess with only the stdlib on 
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from components import PROJECT_ROOT
-from components.labeling import DESIRED_STATE_FILE, reconciler_modules
 from reconciler.client import LabelStudioClient
 from reconciler.contract import RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
 from reconciler.projects import ML_CONNECTED_STATE
 from reconciler.reconcile import reconcile
-from tests.live_services import (
-    MOTO_ACCESS_KEY_ID,
-    MOTO_SECRET_ACCESS_KEY,
-    SamBackendStub,
-    free_port,
-    live_stack,
-    s3_client,
-)
+from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, SamBackendStub, free_port, s3_client
+from tests.live_stack import job_environment, live_stack, run_job
 
 BUCKET = "labeling-data"
 CATS_PREFIX = "kagglecatsanddogs"
@@ -89,27 +78,6 @@ def first_run(desired_document, settings, api):
     lines: list[str] = []
     projects = reconcile(parse_desired_state(desired_document), api, settings, report=lines.append)
     return lines, projects
-
-
-def job_environment(stack, token: str) -> dict[str, str]:
-    """What the Kubernetes Job gets: no PYTHONPATH, nothing from the test's venv but the interpreter."""
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LABEL_STUDIO_URL": stack.label_studio_url,
-            "LABEL_STUDIO_API_KEY": token, "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY_ID,
-            "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_ACCESS_KEY, "RECONCILER_TIMEOUT_SECONDS": "120"}
-
-
-def run_job(tmp_path: Path, document: dict, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """The Job's command in a directory laid out as its ConfigMap mount: the package and the state."""
-    package = tmp_path / "reconciler"
-    package.mkdir(exist_ok=True)
-    for name, text in reconciler_modules().items():
-        (package / name).write_text(text)
-    state_file = tmp_path / DESIRED_STATE_FILE
-    state_file.write_text(json.dumps(document))
-    # -S: no site-packages at all, so only the standard library is importable, as in
-    # python:3.12-slim; -E: no PYTHON* variables from the test's environment.
-    return subprocess.run([sys.executable, "-E", "-S", "-m", "reconciler", str(state_file)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_first_run_creates_projects_with_their_label_configs(first_run, api, desired_document):
@@ -171,7 +139,7 @@ def test_members_who_have_not_signed_up_are_reported(first_run):
 
 def test_second_run_as_the_job_changes_nothing(first_run, stack, desired_document, api, tmp_path):
     _, projects = first_run
-    result = run_job(tmp_path, desired_document, job_environment(stack, stack.admin.token))
+    result = run_job(tmp_path, desired_document, job_environment(stack.label_studio_url, stack.admin.token))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines and all(NO_OP_LINE.search(line) for line in lines), lines
@@ -180,7 +148,7 @@ def test_second_run_as_the_job_changes_nothing(first_run, stack, desired_documen
 
 
 def test_bad_token_fails_with_a_clear_message(first_run, stack, desired_document, tmp_path):
-    result = run_job(tmp_path, desired_document, job_environment(stack, "not-the-token"))
+    result = run_job(tmp_path, desired_document, job_environment(stack.label_studio_url, "not-the-token"))
     assert result.returncode != 0
     assert "Label Studio rejected the API token" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -189,7 +157,7 @@ def test_bad_token_fails_with_a_clear_message(first_run, stack, desired_document
 def test_unreachable_s3_endpoint_is_named(first_run, stack, desired_document, tmp_path):
     dead_endpoint = f"http://127.0.0.1:{free_port()}"
     document = {**desired_document, "storage": {**desired_document["storage"], "endpoint": dead_endpoint}}
-    result = run_job(tmp_path, document, job_environment(stack, stack.admin.token))
+    result = run_job(tmp_path, document, job_environment(stack.label_studio_url, stack.admin.token))
     assert result.returncode != 0
     assert f"S3 endpoint {dead_endpoint} is unreachable" in result.stderr
     assert "Traceback" not in result.stderr

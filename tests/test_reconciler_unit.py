@@ -4,6 +4,7 @@ that answers through the injected opener like 1.23.2 does (paths and shapes from
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import urllib.error
@@ -15,14 +16,19 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from reconciler.client import Deadline, LabelStudioClient, describe_error_body, relative_api_path
-from reconciler.contract import DEFAULT_DEADLINE_SECONDS, ProjectSpec, RunEnvironment, StorageSpec, credential, parse_desired_state
+from reconciler.contract import (
+    DEFAULT_DEADLINE_SECONDS, ProjectSpec, RunEnvironment, StorageSpec, credential, parse_desired_state,
+)
 from reconciler.errors import ReconcileError
 from reconciler.projects import (
     HEALTH_POLL_SECONDS, LEGACY_SAM_BACKEND_TITLE, ML_BACKEND_RETRY_SECONDS, SAM_BACKEND_TITLE, ensure_sam_backend,
     wait_for_health,
 )
 from reconciler.reconcile import main, reconcile
-from reconciler.storages import CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for, probe_s3_endpoint, project_slug, s3_probe_url
+from reconciler.storages import (
+    CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for,
+    probe_s3_endpoint, project_slug, s3_probe_url, sync_source_storage,
+)
 from reconciler.team import absolute_invite_url, store_invite_in_secret
 
 CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
@@ -60,6 +66,13 @@ class FakeLabelStudio:
         self.users = [{"id": 1, "email": "admin@example.com"}]
         self.requests: list[tuple[str, str, dict | None]] = []
         self.ml_refusals_left = 0
+        # uWSGI's harakiri: a sync request is cut after this many new objects (None: never),
+        # answered as `cut_as` (an exception to raise, or a proxy's status), and the storage
+        # stays held until this many list requests have run its health check.
+        self.cut_after: int | None = None
+        self.cut_as: BaseException | int = http.client.RemoteDisconnected("Remote end closed connection without response")
+        self.lists_until_released = 2
+        self.held: dict[int, int] = {}
         self._next_id = 0
 
     def new_id(self) -> int:
@@ -101,7 +114,7 @@ class FakeLabelStudio:
             if not 3 <= len(title) <= 50:
                 return self.answer(400, {"detail": "Validation error", "validation_errors": {
                     "title": ["Ensure this field has at least 3 characters."]}})
-            project = {"id": self.new_id(), "title": title, "label_config": body["label_config"]}
+            project = {"id": self.new_id(), "title": title, "label_config": body["label_config"], "task_number": 0}
             self.projects[project["id"]] = project
             return self.answer(201, project)
         if match := re.fullmatch(r"/api/projects/(\d+)/", path):
@@ -112,15 +125,20 @@ class FakeLabelStudio:
             if path.rstrip("/") == collection:
                 if method == "GET":
                     project_id = int(query["project"])
-                    return self.answer(200, [self.public(storage) for storage in self.storages[kind].values()
-                                             if storage["project"] == project_id])
+                    listed = [storage for storage in self.storages[kind].values() if storage["project"] == project_id]
+                    for storage in listed:
+                        self.health_check(storage)
+                    return self.answer(200, [self.public(storage) for storage in listed])
                 storage = {**body, "id": self.new_id(), "status": "initialized", "last_sync_count": None, "meta": {}}
                 self.storages[kind][storage["id"]] = storage
                 return self.answer(201, self.public(storage))
             if match := re.fullmatch(re.escape(collection) + r"/(\d+)(/sync)?", path):
                 storage = self.storages[kind][int(match[1])]
-                if match[2]:
-                    self.sync(storage)
+                if match[2] and storage["status"] != "in_progress":
+                    if not self.sync(storage):
+                        if isinstance(self.cut_as, BaseException):
+                            raise self.cut_as
+                        return self.cut_as, b"<html><h1>502 Bad Gateway</h1></html>"
                 elif method == "PATCH":
                     storage.update(body)
                 return self.answer(200, self.public(storage))
@@ -152,17 +170,36 @@ class FakeLabelStudio:
     def public(storage: dict) -> dict:
         return {key: value for key, value in storage.items() if key not in CREDENTIAL_FIELDS}
 
-    def sync(self, storage: dict) -> None:
+    def sync(self, storage: dict) -> bool:
+        """Import what is new; False when the request is cut short first (storage left held)."""
         keys = {f"{storage['prefix']}/{index}.jpg" for index in range(self.objects.get(storage["prefix"], 0))}
         already = self.imported.setdefault(storage["id"], set())
-        storage.update(status="completed", last_sync_count=len(keys - already),
-                       meta={"tasks_existed": len(keys & already), "duration": 0.1})
-        already |= keys
+        new = sorted(keys - already)
+        cut = self.cut_after is not None and len(new) > self.cut_after
+        taken = new[:self.cut_after] if cut else new
+        already |= set(taken)
+        self.projects[storage["project"]]["task_number"] += len(taken)
+        if cut:
+            storage.update(status="in_progress", last_sync_count=None)
+            self.held[storage["id"]] = self.lists_until_released
+            return False
+        storage.update(status="completed", last_sync_count=len(taken),
+                       meta={"tasks_existed": len(keys) - len(taken), "duration": 0.1})
+        return True
+
+    def health_check(self, storage: dict) -> None:
+        """The list endpoint's check: a held storage whose pings stopped is marked failed."""
+        if storage["status"] == "in_progress" and storage["id"] in self.held:
+            self.held[storage["id"]] -= 1
+            if self.held[storage["id"]] <= 0:
+                del self.held[storage["id"]]
+                storage.update(status="failed", traceback="It appears the job was failed because the last ping "
+                                                          "time is too old, and no traceback information is available.")
 
     def snapshot(self) -> str:
         """The configuration, without the sync counters every sync rewrites."""
         storages = {kind: {storage_id: {key: value for key, value in storage.items()
-                                        if key not in ("last_sync_count", "meta", "status")}
+                                        if key not in ("last_sync_count", "meta", "status", "traceback")}
                            for storage_id, storage in by_id.items()}
                     for kind, by_id in self.storages.items()}
         return json.dumps([self.projects, storages, self.backends], sort_keys=True)
@@ -578,3 +615,109 @@ def test_a_backend_with_the_earlier_title_on_the_platforms_service_is_adopted_th
     backend["title"] = LEGACY_SAM_BACKEND_TITLE
     run(fake, desired(projects=[_sam_project(False)], sam_url=None))
     assert fake.backends == {}
+
+
+# ---------------------------------------------------------------- syncs through cut-short requests
+
+def _synced(fake: FakeLabelStudio, objects: int, deadline_seconds: float = 600):
+    """Sync one project's source storage through the fake, on a fake clock; (lines, created)."""
+    fake.objects["cats"] = objects
+    client = LabelStudioClient("http://ls", "good-token", fake)
+    project = {"id": fake.new_id(), "title": "Cats", "label_config": CATS_CONFIG, "task_number": 0}
+    fake.projects[project["id"]] = project
+    storage = {"id": fake.new_id(), "project": project["id"], "bucket": "b", "prefix": "cats", "status": "initialized",
+               "last_sync_count": None, "meta": {}}
+    fake.storages["import"][storage["id"]] = storage
+    clock, lines = FakeClock(), []
+    spec = ProjectSpec("Cats", CATS_CONFIG, "cats", "", False)
+    created = sync_source_storage(client, storage, spec, Deadline(deadline_seconds, clock), lines.append,
+                                  sleep=clock.sleep)
+    return lines, created, project
+
+
+@pytest.mark.parametrize("cut_as", [
+    http.client.RemoteDisconnected("Remote end closed connection without response"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    502, 504,
+], ids=["closed", "reset", "502", "504"])
+def test_a_sync_cut_short_is_polled_released_and_sent_again_until_complete(cut_as):
+    fake = FakeLabelStudio()
+    fake.cut_after, fake.cut_as = 10, cut_as
+    lines, created, project = _synced(fake, 25)
+    assert created == 25 and project["task_number"] == 25
+    assert len(fake.imported[max(fake.storages["import"])]) == 25  # each object once
+    cut = [line for line in lines if "cut short" in line and "waiting for Label Studio" in line]
+    assert len(cut) == 2, lines
+    assert lines[-1].startswith('project "Cats": source storage s3://b/cats: synced 25 tasks in ')
+    assert lines[-1].endswith("(3 requests, 2 cut short)")
+    # released through the list endpoint, whose health check lets a dead sync go
+    lists = [path for method, path, _ in fake.requests if method == "GET" and path.startswith("/api/storages/s3/?")]
+    assert len(lists) == 2 * fake.lists_until_released
+
+
+def test_a_storage_held_by_an_earlier_dead_sync_is_waited_for():
+    fake = FakeLabelStudio()
+    fake.cut_after = 5
+    _synced(fake, 8, deadline_seconds=600)  # leaves it complete; hold it now as a dead sync would
+    storage = fake.storages["import"][max(fake.storages["import"])]
+    storage["status"], fake.cut_after = "in_progress", None
+    fake.held[storage["id"]] = 3
+    fake.objects["cats"] = 12
+    client = LabelStudioClient("http://ls", "good-token", fake)
+    clock, lines = FakeClock(), []
+    created = sync_source_storage(client, storage, ProjectSpec("Cats", CATS_CONFIG, "cats", "", False),
+                                  Deadline(600, clock), lines.append, sleep=clock.sleep)
+    assert created == 4
+    assert any("busy with an earlier sync" in line for line in lines)
+
+
+def test_a_sync_that_never_gets_anywhere_stops_with_the_reason():
+    fake = FakeLabelStudio()
+    fake.cut_after = 0
+    with pytest.raises(ReconcileError, match=r"sync makes no progress: 3 requests in a row were cut short .* harakiri"):
+        _synced(fake, 5)
+
+
+def test_a_sync_that_fails_for_real_is_not_retried():
+    fake = FakeLabelStudio()
+
+    def failing(storage: dict) -> bool:
+        storage.update(status="failed", traceback="Traceback (most recent call last):\n"
+                                                  "botocore.exceptions.ClientError: An error occurred (AccessDenied)")
+        return True
+
+    fake.sync = failing
+    with pytest.raises(ReconcileError, match=r"sync failed: botocore.exceptions.ClientError: .*AccessDenied"):
+        _synced(fake, 5)
+
+
+def test_a_storage_never_released_ends_at_the_deadline():
+    fake = FakeLabelStudio()
+    fake.cut_after, fake.lists_until_released = 2, 10 ** 6
+    with pytest.raises(ReconcileError, match="did not finish before the deadline .*release the storage"):
+        _synced(fake, 5, deadline_seconds=30)
+
+
+def test_other_errors_of_the_sync_request_end_the_run():
+    fake = FakeLabelStudio()
+    fake.cut_after, fake.cut_as = 1, 500
+    with pytest.raises(ReconcileError, match="sync request failed: POST /api/storages/s3/.*/sync answered 500"):
+        _synced(fake, 5)
+
+
+def test_an_export_storage_whose_create_request_is_cut_short_is_found_not_made_twice():
+    fake = FakeLabelStudio({"kagglecatsanddogs": 3})
+    original = fake.route
+
+    def cut_first_export_create(method, path, query, body):
+        answer = original(method, path, query, body)
+        if method == "POST" and path == "/api/storages/export/s3" and not fake.export_create_cut:
+            fake.export_create_cut = True  # created, then the request is cut while it exports
+            return 504, b"<html>Gateway Time-out</html>"
+        return answer
+
+    fake.export_create_cut = False
+    fake.route = cut_first_export_create
+    lines = run(fake, desired())
+    assert len(fake.storages["export"]) == 1
+    assert any("export storage" in line and "create request cut short (answered 504)" in line for line in lines)

@@ -547,7 +547,6 @@ def test_deploy_updates_dev_then_prod_after_approval() -> None:
     dev_job_id = next(job_id for job_id, job in workflow["jobs"].items() if job is jobs["dev"][0])
     prod_job = jobs["prod"][0]
     assert dev_job_id in prod_job["needs"]
-    environment = prod_job["environment"]
     assert environment_name(prod_job) == "prod" and environment_name(jobs["dev"][0]) == "dev"
 
 
