@@ -316,11 +316,17 @@ def network_policy_problems(wiring: Wiring) -> list[str]:
         if service is None:
             problems.append(f"ML backend {url}: no declared Service {namespace}/{name}")
             continue
-        port = next((p for p in service["spec"]["ports"] if p["port"] == parts.port), None)
+        wanted = parts.port or DEFAULT_PORTS[parts.scheme]
+        port = next((p for p in service["spec"]["ports"] if p["port"] == wanted), None)
+        if port is None:
+            problems.append(f"ML backend {url}: Service {name} exposes no port {wanted}")
+            continue
         backends = [p for p in pods if namespace_of(p.owner) == namespace and selects(service["spec"]["selector"],
                                                                                        p.labels)]
+        if not backends:
+            problems.append(f"ML backend {url}: Service {name} selects no pod")
         for backend in backends:
-            target = port and port.get("targetPort", port["port"])
+            target = port.get("targetPort", port["port"])
             numbers = [c["containerPort"] for c in container_ports(backend) if target in (c["containerPort"],
                                                                                            c.get("name"))]
             for policy in policies:
@@ -469,6 +475,15 @@ def _sam_policy_peer(w: Wiring) -> dict:
     return find(w.declared, "NetworkPolicy", "sam-backend")["spec"]["ingress"][0]
 
 
+def _ml_backend_on_port(port: int):
+    def mutate(w: Wiring) -> None:
+        [config_map] = [c for c in of_kind(w.declared, "ConfigMap") if DESIRED_STATE_FILE in c["data"]]
+        document = json.loads(config_map["data"][DESIRED_STATE_FILE])
+        document["samUrl"] = document["samUrl"].rsplit(":", 1)[0] + f":{port}"
+        config_map["data"][DESIRED_STATE_FILE] = json.dumps(document)
+    return mutate
+
+
 def _app_env(w: Wiring) -> dict:
     return _env(w, "rendered", "Deployment", f"{w.release}-ls-app", "app")
 
@@ -535,6 +550,8 @@ BREAKAGES = {
     "SAM's policy on another port": (
         network_policy_problems, lambda w: _sam_policy_peer(w)["ports"][0].update(port=8080),
         "does not let the app pods"),
+    "Label Studio told to call SAM on a port its Service lacks": (
+        network_policy_problems, _ml_backend_on_port(9091), "Service sam-backend exposes no port 9091"),
     "the app reading a key the Secret lacks": (
         secret_problems,
         lambda w: _app_env(w)["SECRET_KEY"]["valueFrom"]["secretKeyRef"].update(key="django-key"),

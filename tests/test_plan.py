@@ -58,3 +58,14 @@ def test_without_a_chart_one_line_says_how_to_get_it(tmp_path: Path):
     assert line.startswith("Chart objects not rendered: ")
     assert "helm pull label-studio --repo https://charts.heartex.com/ --version 2.0.5 --untar" in line
     assert not (tmp_path / CHART_OBJECTS_FILE).exists()
+
+
+def test_values_the_chart_refuses_stop_the_plan_with_one_error(monkeypatch, capsys, tmp_path: Path):
+    from tools import plan
+
+    evaluation = copy.deepcopy(evaluate_cached("dev"))
+    evaluation.one("kubernetes:helm.sh/v3:Release").inputs["values"]["app"]["replicas"] = "two"
+    monkeypatch.setattr(plan, "evaluate", lambda stack: evaluation)
+    assert plan.main(["dev", "--out", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: the chart does not render the release's values: ") and "replicas" in line

@@ -156,6 +156,14 @@ def render_chart(chart_dir: Path, values: Mapping[str, Any], release_name: str, 
     return [obj for objects in rendered.values() for obj in objects]
 
 
+def render_errors() -> tuple[type[BaseException], ...]:
+    """What a failed render raises (helm_python.HelmError: values or templates), for an `except` clause;
+    importing the engine only when one is being matched."""
+    from helm_python import HelmError  # dev/plan dependency: imported only when rendering
+
+    return (HelmError,)
+
+
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     """(kind, metadata.name) of a rendered object, e.g. ("Service", "label-studio-ls-app")."""
     return str(obj.get("kind")), str((obj.get("metadata") or {}).get("name"))

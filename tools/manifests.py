@@ -128,7 +128,7 @@ class StackObjects:
 
     @property
     def declared(self) -> list[dict]:
-        """The declared objects with their real input values (for validation and the policy pack)."""
+        """The declared objects with their real input values (what kubernetes-validate judges)."""
         return self.evaluation.kubernetes_objects()
 
     @property

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from components import PROJECT_ROOT
+from tools.chart_render import render_errors
 from tools.manifests import StackObjects, stack_objects, type_token
 from tools.stack_eval import DeclaredResource, Evaluation, evaluate
 
@@ -138,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     elapsed = time.perf_counter() - started
     started = time.perf_counter()
-    objects = stack_objects(evaluation)
+    try:
+        objects = stack_objects(evaluation)
+    except render_errors() as error:
+        print(f"error: the chart does not render the release's values: {' '.join(str(error).split())}",
+              file=sys.stderr)
+        return 1
     render_elapsed = time.perf_counter() - started
 
     print(f"Offline plan of stack {args.stack!r}: {len(evaluation.resources)} resources"
