@@ -1,4 +1,5 @@
-"""Shared fixtures: stack evaluations are cached per (stack, overrides) within a session."""
+"""Shared fixtures: stack evaluations, and the stack's objects with its chart rendered, are
+cached per (stack, overrides) within a session."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from components import PROJECT_ROOT
 from components.settings import PROJECT, Settings, parse_settings
 from components.settings.label_studio import DEFAULT_CHART_VERSION
 from tests.prerequisites import SKIP_PREFIX, MissingPrerequisite, report_missing
+from tools.manifests import StackObjects, stack_objects
 from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, stack_config
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / f"label-studio-{DEFAULT_CHART_VERSION}"
 
 _cache: dict[str, Evaluation] = {}
+_objects: dict[str, StackObjects] = {}
 PREREQUISITES_FILE = Path(__file__).with_name("prerequisites.py")
 
 
@@ -46,11 +49,26 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def _key(stack: str, overrides, secrets) -> str:
+    return json.dumps([stack, overrides, secrets], sort_keys=True, default=str)
+
+
 def evaluate_cached(stack: str, overrides=None, secrets=None) -> Evaluation:
-    key = json.dumps([stack, overrides, secrets], sort_keys=True, default=str)
+    key = _key(stack, overrides, secrets)
     if key not in _cache:
         _cache[key] = evaluate(stack, overrides, secrets)
     return _cache[key]
+
+
+def objects_cached(stack: str, overrides=None, secrets=None) -> StackObjects:
+    """Declared and rendered objects (tools.manifests.stack_objects); the test fails when the chart is missing."""
+    key = _key(stack, overrides, secrets)
+    if key not in _objects:
+        _objects[key] = stack_objects(evaluate_cached(stack, overrides, secrets))
+    objects = _objects[key]
+    if objects.not_rendered:
+        pytest.fail("; ".join(objects.not_rendered))
+    return objects
 
 
 def stack_settings(stack: str, overrides=None, secrets=None) -> Settings:

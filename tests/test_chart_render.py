@@ -1,9 +1,12 @@
 """The pinned chart rendered by the real Helm engine (tools/chart_render.py) from the values
 each stack computes: which objects it makes, what the app pod reads, how it is reached.
 
-The values come from the evaluated program (`tools.stack_eval.evaluate`), taken from the
-`kubernetes:helm.sh/v3:Release` resource as Pulumi would send them (secrets are only
-references there). The bitnami PostgreSQL subchart is not rendered (see the module).
+The objects come from `tools.manifests.stack_objects` over the evaluated program, for
+every configuration in tests/variants.py: the values of the `kubernetes:helm.sh/v3:Release`
+resource as Pulumi would send them (secrets are only references there). The bitnami
+PostgreSQL subchart is not rendered (see the module). Their validity is checked in
+tests/test_manifests.py, how they connect to the stack's own objects in
+tests/test_chart_wiring.py.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 
 pytest.importorskip("helm_python", reason="helm-python-sdk (requirements-dev.txt) renders the chart")
@@ -29,41 +31,16 @@ from tools.chart_render import (  # noqa: E402
     render_chart,
     render_templates,
 )
-from tools.stack_eval import PROJECT_ROOT, evaluate  # noqa: E402
+from components import PROJECT_ROOT  # noqa: E402
+from tests.conftest import objects_cached  # noqa: E402
+from tests.variants import VARIANTS  # noqa: E402
+from tools.manifests import render_release  # noqa: E402
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-SECRET = "kubernetes:core/v1:Secret"
-KUBERNETES_VERSION = "1.33"
-
-S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
-                 "prefix": "ls", "allowPrivateEndpoint": True}
-EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
-                     "user": "label_studio", "sslMode": "verify-full"}
-# name -> (stack, config overrides, secret config): the stack files and the modes they do not use.
-CONFIGURATIONS = {
-    "dev": ("dev", None, None),
-    "prod": ("prod", None, None),
-    "s3-compatible": ("dev", {"storage": S3_COMPATIBLE},
-                      {"storage.accessKeyId": "configured-access-key-id",
-                       "storage.secretAccessKey": "configured-secret-access-key"}),
-    "external-db": ("prod", {"labelStudio.database": EXTERNAL_DATABASE},
-                    {"labelStudio.database.password": "configured-database-password"}),
-    "no-sam": ("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}, None),
-}
-
-_evaluations: dict = {}
-_renders: dict = {}
-
-
-def evaluation(configuration: str):
-    if configuration not in _evaluations:
-        stack, overrides, secrets = CONFIGURATIONS[configuration]
-        _evaluations[configuration] = evaluate(stack, overrides, secrets)
-    return _evaluations[configuration]
 
 
 def release_of(configuration: str):
-    releases = evaluation(configuration).of_type(RELEASE)
+    releases = objects_cached(*VARIANTS[configuration]).evaluation.of_type(RELEASE)
     assert len(releases) == 1, [r.name for r in releases]
     return releases[0]
 
@@ -79,11 +56,9 @@ def chart() -> Path:
 
 
 def rendered(chart: Path, configuration: str) -> list[dict]:
-    if configuration not in _renders:
-        release = release_of(configuration)
-        _renders[configuration] = render_chart(chart, release.inputs["values"], release.inputs["name"],
-                                               release.inputs["namespace"])
-    return _renders[configuration]
+    [render] = objects_cached(*VARIANTS[configuration]).renders
+    assert render.chart_dir == chart
+    return list(render.objects)
 
 
 def one(objects: list[dict], kind: str, name: str) -> dict:
@@ -150,7 +125,7 @@ def test_an_external_database_is_named_by_our_values(chart):
 
 # --------------------------------------------------------------------------- the app pod
 
-@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
+@pytest.mark.parametrize("configuration", sorted(VARIANTS))
 def test_the_app_container_gets_our_environment(chart, configuration):
     values = release_of(configuration).inputs["values"]["global"]
     env = env_of(container(app_deployment(chart, configuration)["spec"]["template"]["spec"], "app"))
@@ -166,23 +141,6 @@ def test_the_app_container_gets_our_environment(chart, configuration):
     assert container(app_deployment(chart, configuration)["spec"]["template"]["spec"], "app")["args"] \
         == ["label-studio-uwsgi"]
     assert env["SKIP_DB_MIGRATIONS"]["value"] == "true"
-
-
-@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
-def test_every_secret_the_pod_reads_is_declared_by_the_stack(chart, configuration):
-    declared = {}
-    for secret in evaluation(configuration).of_type(SECRET):
-        inputs = secret.inputs
-        declared[inputs["metadata"]["name"]] = set(inputs.get("stringData") or {}) | set(inputs.get("data") or {})
-    for obj in rendered(chart, configuration):
-        if obj["kind"] == "Secret":
-            declared.setdefault(obj["metadata"]["name"], set()).update(obj.get("data") or {})
-    pod = app_deployment(chart, configuration)["spec"]["template"]["spec"]
-    refs = [(c["name"], e["valueFrom"]["secretKeyRef"]) for c in pod.get("initContainers", []) + pod["containers"]
-            for e in c.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
-    assert refs
-    for container_name, ref in refs:
-        assert ref["key"] in declared.get(ref["name"], set()), (container_name, ref, sorted(declared))
 
 
 def test_the_image_and_the_migrations(chart):
@@ -221,22 +179,9 @@ def test_the_pod_labels(chart, stack):
 
 # --------------------------------------------------------------------------- validity, stability
 
-@pytest.mark.parametrize("configuration", sorted(CONFIGURATIONS))
-def test_every_rendered_object_passes_strict_kubernetes_validate(chart, configuration):
-    failures = []
-    for obj in rendered(chart, configuration):
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            failures.append(f"{object_key(obj)}: {error.message}")
-    assert not failures
-
-
 @pytest.mark.parametrize("stack", ("dev", "prod"))
 def test_the_render_is_deterministic_with_our_own_django_secret(chart, stack):
-    release = release_of(stack)
-    again = render_chart(chart, copy.deepcopy(release.inputs["values"]), release.inputs["name"],
-                         release.inputs["namespace"])
+    again = render_release(release_of(stack), chart).objects
     assert json.dumps(again, sort_keys=True) == json.dumps(rendered(chart, stack), sort_keys=True)
 
 

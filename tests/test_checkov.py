@@ -1,12 +1,13 @@
-"""checkov's Kubernetes checks over every stack's rendered objects: any failure that is
-not a documented skip (tools/checkov_skips.py, each with its reason) fails."""
+"""checkov's Kubernetes checks over every stack's objects, declared and rendered by its Helm
+release: any failure that is not a documented skip (tools/checkov_skips.py, each with its
+reason) fails."""
 
 from __future__ import annotations
 
 import pytest
 
 from tools.checkov_skips import CHECKOV_SKIPS
-from tests.conftest import STACKS, evaluate_cached
+from tests.conftest import STACKS, objects_cached
 from tests.prerequisites import require_path
 from tools.checkov_scan import CHECKOV, scan
 from tools.manifests import MASK
@@ -16,7 +17,7 @@ from tools.manifests import MASK
 def scans(tmp_path_factory):
     require_path(CHECKOV, "checkov", "make test installs it (uv sync --locked --project tools/checkov)")
     workdir = tmp_path_factory.mktemp("checkov")
-    return workdir, scan({stack: evaluate_cached(stack) for stack in STACKS}, workdir)
+    return workdir, scan({stack: objects_cached(stack) for stack in STACKS}, workdir)
 
 
 def _explained(stack: str, failure, exemptions) -> bool:
@@ -44,3 +45,15 @@ def test_rendered_secrets_are_masked(scans):
         text = (workdir / f"{stack}.yaml").read_text()
         assert "kind: Secret" in text and MASK in text
         assert "mock-generated" not in text and "mock-secret-access-key" not in text
+
+
+def test_the_chart_objects_are_scanned_in_the_release_namespace(scans):
+    _, results = scans
+    for stack in STACKS:
+        render = objects_cached(stack).renders[0]
+        scanned = {r.resource for r in results[stack].passed + results[stack].failed}
+        # checkov has checks for these kinds (none for ServiceAccount or PodDisruptionBudget)
+        for kind in ("Deployment", "Service", "Secret"):
+            names = [o["metadata"]["name"] for o in render.objects if o["kind"] == kind]
+            assert names and all(f"{kind}.{render.namespace}.{name}" in scanned for name in names), kind
+        assert not [r for r in scanned if r.split(".")[1] == "default"]

@@ -1,7 +1,7 @@
 """Property tests of the configuration contract (components/settings/).
 
 Generated valid configurations always parse, and a bounded sample of them deploys under
-mocks without a mandatory policy violation. Generated mistakes (a typo in a key, a wrong
+mocks, its chart rendered, without a mandatory policy violation. Generated mistakes (a typo in a key, a wrong
 type, an integer out of range, a bad quantity, a contradiction) always end in one
 `ConfigError` whose problems are single lines, one of them naming the mistake's key path.
 """
@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
 from tests.conftest import changed_at
-from tools.policy_check import mandatory, run_pack
+from tools.manifests import stack_objects
+from tools.policy_check import blocking, run_pack
 from tools.stack_eval import DELETE, evaluate, stack_config
 
 PREFIX = "labeling-platform:"
@@ -175,8 +176,9 @@ def test_valid_configurations_deploy_within_the_guardrails(config):
     secret = secret_keys_of(config)
     overrides = {key[len(PREFIX):]: DELETE for key in base if key.startswith(PREFIX) and key[len(PREFIX):] not in config}
     overrides.update({k: v for k, v in config.items() if k not in secret})
-    evaluation = evaluate(stack, overrides, {k: config[k] for k in secret})
-    assert [str(v) for v in mandatory(run_pack(evaluation))] == []
+    objects = stack_objects(evaluate(stack, overrides, {k: config[k] for k in secret}))
+    assert objects.not_rendered == ()
+    assert [str(v) for v in blocking(run_pack(objects), objects)] == []
 
 
 # --------------------------------------------------------------------------- mistakes

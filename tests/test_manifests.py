@@ -1,25 +1,26 @@
-"""Every Kubernetes object a stack declares is valid for the target cluster version, and
-the program declares the same thing every time it runs."""
+"""Every Kubernetes object of a stack, declared or rendered by its Helm release, is valid
+for the target cluster version, and the program declares the same thing every time it
+runs."""
 
 from __future__ import annotations
 
 import kubernetes_validate
 import pytest
 
-from tests.conftest import STACKS, evaluate_cached
-from tools.manifests import KUBERNETES_VERSION
+from tests.conftest import STACKS, objects_cached
+from tests.variants import VARIANTS
+from tools.manifests import KUBERNETES_VERSION, object_id
 from tools.stack_eval import evaluate
 
 EXPECTED_KINDS = {"Namespace", "Secret", "Service", "Deployment", "NetworkPolicy", "Ingress"}
+# The chart's app Deployment, Service and ServiceAccount are among them in every configuration.
+EXPECTED_RENDERED_KINDS = {"Deployment", "Service", "ServiceAccount"}
 
 
-def object_id(obj: dict) -> str:
-    return f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_object_is_valid_kubernetes(stack):
-    objects = evaluate_cached(stack).kubernetes_objects()
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_every_object_is_valid_kubernetes(variant):
+    stack = objects_cached(*VARIANTS[variant])
+    objects = stack.all()
     problems = []
     for obj in objects:
         try:
@@ -30,7 +31,8 @@ def test_every_object_is_valid_kubernetes(stack):
             # A CRD (cert-manager Certificate, ...) has no built-in schema: decide consciously.
             problems.append(f"{object_id(obj)}: no Kubernetes {KUBERNETES_VERSION} schema for {obj.get('apiVersion')}")
     assert problems == []
-    assert EXPECTED_KINDS <= {o["kind"] for o in objects}
+    assert EXPECTED_KINDS - ({"Ingress"} if variant == "no-ingress" else set()) <= {o["kind"] for o in objects}
+    assert EXPECTED_RENDERED_KINDS <= {o["kind"] for o in stack.rendered}
 
 
 def _declaration(resource) -> tuple:

@@ -1,5 +1,6 @@
 """The guardrail policy pack: each rule passes a good resource and fires on a bad one,
-and the committed stacks pass every mandatory rule."""
+and the committed stacks, with the objects their Helm release renders, pass every
+mandatory rule (but the scoped skips of tools/policy_skips.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceVali
 from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES,
                                IAM_POLICY_TYPES, POD_SPEC_PATHS, PUBLIC_ACCESS_BLOCK_TYPES, RDS_TYPES, VERSIONING_TYPES,
                                literal_secrets_in_values, names_a_secret, stack_of)
-from tests.conftest import STACKS, changed_at, evaluate_cached
-from tools.policy_check import mandatory, options_of, run_pack, run_policies
+from tests.conftest import STACKS, changed_at, evaluate_cached, objects_cached
+from tools.manifests import StackObjects
+from tools.policy_check import (blocking, mandatory, options_of, rendered_resources, run_pack, run_policies,
+                                skipped, subject)
+from tools.policy_skips import POLICY_SKIPS
 from tools.stack_eval import DeclaredResource
 
 POLICIES = {p.name: p for p in ALL_POLICIES}
@@ -301,12 +305,61 @@ def test_stack_name_is_read_from_the_urn():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_committed_stacks_pass_every_mandatory_policy(stack):
-    violations = run_pack(evaluate_cached(stack))
-    assert [str(v) for v in mandatory(violations)] == []
+    objects = objects_cached(stack)
+    violations = run_pack(objects)
+    assert [str(v) for v in blocking(violations, objects)] == []
+    # the declared resources pass with no skip at all
+    assert [str(v) for v in mandatory(run_policies(ALL_POLICIES, objects.evaluation.resources))] == []
+
+
+def test_every_policy_skip_is_still_needed():
+    def needed(skip, stack: str) -> bool:
+        objects = objects_cached(stack)
+        rendered = rendered_resources(objects)
+        return any(skip.covers(stack, v.policy, subject(v, rendered) or "") for v in run_pack(objects))
+
+    unused = [s for s in POLICY_SKIPS if not any(needed(s, stack) for stack in s.stacks)]
+    assert unused == [], "these rules pass now: remove their skips"
+
+
+def test_rendered_objects_reach_the_pack_as_the_providers_resources():
+    objects = objects_cached("dev")
+    release = objects.evaluation.one(RELEASE)
+    resources = {r.type: r for r in rendered_resources(objects)}
+    deployment = resources["kubernetes:apps/v1:Deployment"]
+    assert set(resources) == {"kubernetes:apps/v1:Deployment", "kubernetes:core/v1:Service",
+                              "kubernetes:core/v1:ServiceAccount", "kubernetes:core/v1:Secret"}
+    assert deployment.parent == release.urn
+    assert deployment.urn.startswith(release.urn.rpartition("::")[0] + "$kubernetes:apps/v1:Deployment::")
+    assert deployment.inputs["metadata"] == {**deployment.inputs["metadata"], "name": "label-studio-ls-app",
+                                             "namespace": "labeling-dev"}
+
+
+def _with_app_container(objects: StackObjects, **changes) -> StackObjects:
+    """The dev objects with the chart's app container changed."""
+    render = objects.renders[0]
+    changed = copy.deepcopy(list(render.objects))
+    for obj in changed:
+        if obj["kind"] == "Deployment":
+            obj["spec"]["template"]["spec"]["containers"][0].update(changes)
+    return dataclasses.replace(objects, renders=(dataclasses.replace(render, objects=tuple(changed)),))
+
+
+def test_the_skips_cover_the_chart_sidecars_and_nothing_else():
+    objects = objects_cached("dev")
+    accepted = skipped(run_pack(objects), objects)
+    assert {(v.policy, v.message.split(" (")[1].split(")")[0]) for v in accepted} \
+        == {("k8s-container-resources-set", "nginx"), ("k8s-container-resources-set", "db-migrations")}
+    # The app container keeps every rule: without its resources, or escalating, it fails the pack.
+    for changes in ({"resources": {}}, {"securityContext": {"allowPrivilegeEscalation": True}},
+                    {"image": "docker.io/heartexlabs/label-studio:latest"}):
+        broken = _with_app_container(objects, **changes)
+        found = blocking(run_pack(broken), broken)
+        assert found and all("containers[0] (app)" in v.message for v in found), changes
 
 
 def test_dev_reports_its_moving_sam_tag_as_advisory():
-    advisory = [v for v in run_pack(evaluate_cached("dev")) if v.level == EnforcementLevel.ADVISORY]
+    advisory = [v for v in run_pack(objects_cached("dev")) if v.level == EnforcementLevel.ADVISORY]
     assert [v.policy for v in advisory] == ["k8s-image-moving-tag"]
     assert "t9kpublic/label-studio-sam:main" in advisory[0].message
 

@@ -46,9 +46,9 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-CHART_NAME = "label-studio"
-CHART_REPOSITORY = "https://charts.heartex.com/"
+from components import PROJECT_ROOT
+from components.label_studio import CHART_NAME, CHART_REPOSITORY
+
 CHART_DIR_ENV = "LABEL_STUDIO_CHART_DIR"
 # Templates whose output is text for the user, not Kubernetes objects.
 NON_OBJECT_TEMPLATES = ("NOTES.txt",)
@@ -66,14 +66,16 @@ def pull_hint(chart_version: str) -> str:
             f"{CHART_NAME}/ directory it makes")
 
 
-def chart_version_of(chart_dir: Path) -> Optional[str]:
-    """The `version` of the chart in `chart_dir` (None when there is no readable Chart.yaml)."""
+def chart_metadata(chart_dir: Path) -> tuple[Optional[str], Optional[str]]:
+    """(name, version) from the Chart.yaml in `chart_dir`; None for what it does not say."""
     try:
         metadata = yaml.safe_load((Path(chart_dir) / "Chart.yaml").read_text())
     except (OSError, yaml.YAMLError):
-        return None
-    version = metadata.get("version") if isinstance(metadata, dict) else None
-    return None if version is None else str(version)
+        return None, None
+    if not isinstance(metadata, dict):
+        return None, None
+    name, version = metadata.get("name"), metadata.get("version")
+    return (None if name is None else str(name)), (None if version is None else str(version))
 
 
 def locate_chart(chart_version: str, project_root: Path = PROJECT_ROOT,
@@ -91,11 +93,7 @@ def locate_chart(chart_version: str, project_root: Path = PROJECT_ROOT,
     origin = f"{CHART_DIR_ENV}={explicit}" if explicit else str(candidate)
     if not (candidate / "Chart.yaml").is_file():
         return None, (f"{origin} holds no chart; " if explicit else "") + pull_hint(chart_version)
-    found = chart_version_of(candidate)
-    try:
-        name = yaml.safe_load((candidate / "Chart.yaml").read_text()).get("name")
-    except (OSError, yaml.YAMLError, AttributeError):
-        name = None
+    name, found = chart_metadata(candidate)
     if name != CHART_NAME or found != chart_version:
         return None, (f"{origin} is chart {name} {found}, the stack pins {CHART_NAME} {chart_version}; "
                       + pull_hint(chart_version))
@@ -156,6 +154,14 @@ def render_chart(chart_dir: Path, values: Mapping[str, Any], release_name: str, 
     """
     rendered = render_templates(chart_dir, values, release_name, namespace, validate_schema)
     return [obj for objects in rendered.values() for obj in objects]
+
+
+def render_errors() -> tuple[type[BaseException], ...]:
+    """What a failed render raises (helm_python.HelmError: values or templates), for an `except` clause;
+    importing the engine only when one is being matched."""
+    from helm_python import HelmError  # dev/plan dependency: imported only when rendering
+
+    return (HelmError,)
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str]:

@@ -1,10 +1,11 @@
 """Guardrail counts at a glance: `python -m tools.check`.
 
-Prints the policy pack's size, what each stack's evaluation yields under the pack,
-kubernetes-validate and checkov, and how many examples the hypothesis properties ran
-(counted by hypothesis itself, from a pytest run of tests/test_config_fuzz.py).
-Exits non-zero when a stack breaks a mandatory policy, an object is invalid, or checkov
-fails a check outside tools/checkov_skips.py.
+Prints the policy pack's size, what each stack's objects (declared, and rendered by its
+Helm release: `tools.manifests.stack_objects`) yield under the pack, kubernetes-validate
+and checkov, and how many examples the hypothesis properties ran (counted by hypothesis
+itself, from a pytest run of tests/test_config_fuzz.py). Exits non-zero when a stack
+breaks a mandatory policy outside tools/policy_skips.py, an object is invalid, checkov
+fails a check outside tools/checkov_skips.py, or a stack's chart cannot be rendered.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from policy.guardrails import ALL_POLICIES
 from components import PROJECT_ROOT
 from tools.checkov_scan import CHECKOV, scan
 from tools.checkov_skips import CHECKOV_SKIPS
-from tools.manifests import KUBERNETES_VERSION
-from tools.policy_check import mandatory, run_pack
+from tools.manifests import KUBERNETES_VERSION, stack_objects
+from tools.policy_check import blocking, mandatory, run_pack
 from tools.stack_eval import STACKS, evaluate
 
 FUZZ_TESTS = "tests/test_config_fuzz.py"
@@ -62,25 +63,31 @@ def main() -> int:
     print(f"policies: {len(ALL_POLICIES)} ({levels.count(EnforcementLevel.MANDATORY)} mandatory, "
           f"{levels.count(EnforcementLevel.ADVISORY)} advisory)")
 
-    evaluations = {stack: evaluate(stack) for stack in STACKS}
-    for stack, evaluation in evaluations.items():
-        violations = run_pack(evaluation)
-        blocking = len(mandatory(violations))
-        objects = evaluation.kubernetes_objects()
-        invalid = invalid_objects(objects)
-        ok = ok and blocking == 0 and invalid == 0
-        print(f"{stack}: policy violations {blocking} mandatory, {len(violations) - blocking} advisory; "
-              f"Kubernetes objects validated against {KUBERNETES_VERSION}: {len(objects) - invalid} valid, "
-              f"{invalid} invalid")
+    stacks = {stack: stack_objects(evaluate(stack)) for stack in STACKS}
+    for stack, objects in stacks.items():
+        for hint in objects.not_rendered:
+            ok = False
+            print(f"{stack}: chart objects not rendered: {hint}")
+        violations = run_pack(objects)
+        found = len(mandatory(violations))
+        unexplained = len(blocking(violations, objects))
+        declared_invalid, rendered_invalid = invalid_objects(objects.declared), invalid_objects(objects.rendered)
+        ok = ok and unexplained == 0 and declared_invalid == rendered_invalid == 0
+        print(f"{stack}: policy violations {unexplained} mandatory, {found - unexplained} skipped (each with its "
+              f"reason in tools/policy_skips.py), {len(violations) - found} advisory; Kubernetes objects validated "
+              f"against {KUBERNETES_VERSION}: declared {len(objects.declared) - declared_invalid} valid, "
+              f"{declared_invalid} invalid; rendered by the chart {len(objects.rendered) - rendered_invalid} valid, "
+              f"{rendered_invalid} invalid")
 
     if CHECKOV.exists():
         with tempfile.TemporaryDirectory() as workdir:
-            scans = scan(evaluations, Path(workdir))
+            scans = scan(stacks, Path(workdir))
         for stack, result in scans.items():
             skipped = [f for f in result.failed if any(s.covers(stack, f.check, f.resource) for s in CHECKOV_SKIPS)]
             unexplained = len(result.failed) - len(skipped)
             ok = ok and unexplained == 0
-            print(f"{stack}: checkov {len(result.passed)} passed, {unexplained} failed, "
+            print(f"{stack}: checkov over {len(stacks[stack].declared)} declared + {len(stacks[stack].rendered)} "
+                  f"rendered objects: {len(result.passed)} passed, {unexplained} failed, "
                   f"{len(skipped)} skipped (each skip with its reason in tools/checkov_skips.py)")
     else:
         ok = False

@@ -1,8 +1,10 @@
-"""Scan the stacks' rendered Kubernetes objects with checkov, offline, in one run.
+"""Scan the stacks' Kubernetes objects with checkov, offline, in one run.
 
-checkov has no Pulumi scanner, so each stack's objects are written to `<stack>.yaml`
-(secrets masked) and checkov reads them all at once: its start-up costs more than the
-checks. It lives in its own environment, .venv-checkov (its pins clash with the
+checkov has no Pulumi scanner, so each stack's objects, declared and rendered by its Helm
+release (`tools.manifests.stack_objects`), are written to `<stack>.yaml` (secrets masked)
+and checkov reads them all at once: its start-up costs more than the checks. Declared and
+rendered objects share a file, so checks across objects (a NetworkPolicy for every pod)
+see both. It lives in its own environment, .venv-checkov (its pins clash with the
 project's); see docs/guardrails.md.
 """
 
@@ -15,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from tools.manifests import rendered_yaml
 from components import PROJECT_ROOT
-from tools.stack_eval import Evaluation
+from tools.manifests import StackObjects
 
 CHECKOV = PROJECT_ROOT / ".venv-checkov" / "bin" / "checkov"
 # Offline: no check-ID mapping download, no policy download.
@@ -51,12 +52,12 @@ def _results(report: object) -> Mapping[str, list]:
     return merged
 
 
-def scan(evaluations: Mapping[str, Evaluation], workdir: Path) -> dict[str, StackScan]:
+def scan(stacks: Mapping[str, StackObjects], workdir: Path) -> dict[str, StackScan]:
     """checkov's passed and failed checks for each stack's objects."""
     files = {}
-    for stack, evaluation in evaluations.items():
+    for stack, objects in stacks.items():
         files[stack] = workdir / f"{stack}.yaml"
-        files[stack].write_text(rendered_yaml(evaluation))
+        files[stack].write_text(objects.all_masked_yaml())
     completed = subprocess.run(
         [str(CHECKOV), "--framework", "kubernetes", "-o", "json", "--skip-download",
          "-f", *map(str, files.values())],
@@ -67,7 +68,7 @@ def scan(evaluations: Mapping[str, Evaluation], workdir: Path) -> dict[str, Stac
     except ValueError:
         raise RuntimeError(f"checkov gave no JSON (exit {completed.returncode}): {completed.stderr[-2000:]}") from None
     stack_of_file = {str(path.resolve()): stack for stack, path in files.items()}
-    scans = {stack: StackScan(stack) for stack in evaluations}
+    scans = {stack: StackScan(stack) for stack in stacks}
     for outcome, key in (("passed", "passed_checks"), ("failed", "failed_checks")):
         for item in results[key]:
             stack = stack_of_file[str(Path(item["file_abs_path"]).resolve())]

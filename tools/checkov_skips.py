@@ -3,7 +3,8 @@ its reason.
 
 An entry is scoped to a check, the resources it names (fnmatch patterns over checkov's
 `Kind.namespace.name`) and the stacks it applies to, so a new workload still gets the
-check. That is also why these are not `--skip-check` arguments: checkov applies those to
+check. Skips for the objects the Helm release renders name the chart's objects
+(`<release>-ls-app`), so the stack's own objects still get every check. That is also why these are not `--skip-check` arguments: checkov applies those to
 every resource. A skip that matches no failure any more fails tests/test_checkov.py.
 """
 
@@ -17,7 +18,8 @@ from tools.stack_eval import STACKS
 
 @dataclass(frozen=True)
 class ScopedCheck:
-    """A checkov check, limited to some resources in some stacks."""
+    """A check (a checkov ID, or a policy name in tools/policy_skips.py), limited to some resources in
+    some stacks."""
 
     check: str
     resources: tuple[str, ...]
@@ -32,6 +34,9 @@ class ScopedCheck:
 SAM = ("Deployment.*.sam-backend",)
 RECONCILER_JOB = ("Job.*.labeling-reconciler-*",)
 BACKUP_CRONJOB = ("CronJob.*.database-backup",)
+# Rendered by the chart (release `label-studio`): the app Deployment, and checkov's pod of it.
+CHART_APP = ("Deployment.*.label-studio-ls-app",)
+CHART_APP_POD = ("Pod.*.label-studio-ls-app.*",)
 
 CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_23", SAM,
@@ -59,4 +64,37 @@ CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_38", RECONCILER_JOB,
                 "the reconciler writes the team invite link into its one Secret through the API; its Role "
                 "allows get/patch on that Secret only"),
+    # The chart's app Deployment: its defaults where the stack's values do not change them.
+    *(ScopedCheck(check, CHART_APP,
+                  "the chart renders its nginx sidecar and db-migrations init container without requests and "
+                  "limits (app.nginx.resources / app.initContainer.resources, not set by the stack); checkov "
+                  "judges the Deployment as a whole, the app container's own (labelStudio.resources) stay "
+                  "checked by policy k8s-container-resources-set, whose skip names only those two containers")
+      for check in ("CKV_K8S_10", "CKV_K8S_11", "CKV_K8S_12", "CKV_K8S_13")),
+    ScopedCheck("CKV_K8S_43", CHART_APP,
+                "the exact release tag heartexlabs/label-studio:<labelStudio.imageTag> (policy k8s-image-pinned); "
+                "no registry is reachable here to resolve its digest"),
+    ScopedCheck("CKV_K8S_15", CHART_APP,
+                "a public image on an exact release tag: IfNotPresent reuses the node's copy; Always would add a "
+                "registry round trip to every pod start and gain nothing"),
+    ScopedCheck("CKV_K8S_35", CHART_APP,
+                "Label Studio reads SECRET_KEY, POSTGRE_PASSWORD, LABEL_STUDIO_PASSWORD / _USER_TOKEN and "
+                "STORAGE_AWS_* only from its environment; the chart delivers them by secretKeyRef, never inline"),
+    ScopedCheck("CKV_K8S_40", CHART_APP,
+                "the image's own user is UID 1001 (the chart's runAsUser and fsGroup); another UID would not "
+                "own the image's /label-studio files"),
+    ScopedCheck("CKV_K8S_22", CHART_APP,
+                "the chart's default (app.containerSecurityContext sets no readOnlyRootFilesystem); Label Studio "
+                "and the image's nginx have not been shown to start on a read-only root here"),
+    *(ScopedCheck(check, CHART_APP,
+                  "the chart's default (app.containerSecurityContext drops no capabilities); the containers run "
+                  "as UID 1001 without privilege escalation, so they hold no effective capabilities; dropping "
+                  "the bounding set too is a change of the running pods, for the stack's own settings")
+      for check in ("CKV_K8S_37", "CKV_K8S_28")),
+    ScopedCheck("CKV_K8S_31", CHART_APP,
+                "the chart's default (app.podSecurityContext sets fsGroup only, no seccompProfile); a change of "
+                "the running pods, for the stack's own settings"),
+    ScopedCheck("CKV2_K8S_6", CHART_APP_POD,
+                "no NetworkPolicy selects the app pods: they serve the ingress controller, whose namespace and "
+                "labels differ per cluster and are not a setting, so a policy would have to guess its peers"),
 ]

@@ -5,6 +5,12 @@
 Runs the real program with the stack's configuration under mocks, prints the resource
 tree (type, name, key inputs; secrets as [secret]) and the stack outputs, and writes
 every Kubernetes object and each Helm release's values as YAML under build/plan/<stack>/.
+
+When the release's chart is at hand (LABEL_STUDIO_CHART_DIR, else
+../shared/charts/label-studio-<version>; tools/chart_render.py), the objects the release
+renders, what `helm template` would show (the chart's own templates, not its
+subcharts'), are listed under the release in the tree and written, secrets masked, to
+build/plan/<stack>/chart-objects.yaml; without it one line says how to get the chart.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 import yaml
 
 from components import PROJECT_ROOT
+from tools.chart_render import render_errors
+from tools.manifests import StackObjects, stack_objects, type_token
 from tools.stack_eval import DeclaredResource, Evaluation, evaluate
 
 import pulumi
@@ -48,15 +56,22 @@ def _summary(resource: DeclaredResource) -> str:
     return f"{resource.type} {resource.name}  {details}" + (f"  [{', '.join(flags)}]" if flags else "")
 
 
-def print_tree(evaluation: Evaluation, out=sys.stdout) -> None:
+CHART_OBJECTS_FILE = "chart-objects.yaml"
+
+
+def print_tree(evaluation: Evaluation, out=sys.stdout, objects: StackObjects | None = None) -> None:
+    """The resources under their parents; a release's rendered objects under the release, marked `(chart)`."""
     children: dict[Any, list[DeclaredResource]] = {}
     for resource in evaluation.resources:
         children.setdefault(resource.parent, []).append(resource)
     known = {r.urn for r in evaluation.resources}
+    rendered = {render.release.urn: render.objects for render in (objects.renders if objects else ())}
 
     def walk(parent: Any, depth: int) -> None:
         for resource in children.get(parent, []):
             print("  " * depth + _summary(resource), file=out)
+            for obj in rendered.get(resource.urn, ()):
+                print("  " * (depth + 1) + f"(chart) {type_token(obj)} {obj['metadata']['name']}", file=out)
             walk(resource.urn, depth + 1)
 
     for root in [p for p in children if p not in known]:
@@ -83,6 +98,26 @@ def write_manifests(evaluation: Evaluation, directory: Path) -> int:
     return written
 
 
+def write_chart_objects(objects: StackObjects, directory: Path) -> Path:
+    """The rendered objects, secrets masked, in one multi-document file, headed by where they come from."""
+    header = "".join(f"# {render.release.name}: chart {render.release.inputs['chart']} "
+                     f"{render.release.inputs['version']} from {render.chart_dir}, rendered offline; "
+                     "its subcharts' objects are not rendered\n" for render in objects.renders)
+    path = directory / CHART_OBJECTS_FILE
+    path.write_text(header + yaml.safe_dump_all(objects.rendered, sort_keys=False))
+    return path
+
+
+def report_chart_objects(objects: StackObjects, directory: Path, elapsed: float, out=sys.stdout) -> None:
+    """Write the rendered objects and say where, or say in one line how to get the chart."""
+    if objects.renders:
+        path = write_chart_objects(objects, directory)
+        print(f"Wrote {len(objects.rendered)} objects rendered by the chart to {path} (rendered in {elapsed:.2f} s)",
+              file=out)
+    for hint in objects.not_rendered:
+        print(f"Chart objects not rendered: {hint}", file=out)
+
+
 def _masked_outputs(evaluation: Evaluation) -> dict[str, Any]:
     return {k: ("[secret]" if k in evaluation.secret_outputs else v) for k, v in evaluation.outputs.items()}
 
@@ -103,17 +138,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    try:
+        objects = stack_objects(evaluation)
+    except render_errors() as error:
+        print(f"error: the chart does not render the release's values: {' '.join(str(error).split())}",
+              file=sys.stderr)
+        return 1
+    render_elapsed = time.perf_counter() - started
 
-    print(f"Offline plan of stack {args.stack!r}: {len(evaluation.resources)} resources\n")
-    print_tree(evaluation)
+    print(f"Offline plan of stack {args.stack!r}: {len(evaluation.resources)} resources"
+          + (f", {len(objects.rendered)} objects rendered by the chart" if objects.renders else "") + "\n")
+    print_tree(evaluation, objects=objects)
     print("\nOutputs:")
     print(yaml.safe_dump(_masked_outputs(evaluation), sort_keys=False).rstrip())
     if evaluation.warnings:
         print("\nWarnings:")
         for warning in evaluation.warnings:
             print(f"  {warning}")
-    written = write_manifests(evaluation, args.out / args.stack)
-    print(f"\nWrote {written} manifests to {args.out / args.stack}/ (evaluated in {elapsed:.2f} s)")
+    directory = args.out / args.stack
+    written = write_manifests(evaluation, directory)
+    print(f"\nWrote {written} manifests to {directory}/ (evaluated in {elapsed:.2f} s)")
+    report_chart_objects(objects, directory, render_elapsed)
     return 0
 
 
