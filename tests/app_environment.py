@@ -28,10 +28,8 @@ from components.chart_values import (
 )
 from components.storage import ACCESS_KEY_ID_KEY, SECRET_ACCESS_KEY_KEY
 from tests.variants import S3_COMPATIBLE, STORAGE_KEYS
-from tools.chart_render import locate_chart, render_chart
+from tools.manifests import stack_objects
 from tools.stack_eval import Evaluation, evaluate
-
-RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 @dataclass(frozen=True)
@@ -60,12 +58,10 @@ def local_stack(local: LocalValues, stack: str = "dev", overrides: Optional[Mapp
 
 def rendered_app_container(evaluation: Evaluation) -> dict:
     """The app container of the Deployment the chart renders for the stack's release."""
-    release = evaluation.one(RELEASE).inputs
-    chart_dir, hint = locate_chart(release["version"])
-    if chart_dir is None:
-        raise FileNotFoundError(hint)
-    objects = render_chart(chart_dir, release["values"], release_name=release["name"], namespace=release["namespace"])
-    [deployment] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-ls-app")]
+    objects = stack_objects(evaluation)
+    if objects.not_rendered:
+        raise FileNotFoundError("; ".join(objects.not_rendered))
+    [deployment] = [o for o in objects.rendered if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-ls-app")]
     [container] = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == APP_CONTAINER]
     return container
 
