@@ -17,8 +17,8 @@ import pulumi_kubernetes as k8s
 
 from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
 from components.database import DatabaseAccess
-from components.network import deny_all_ingress
-from components.settings import BackupSettings
+from components.network import dns, network_policy, pod_identity
+from components.settings import BackupSettings, NetworkSettings
 from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
 
 BACKUP_NAME = "database-backup"
@@ -68,6 +68,7 @@ class DatabaseBackupArgs:
     namespace: pulumi.Input[str]
     database: DatabaseAccess
     storage: StorageAccess
+    network: NetworkSettings
 
 
 def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
@@ -146,7 +147,9 @@ class DatabaseBackup(pulumi.ComponentResource):
         super().__init__("labeling:database:DatabaseBackup", name, None, pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:database:Backup", name="backup")])))
         manifest = backup_cronjob_manifest(args)
-        isolation = deny_all_ingress(BACKUP_NAME, args.namespace, LABELS)
+        # It serves nothing; it reaches DNS, the database and the store.
+        isolation = network_policy(BACKUP_NAME, args.namespace, LABELS, ingress=[], egress=[
+            *dns(args.network), args.database.egress, args.storage.egress, *pod_identity(args.network)])
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, BACKUP_NAME))
         k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=manifest["metadata"], spec=manifest["spec"],

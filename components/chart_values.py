@@ -4,26 +4,28 @@ Secrets appear only by reference: the chart reads them from the platform Secret,
 secret value is ever in the Helm values, the Pulumi diff or `helm get values`.
 `unknown_value_keys` checks every key we set against the chart's own values.yaml.
 
-Security trade-offs of the Label Studio settings (SSRF protection):
-- With an in-cluster ML backend (SAM), `ML_BLOCK_LOCAL_IP=false`: the SAM Service has a
-  private address, which Label Studio otherwise refuses. Any user who may add a model to
-  a project can then make Label Studio send requests (GET /health, POST /setup, /predict)
-  to any private address the app pod can reach, cluster Services included. Open sign-up
-  is disabled, so only invited users hold that power.
-- Storage endpoints stay checked unless the stack uses an S3-compatible store with
-  `storage.allowPrivateEndpoint` set: then `SSRF_PROTECTION_ENABLED=false` and users who
-  may add cloud storage can point it at private addresses as well.
-- `USE_DEFAULT_BANNED_SUBNETS` is never touched: it would lift both checks at once.
+Label Studio's SSRF protection stays on in every configuration (docs/security.md): it is
+what keeps the members of the organization, who may all add storages, ML backends and
+webhooks, away from the database, other Services and the cloud metadata address.
+- The platform's S3-compatible store is reached through `S3_ENDPOINT`, the operator's
+  endpoint, which Label Studio trusts; the storages the reconciler manages leave their own
+  `s3_endpoint` empty, and one a member enters is checked as always.
+- The in-cluster SAM backend has a private address. `ML_BLOCK_LOCAL_IP=false` would open ML
+  URLs to every address, the metadata one included, and (SSRF protection being on) still
+  fail: saving the backend adds a webhook whose check refuses the address. Instead the
+  banned subnets are Label Studio's own list with exactly the SAM Service's ClusterIP cut
+  out (`USE_DEFAULT_BANNED_SUBNETS=false` plus `USER_ADDITIONAL_BANNED_SUBNETS`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Mapping, Optional
 
 import pulumi
 import yaml
 
-from components.conventions import SecretKeyRef
+from components.conventions import SecretKeyRef, app_selector_labels
 from components.database import DatabaseConnection
 from components.settings import LabelStudioSettings
 from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
@@ -68,16 +70,36 @@ POSTGRESQL_SUBCHART_KEYS = frozenset({
     "postgresql.primary.persistence.size",
 })
 
-# Label Studio's app Service port (-> nginx 8085 in the pod), templates/app-service.yaml.
+# Label Studio's app Service port, templates/app-service.yaml; it forwards to the pod's
+# nginx, the port a NetworkPolicy toward the app pods names.
 APP_SERVICE_PORT = 80
+APP_POD_PORT = 8085
+
+# Label Studio 1.23.2's own banned subnets (core/utils/io.py, validate_ip): the reserved
+# ranges its SSRF protection refuses. A test holds this list to the installed source.
+DEFAULT_BANNED_SUBNETS = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "233.252.0.0/24", "240.0.0.0/4", "255.255.255.255/32", "::/128", "::1/128", "::ffff:0:0/96",
+    "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "100::/64", "2001:0000::/32", "2001:20::/28",
+    "2001:db8::/32", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8",
+)
 
 
-def app_selector_labels(release_name: str) -> dict[str, str]:
-    """The selector labels the chart puts on app pods (`ls-app.selectorLabels`)."""
-    return {"app.kubernetes.io/name": "ls-app", "app.kubernetes.io/instance": release_name}
+def banned_subnets_except(address: str) -> str:
+    """Label Studio's banned subnets with one address cut out, as USER_ADDITIONAL_BANNED_SUBNETS takes them."""
+    allowed = ipaddress.ip_address(address)
+    networks: list[str] = []
+    for subnet in map(ipaddress.ip_network, DEFAULT_BANNED_SUBNETS):
+        if subnet.version == allowed.version and allowed in subnet:
+            networks += [str(part) for part in sorted(subnet.address_exclude(ipaddress.ip_network(allowed)))]
+        else:
+            networks.append(str(subnet))
+    return ",".join(networks)
 
 
-def _environment(settings: LabelStudioSettings, storage: StorageAccess, in_cluster_ml_backend: bool) -> dict[str, str]:
+def _environment(settings: LabelStudioSettings, storage: StorageAccess,
+                 ml_backend_address: Optional[pulumi.Input[str]]) -> dict[str, Any]:
     environment = {
         "LABEL_STUDIO_USERNAME": settings.admin_email,
         # A fixed token for the API and the SAM backend; takes effect when the
@@ -90,10 +112,14 @@ def _environment(settings: LabelStudioSettings, storage: StorageAccess, in_clust
         **ML_TIMEOUTS,
         **NO_CALLS_HOME,
     }
-    if in_cluster_ml_backend:
-        environment["ML_BLOCK_LOCAL_IP"] = "false"
-    if storage.private_endpoint:
-        environment["SSRF_PROTECTION_ENABLED"] = "false"
+    if storage.endpoint:
+        # The operator's endpoint: used by every storage without its own, never SSRF-checked.
+        environment["S3_ENDPOINT"] = storage.endpoint
+    if ml_backend_address is not None:
+        environment["USE_DEFAULT_BANNED_SUBNETS"] = "false"
+        environment["USER_ADDITIONAL_BANNED_SUBNETS"] = (
+            banned_subnets_except(ml_backend_address) if isinstance(ml_backend_address, str)
+            else pulumi.Output.from_input(ml_backend_address).apply(banned_subnets_except))
     return environment
 
 
@@ -167,11 +193,13 @@ def _high_availability(settings: LabelStudioSettings) -> dict[str, Any]:
 
 
 def chart_values(settings: LabelStudioSettings, storage: StorageAccess, secret_name: pulumi.Input[str], *,
-                 in_cluster_ml_backend: bool, database: Optional[DatabaseConnection] = None) -> dict[str, Any]:
+                 ml_backend_address: Optional[pulumi.Input[str]] = None,
+                 database: Optional[DatabaseConnection] = None) -> dict[str, Any]:
     """The label-studio chart values for this stack; secrets only by reference.
 
     `database` is the server outside the chart (external or RDS); None runs the chart's own.
-    `in_cluster_ml_backend` lets Label Studio call ML backends on private addresses (SAM).
+    `ml_backend_address` is the in-cluster ML backend's ClusterIP, the one private address
+    Label Studio may call (module docstring).
     Values may hold Pulumi Inputs (bucket, Secret names, hosts): Pulumi resolves them.
     """
     pg_config, postgresql = _database_values(settings, secret_name, database)
@@ -194,7 +222,7 @@ def chart_values(settings: LabelStudioSettings, storage: StorageAccess, secret_n
             "image": {"tag": settings.image_tag},
             "persistence": _persistence(storage),
             "pgConfig": pg_config,
-            "extraEnvironmentVars": _environment(settings, storage, in_cluster_ml_backend),
+            "extraEnvironmentVars": _environment(settings, storage, ml_backend_address),
             "extraEnvironmentSecrets": {
                 "LABEL_STUDIO_PASSWORD": secret(ADMIN_PASSWORD_KEY),
                 "LABEL_STUDIO_USER_TOKEN": secret(ADMIN_TOKEN_KEY),

@@ -55,3 +55,12 @@ def child_of(parent: pulumi.Resource, formerly: Optional[str] = None, **options)
 def in_cluster_url(service: str, namespace: str, port: int) -> str:
     """How pods reach a Service of the platform: its DNS name, never a copied ClusterIP."""
     return f"http://{service}.{namespace}.svc.cluster.local:{port}"
+
+
+LABEL_STUDIO_CHART = "label-studio"
+
+
+def app_selector_labels(release_name: str) -> dict[str, str]:
+    """The selector labels the label-studio chart puts on its app pods (`ls-app.selectorLabels`);
+    here, beside the platform's own labels, because the policy pack selects those pods too."""
+    return {"app.kubernetes.io/name": "ls-app", "app.kubernetes.io/instance": release_name}

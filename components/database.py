@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from components.conventions import PART_OF, SecretKeyRef, child_of
+from components.network import ANYWHERE, Rule, to_networks
 from components.settings import DatabaseSettings
 
 POSTGRES_PORT = 5432
@@ -34,6 +35,8 @@ class DatabaseLocation:
     port: int
     name: str
     user: str
+    # Where pods may connect to reach it (a NetworkPolicy egress rule).
+    egress: Rule
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class DatabaseAccess(DatabaseLocation):
 def external_connection(settings: DatabaseSettings) -> DatabaseConnection:
     """The operator's own server (mode external), as configured."""
     return DatabaseConnection(host=settings.host, port=settings.port, name=settings.name, user=settings.user,
+                              egress=to_networks(settings.egress_cidrs or (ANYWHERE,), [settings.port]),
                               password=settings.password, ssl_mode=settings.ssl_mode)
 
 
@@ -143,7 +147,12 @@ class ManagedDatabase(pulumi.ComponentResource):
             tags=dict(PART_OF),
             opts=child_of(self, "postgres", protect=args.protect, retain_on_delete=args.protect),
         )
+        # The instance's address lies in its subnets: the pods' egress is to them, on 5432.
+        subnet_cidrs = [aws.ec2.get_subnet_output(id=subnet, opts=pulumi.InvokeOutputOptions(parent=self)).cidr_block
+                        for subnet in rds.subnet_ids]
         self.connection = DatabaseConnection(
             host=instance.address, port=POSTGRES_PORT, name=database.name, user=database.user,
+            egress={"to": [{"ipBlock": {"cidr": cidr}} for cidr in subnet_cidrs],
+                    "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]},
             password=password.result, ssl_mode=APP_SSL_MODE)
         self.register_outputs({"address": instance.address, "port": POSTGRES_PORT, "name": database.name})

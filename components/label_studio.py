@@ -16,15 +16,16 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.chart_values import (
-    ADMIN_PASSWORD_KEY, ADMIN_TOKEN_KEY, APP_CONTAINER, APP_SERVICE_PORT, DATABASE_ADMIN_PASSWORD_KEY,
-    DATABASE_PASSWORD_KEY, DJANGO_SECRET_KEY_KEY, app_selector_labels, chart_values,
+    ADMIN_PASSWORD_KEY, ADMIN_TOKEN_KEY, APP_CONTAINER, APP_POD_PORT, APP_SERVICE_PORT, DATABASE_ADMIN_PASSWORD_KEY,
+    DATABASE_PASSWORD_KEY, DJANGO_SECRET_KEY_KEY, chart_values,
 )
-from components.conventions import SecretKeyRef, child_of, in_cluster_url, labels
+from components.conventions import LABEL_STUDIO_CHART, SecretKeyRef, app_selector_labels, child_of, in_cluster_url, labels
 from components.database import POSTGRES_PORT, DatabaseAccess, DatabaseConnection
-from components.settings import LabelStudioSettings
+from components.network import dns, network_policy, pod_identity, to_networks, to_pods
+from components.settings import LabelStudioSettings, NetworkSettings
 from components.storage import StorageAccess
 
-CHART_NAME = "label-studio"
+CHART_NAME = LABEL_STUDIO_CHART
 CHART_REPOSITORY = "https://charts.heartex.com/"
 
 # A first install pulls the images, initialises PostgreSQL and runs every migration.
@@ -37,6 +38,21 @@ ADMIN_TOKEN_LENGTH = 40
 DJANGO_SECRET_KEY_LENGTH = 64
 PASSWORD_LENGTH = 32
 
+def postgresql_pod_labels(release_name: str) -> dict[str, str]:
+    """The labels the bitnami PostgreSQL subchart puts on its pods (not rendered here: see tools/chart_render.py)."""
+    return {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": release_name}
+
+
+@dataclass(frozen=True)
+class MlBackendPeer:
+    """An in-cluster ML backend Label Studio calls: its Service's ClusterIP (the one private
+    address Label Studio's SSRF protection lets through) and its pods, for the egress policy."""
+
+    address: pulumi.Input[str]
+    pod_labels: Mapping[str, str]
+    port: int
+
+
 @dataclass(frozen=True)
 class LabelStudioAccess:
     """How the platform's other workloads reach Label Studio and authenticate to it."""
@@ -45,6 +61,8 @@ class LabelStudioAccess:
     service_name: str
     service_port: int
     service_url: pulumi.Output[str]
+    # The port of the app pods behind the Service (a NetworkPolicy names pod ports).
+    pod_port: int
     public_url: str
     api_token: SecretKeyRef
     # Labels of the app pods, for NetworkPolicy peers.
@@ -57,8 +75,9 @@ class LabelStudioArgs:
     namespace: pulumi.Input[str]
     storage: StorageAccess
     protect: bool
-    # Label Studio may call ML backends on private addresses (the in-cluster SAM backend).
-    in_cluster_ml_backend: bool
+    network: NetworkSettings
+    # The in-cluster SAM backend, when there is one.
+    ml_backend: Optional[MlBackendPeer] = None
     # A database outside the chart (external or RDS); None runs the chart's PostgreSQL.
     database: Optional[DatabaseConnection] = None
 
@@ -124,7 +143,8 @@ class LabelStudio(pulumi.ComponentResource):
             version=settings.chart_version,
             namespace=namespace,
             values=chart_values(settings, args.storage, secret_name,
-                                in_cluster_ml_backend=args.in_cluster_ml_backend, database=outside),
+                                ml_backend_address=args.ml_backend.address if args.ml_backend else None,
+                                database=outside),
             timeout=RELEASE_TIMEOUT_SECONDS,
             cleanup_on_fail=True,
             max_history=RELEASE_MAX_HISTORY,
@@ -137,7 +157,8 @@ class LabelStudio(pulumi.ComponentResource):
         deployed_url = pulumi.Output.all(release.name, release.namespace).apply(
             lambda deployed: in_cluster_url(service, deployed[1], APP_SERVICE_PORT))
         self.access = LabelStudioAccess(
-            service_name=service, service_port=APP_SERVICE_PORT, service_url=deployed_url, public_url=settings.public_url,
+            service_name=service, service_port=APP_SERVICE_PORT, service_url=deployed_url, pod_port=APP_POD_PORT,
+            public_url=settings.public_url,
             api_token=SecretKeyRef(secret_name, ADMIN_TOKEN_KEY), pod_labels=app_selector_labels(release_name))
         # The chart's PostgreSQL Service (bitnami names it `<release>-postgresql`), or the server outside.
         self.database = DatabaseAccess(
@@ -147,7 +168,9 @@ class LabelStudio(pulumi.ComponentResource):
             name=settings.database.name,
             user=settings.database.user,
             password=SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY),
+            egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
         )
+        self._egress_policy(name, namespace, args)
         self.admin_email = settings.admin_email
         self.log_command = namespace.apply(lambda ns: f"kubectl -n {ns} logs -f deploy/{service} -c {APP_CONTAINER}")
 
@@ -159,3 +182,16 @@ class LabelStudio(pulumi.ComponentResource):
             "adminPassword": self.admin_password,
             "adminApiToken": self.admin_token,
         })
+
+    def _egress_policy(self, name: str, namespace: pulumi.Output[str], args: LabelStudioArgs) -> None:
+        """The app pods (app and nginx containers) reach DNS, their database, the store, SAM,
+        and the networks members' own storages, webhooks and ML backends may use; nothing else."""
+        egress = [*dns(args.network), self.database.egress, args.storage.egress, *pod_identity(args.network)]
+        if args.ml_backend:
+            egress.append(to_pods(args.ml_backend.pod_labels, [args.ml_backend.port]))
+        if args.network.member_egress_cidrs:
+            egress.append(to_networks(args.network.member_egress_cidrs))
+        policy = network_policy(f"{args.settings.release_name}-ls-app-egress", namespace, self.access.pod_labels,
+                                egress=egress, labels=labels(**{"app.kubernetes.io/instance": args.settings.release_name}))
+        k8s.networking.v1.NetworkPolicy(f"{name}-egress-policy", metadata=policy["metadata"], spec=policy["spec"],
+                                        opts=child_of(self))

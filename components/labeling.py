@@ -26,8 +26,8 @@ import pulumi_kubernetes as k8s
 from components import PROJECT_ROOT
 from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
 from components.label_studio import LabelStudioAccess
-from components.network import deny_all_ingress
-from components.settings import LabelingSettings
+from components.network import dns, kubernetes_api, network_policy, pod_identity, to_pods
+from components.settings import LabelingSettings, NetworkSettings
 from components.storage import StorageAccess, StorageKeys
 from reconciler import contract
 from reconciler.contract import DesiredState, ProjectSpec, StorageSpec
@@ -55,7 +55,10 @@ def reconciler_modules() -> dict[str, str]:
 def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str]) -> DesiredState:
     """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
     return DesiredState(
-        storage=StorageSpec(bucket=storage.bucket, region=storage.region, endpoint=storage.endpoint, presign=True),
+        # Label Studio has the endpoint as S3_ENDPOINT (components/chart_values.py): the
+        # storages leave theirs empty, so members' own endpoints stay SSRF-checked.
+        storage=StorageSpec(bucket=storage.bucket, region=storage.region, endpoint=storage.endpoint,
+                            presign=storage.presign, endpoint_from_label_studio=bool(storage.endpoint)),
         export_prefix=storage.under_prefix("exports"),
         sam_url=sam_url,
         projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam)
@@ -164,6 +167,7 @@ class LabelingConfigurationArgs:
     # The running Label Studio: its URL resolves once the release is deployed.
     label_studio: LabelStudioAccess
     storage: StorageAccess
+    network: NetworkSettings
     # The SAM backend's URL, resolving once it answers; None without SAM.
     sam_url: Optional[pulumi.Input[str]] = None
 
@@ -212,7 +216,11 @@ class LabelingConfiguration(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(f"{name}-role-binding", metadata=rbac["binding"]["metadata"],
                                 role_ref=rbac["binding"]["roleRef"], subjects=rbac["binding"]["subjects"],
                                 opts=child_of(self, "reconciler"))
-        isolation = deny_all_ingress(RECONCILER_NAME, args.namespace, LABELS)
+        # It serves nothing; it reaches DNS, Label Studio, the store (its probe) and the
+        # Kubernetes API (the team Secret).
+        isolation = network_policy(RECONCILER_NAME, args.namespace, LABELS, ingress=[], egress=[
+            *dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
+            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network)])
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, "reconciler"))
 

@@ -18,7 +18,7 @@ from components.backup import DatabaseBackup, DatabaseBackupArgs
 from components.conventions import child_of, in_cluster_url, labels
 from components.database import ManagedDatabase, ManagedDatabaseArgs, external_connection
 from components.ingress import IngressArgs, LabelStudioIngress
-from components.label_studio import LabelStudio, LabelStudioArgs
+from components.label_studio import LabelStudio, LabelStudioArgs, MlBackendPeer
 from components.labeling import LabelingConfiguration, LabelingConfigurationArgs
 from components.sam_backend import SamBackend, SamBackendArgs
 from components.settings import DatabaseMode, Settings, StorageMode
@@ -84,10 +84,17 @@ class LabelingPlatform(pulumi.ComponentResource):
         elif database.mode is DatabaseMode.RDS:
             connection = ManagedDatabase(f"{name}-database", ManagedDatabaseArgs(database, settings.protect),
                                          opts=in_cluster).connection
+        # Label Studio lets exactly the SAM Service's ClusterIP through its SSRF protection, and
+        # SAM needs Label Studio's token: the address is handed over once SAM exists.
+        ml_backend = None
+        if settings.sam.enabled:
+            # Created only with SAM: an output never resolved would hold the program forever.
+            sam_address, resolve_sam_address = pulumi.deferred_output()
+            ml_backend = MlBackendPeer(sam_address, SamBackend.pod_labels, SamBackend.port)
         self.label_studio = LabelStudio(
             f"{name}-label-studio",
             LabelStudioArgs(settings=label_studio_settings, namespace=namespace_name, storage=self.storage.access,
-                            protect=settings.protect, in_cluster_ml_backend=settings.sam.enabled,
+                            protect=settings.protect, network=settings.network, ml_backend=ml_backend,
                             database=connection),
             opts=in_cluster,
         )
@@ -97,7 +104,8 @@ class LabelingPlatform(pulumi.ComponentResource):
             DatabaseBackup(
                 f"{name}-backup",
                 DatabaseBackupArgs(settings=database.backup, namespace=namespace_name,
-                                   database=self.label_studio.database, storage=self.storage.access),
+                                   database=self.label_studio.database, storage=self.storage.access,
+                                   network=settings.network),
                 opts=in_cluster,
             )
         if settings.ingress.enabled:
@@ -122,15 +130,21 @@ class LabelingPlatform(pulumi.ComponentResource):
                         lambda ns: in_cluster_url(access.service_name, ns, access.service_port)),
                     api_token=access.api_token,
                     label_studio_pod_labels=access.pod_labels,
+                    label_studio_pod_port=access.pod_port,
+                    network=settings.network,
+                    # Presigned image URLs send the backend to the store itself.
+                    object_store=self.storage.access.egress if self.storage.access.presign else None,
                 ),
                 opts=in_cluster,
             )
+            resolve_sam_address(self.sam.cluster_ip)
             log_commands.append(self.sam.log_command)
         self.labeling = LabelingConfiguration(
             f"{name}-configuration",
             LabelingConfigurationArgs(settings=settings.labeling, namespace=namespace_name,
                                       release_name=label_studio_settings.release_name, label_studio=access,
-                                      storage=self.storage.access, sam_url=self.sam.url if self.sam else None),
+                                      storage=self.storage.access, network=settings.network,
+                                      sam_url=self.sam.url if self.sam else None),
             opts=in_cluster,
         )
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)

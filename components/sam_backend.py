@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
-from components.settings import SamSettings
+from components.network import Rule, dns, network_policy, to_pods
+from components.settings import NetworkSettings, SamSettings
 from reconciler.contract import SAM_SERVICE_NAME
 
 SAM_NAME = SAM_SERVICE_NAME
@@ -187,26 +188,18 @@ def _service(namespace: pulumi.Input[str]) -> dict:
     }
 
 
-def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str]) -> dict:
-    # Only Label Studio calls the backend. Egress stays open: the backend follows
-    # Label Studio's presign redirects to the object store, wherever that lives.
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": SAM_NAME, "namespace": namespace, "labels": dict(SAM_LABELS)},
-        "spec": {
-            "podSelector": {"matchLabels": dict(SAM_LABELS)},
-            "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{"podSelector": {"matchLabels": dict(label_studio_pod_labels)}}],
-                "ports": [{"protocol": "TCP", "port": SAM_PORT}],
-            }],
-        },
-    }
+def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
+                    egress: Sequence[Rule]) -> dict:
+    # Only Label Studio calls the backend; the backend calls Label Studio back for task
+    # images. It downloads nothing at start: the checkpoints are baked into the image.
+    ingress = [{"from": [{"podSelector": {"matchLabels": dict(label_studio_pod_labels)}}],
+                "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    return network_policy(SAM_NAME, namespace, SAM_LABELS, egress=egress, ingress=ingress)
 
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
-                  api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str]) -> dict[str, dict]:
+                  api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
+                  egress: Sequence[Rule]) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
@@ -216,7 +209,7 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     return {
         "Deployment": _deployment(settings, namespace, label_studio_url, api_token),
         "Service": _service(namespace),
-        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels),
+        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress),
     }
 
 
@@ -229,8 +222,14 @@ class SamBackendArgs:
     label_studio_url: pulumi.Input[str]
     # The Label Studio API token the backend authenticates with.
     api_token: SecretKeyRef
-    # Labels on the Label Studio app pods: the only clients the NetworkPolicy admits.
+    # Labels and port of the Label Studio app pods: the only clients the NetworkPolicy
+    # admits, and the backend's way back for task images.
     label_studio_pod_labels: Mapping[str, str]
+    label_studio_pod_port: int
+    network: NetworkSettings
+    # The object store's egress rule when the backend follows presigned URLs to it; None when
+    # Label Studio streams the images itself.
+    object_store: Optional[Rule] = None
 
 
 class SamBackend(pulumi.ComponentResource):
@@ -238,12 +237,18 @@ class SamBackend(pulumi.ComponentResource):
 
     url: pulumi.Output[str]
     log_command: pulumi.Output[str]
+    # The Service's ClusterIP: the address Label Studio's SSRF protection lets through.
+    cluster_ip: pulumi.Output[str]
+    pod_labels = SAM_LABELS
+    port = SAM_PORT
 
     def __init__(self, name: str, args: SamBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:ml:SamBackend", name, None, pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name="sam")])))
+        egress = [*dns(args.network), to_pods(args.label_studio_pod_labels, [args.label_studio_pod_port]),
+                  *([args.object_store] if args.object_store else [])]
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
-                                  args.label_studio_pod_labels)
+                                  args.label_studio_pod_labels, egress)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
@@ -259,6 +264,7 @@ class SamBackend(pulumi.ComponentResource):
         # Studio (the reconciler) waits until it answers.
         self.url = pulumi.Output.all(service.metadata, deployment.metadata).apply(
             lambda metadata: service_url(metadata[0]["namespace"]))
+        self.cluster_ip = service.spec.cluster_ip
         self.log_command = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")
         self.register_outputs({"url": self.url})

@@ -8,7 +8,7 @@ private, encrypted, versioned, TLS-only, and the keys Label Studio gets reach on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import pulumi
@@ -16,6 +16,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.conventions import PART_OF, PLATFORM, SecretKeyRef, child_of
+from components.network import Rule, endpoint_egress
 from components.settings import StorageMode, StorageSettings
 
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
@@ -137,8 +138,11 @@ class StorageAccess:
     endpoint: Optional[str]
     prefix: str
     credentials: Union[StorageKeys, WorkloadIdentity]
-    # The endpoint is on a private network (s3Compatible with allowPrivateEndpoint).
-    private_endpoint: bool = False
+    # Browsers (and SAM) get presigned URLs to the store (true), or Label Studio streams the
+    # objects itself (false: an endpoint only the cluster reaches).
+    presign: bool = True
+    # Where pods may connect to reach the store (a NetworkPolicy egress rule).
+    egress: Rule = field(default_factory=lambda: endpoint_egress(None))
 
     def under_prefix(self, area: str) -> str:
         """The key prefix of one of the platform's own areas (uploads, exports, backups)."""
@@ -174,8 +178,8 @@ class ObjectStorage(pulumi.ComponentResource):
             bucket = settings.bucket_name
             credentials = self._credentials_secret(args, settings.access_key_id, settings.secret_access_key)
         self.access = StorageAccess(bucket=bucket, region=settings.region, endpoint=settings.endpoint,
-                                    prefix=settings.prefix, credentials=credentials,
-                                    private_endpoint=settings.allow_private_endpoint)
+                                    prefix=settings.prefix, credentials=credentials, presign=settings.presign,
+                                    egress=endpoint_egress(settings.endpoint, settings.egress_cidrs))
         self.register_outputs({
             "bucketName": bucket,
             "region": settings.region,

@@ -35,6 +35,7 @@ if str(REPOSITORY_ROOT) not in sys.path:
     sys.path.insert(0, str(REPOSITORY_ROOT))
 
 from components.settings import image_reference_problem  # noqa: E402
+from policy.egress import POD_TEMPLATE_PATHS, dig, validate_egress  # noqa: E402
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -62,15 +63,7 @@ RDS_TYPES = ("aws:rds/instance:Instance",)
 DATA_STORE_TYPES = (*BUCKET_TYPES, "kubernetes:helm.sh/v3:Release", *RDS_TYPES)
 
 # Where each workload keeps its pod spec.
-POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
-    "kubernetes:core/v1:Pod": ("spec",),
-    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
+POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {kind: (*path, "spec") for kind, path in POD_TEMPLATE_PATHS.items()}
 
 ENCRYPTION_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
 EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
@@ -108,14 +101,6 @@ def _policy_statements(document: Any) -> list[Mapping[str, Any]]:
     if not isinstance(document, Mapping):
         return []
     return [s for s in _as_list(document.get("Statement")) if isinstance(s, Mapping)]
-
-
-def _dig(value: Any, path: Iterable[str]) -> Any:
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
 
 
 def stack_of(urn: str) -> str:
@@ -168,7 +153,7 @@ def containers(resource_type: str, props: Mapping[str, Any]) -> Iterator[tuple[s
     path = POD_SPEC_PATHS.get(resource_type)
     if path is None:
         return
-    pod_spec = _dig(props, path)
+    pod_spec = dig(props, path)
     if not isinstance(pod_spec, Mapping):
         return
     for field in ("initContainers", "containers"):
@@ -219,19 +204,19 @@ def _encryption_problems(args: ResourceValidationArgs) -> Iterator[str]:
     if not rules:
         yield "has no encryption rule; expected applyServerSideEncryptionByDefault with AES256 or aws:kms"
     for index, rule in enumerate(rules):
-        algorithm = _dig(rule, ("applyServerSideEncryptionByDefault", "sseAlgorithm"))
+        algorithm = dig(rule, ("applyServerSideEncryptionByDefault", "sseAlgorithm"))
         if algorithm not in ENCRYPTION_ALGORITHMS:
             yield f"rules[{index}] sseAlgorithm is {algorithm!r}; expected one of {', '.join(ENCRYPTION_ALGORITHMS)}"
 
 
 def _versioning_problems(args: ResourceValidationArgs) -> Iterator[str]:
-    status = _dig(args.props, ("versioningConfiguration", "status"))
+    status = dig(args.props, ("versioningConfiguration", "status"))
     if status != "Enabled":
         yield f"versioning status is {status!r}; expected Enabled so overwritten or deleted images can be restored"
 
 
 def _denies_insecure_transport(statement: Mapping[str, Any]) -> bool:
-    secure = _dig(statement, ("Condition", "Bool", "aws:SecureTransport"))
+    secure = dig(statement, ("Condition", "Bool", "aws:SecureTransport"))
     principal = statement.get("Principal")
     everyone = principal == "*" or (isinstance(principal, Mapping) and _as_list(principal.get("AWS")) == ["*"])
     actions = _as_list(statement.get("Action"))
@@ -315,7 +300,7 @@ def _resource_problems(container: Mapping[str, Any]) -> Iterator[str]:
     resources = container.get("resources") or {}
     for part in ("requests", "limits"):
         for resource in ("cpu", "memory"):
-            if not _dig(resources, (part, resource)):
+            if not dig(resources, (part, resource)):
                 yield f"has no {resource} {part[:-1]}; expected resources.{part}.{resource}"
 
 
@@ -336,13 +321,13 @@ def _moving_tag_problems(container: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _privileged_problems(container: Mapping[str, Any]) -> Iterator[str]:
-    if _dig(container, ("securityContext", "privileged")) is True:
+    if dig(container, ("securityContext", "privileged")) is True:
         yield "runs privileged; expected securityContext.privileged false or unset"
 
 
 def _privilege_escalation_problems(container: Mapping[str, Any]) -> Iterator[str]:
     # Unset means allowed (the kernel default is no_new_privs off), so it must be explicit.
-    if _dig(container, ("securityContext", "allowPrivilegeEscalation")) is not False:
+    if dig(container, ("securityContext", "allowPrivilegeEscalation")) is not False:
         yield "may escalate privileges; expected securityContext.allowPrivilegeEscalation false"
 
 
@@ -359,7 +344,7 @@ def _inline_secret_env_problems(container: Mapping[str, Any]) -> Iterator[str]:
 def _release_pin_problems(args: ResourceValidationArgs) -> Iterator[str]:
     chart = str(args.props.get("chart") or "")
     version = str(args.props.get("version") or "")
-    repository = _dig(args.props, ("repositoryOpts", "repo"))
+    repository = dig(args.props, ("repositoryOpts", "repo"))
     if not EXACT_VERSION.match(version):
         yield f"chart version is {version or 'unset'!r}; expected an exact version like 2.0.5"
     if not repository and not chart.startswith(("oci://", "https://")):
@@ -406,7 +391,7 @@ def _protected_stacks(args: ResourceValidationArgs) -> list[str]:
 def _holds_data(args: ResourceValidationArgs) -> bool:
     if args.resource_type in HELM_RELEASE_TYPES:
         # The release holds data only through the chart's PostgreSQL subchart, on unless disabled.
-        return _dig(args.props, ("values", "postgresql", "enabled")) is not False
+        return dig(args.props, ("values", "postgresql", "enabled")) is not False
     return True
 
 
@@ -499,6 +484,11 @@ ALL_POLICIES = [
         "rds-encrypted-private",
         "RDS instances encrypt their storage (CKV_AWS_16) and are not publicly accessible (CKV_AWS_17).",
         RDS_TYPES, _rds_problems),
+    StackValidationPolicy(
+        name="k8s-egress-fenced",
+        description="Every workload, and the Label Studio release's app pods, is selected by an egress NetworkPolicy; "
+                    "no egress rule admits the cloud metadata address 169.254.169.254.",
+        enforcement_level=MANDATORY, validate=validate_egress),
     _resource_policy(
         "protected-stack-data-stores",
         "In protected stacks (config protectedStacks, default prod) buckets and the database (the Label Studio "

@@ -41,6 +41,9 @@ class StorageSpec:
     endpoint: str | None
     presign: bool
     presign_ttl_minutes: int = PRESIGN_TTL_MINUTES
+    # Label Studio knows `endpoint` already (its S3_ENDPOINT): the storages carry none of their
+    # own, so the operator's endpoint is trusted while one a member enters stays checked.
+    endpoint_from_label_studio: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class DesiredState:
         return {
             "storage": {"bucket": self.storage.bucket, "region": self.storage.region,
                         "endpoint": self.storage.endpoint, "presign": self.storage.presign,
-                        "presignTtlMinutes": self.storage.presign_ttl_minutes},
+                        "presignTtlMinutes": self.storage.presign_ttl_minutes,
+                        "endpointFromLabelStudio": self.storage.endpoint_from_label_studio},
             "exportPrefix": self.export_prefix,
             "samUrl": self.sam_url,
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
@@ -91,6 +95,7 @@ def parse_desired_state(document: dict) -> DesiredState:
         endpoint=(storage.get("endpoint") or None),
         presign=bool(storage.get("presign", True)),
         presign_ttl_minutes=int(storage.get("presignTtlMinutes", PRESIGN_TTL_MINUTES)),
+        endpoint_from_label_studio=bool(storage.get("endpointFromLabelStudio", False)),
     )
     sam_url = document.get("samUrl") or None
     projects = []

@@ -62,7 +62,7 @@ def _storage_payload(state: DesiredState, environment: RunEnvironment, title: st
         "bucket": storage.bucket,
         "prefix": prefix,
         "region_name": storage.region,
-        "s3_endpoint": storage.endpoint or "",
+        "s3_endpoint": "" if storage.endpoint_from_label_studio else (storage.endpoint or ""),
     }
     if environment.aws_access_key_id:
         payload["aws_access_key_id"] = environment.aws_access_key_id
@@ -129,7 +129,7 @@ def _storage_error(kind: str, spec_title: str, storage: StorageSpec, error: ApiE
     if "reserved network" in error.detail:
         return ReconcileError(
             f'project "{spec_title}": Label Studio refused the S3 endpoint {storage.endpoint}: {error.detail} '
-            "(private endpoints need SSRF_PROTECTION_ENABLED=false)")
+            "(set it as Label Studio's S3_ENDPOINT and mark the state's storage endpointFromLabelStudio)")
     return ReconcileError(f'project "{spec_title}": {kind} storage for {where}: {error.detail}')
 
 

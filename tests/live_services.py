@@ -7,8 +7,10 @@ served by tests/label_studio_server.py; tests/live_stack.py puts them together.
 from __future__ import annotations
 
 import contextlib
+import http.cookiejar
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -19,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +33,10 @@ from typing import Callable, Iterator
 from tests.prerequisites import POSTGRES_INSTALL, MissingPrerequisite
 
 LOOPBACK = "127.0.0.1"
+# The SAM stand-in listens on another loopback address: Label Studio lets exactly the ML
+# backend's address through its SSRF protection (tests/app_environment.py), and everything
+# else on 127.0.0.1 (moto, PostgreSQL) must stay refused to the URLs members enter.
+SAM_STUB_ADDRESS = "127.0.0.2"
 MOTO_READY_SECONDS = 60
 POLL_SECONDS = 0.5
 # moto accepts any credentials; these only have to look like AWS keys.
@@ -227,6 +234,41 @@ def running_postgres(log_dir: Path) -> Iterator[dict[str, str]]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- a browser's session
+
+class BrowserSession:
+    """Label Studio as a browser uses it: the login form, then the session cookie (not the API
+    token) on every request, redirects followed."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url.rstrip("/")
+        self.cookies = http.cookiejar.CookieJar()
+        self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def get(self, path: str) -> tuple[int, bytes, str]:
+        """(status, body, content type) of a GET, after redirects."""
+        try:
+            with self._opener.open(self.base_url + path, timeout=60) as response:
+                return response.status, response.read(), response.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read(), error.headers.get("Content-Type", "")
+
+    def log_in(self, email: str, password: str) -> "BrowserSession":
+        status, page, _ = self.get("/user/login/")
+        token = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        if status != 200 or token is None:
+            raise AssertionError(f"no login form at {self.base_url}/user/login/ ({status})")
+        form = urllib.parse.urlencode({"email": email, "password": password,
+                                       "csrfmiddlewaretoken": token.group(1).decode()}).encode()
+        request = urllib.request.Request(self.base_url + "/user/login/", data=form,
+                                         headers={"Referer": self.base_url + "/user/login/"})
+        with self._opener.open(request, timeout=60):
+            pass
+        if not any(cookie.name == "sessionid" for cookie in self.cookies):
+            raise AssertionError(f"logging in as {email} gave no session")
+        return self
+
+
 # ---------------------------------------------------------------- SAM backend stand-in
 
 @dataclass
@@ -285,8 +327,8 @@ class SamBackendStub:
             def log_message(self, *args) -> None:
                 pass  # keep pytest output to the reconciler's lines
 
-        self._server = ThreadingHTTPServer((LOOPBACK, free_port()), Handler)
-        self.url = f"http://{LOOPBACK}:{self._server.server_address[1]}"
+        self._server = ThreadingHTTPServer((SAM_STUB_ADDRESS, 0), Handler)
+        self.url = f"http://{SAM_STUB_ADDRESS}:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

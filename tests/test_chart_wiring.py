@@ -17,6 +17,10 @@ kinds of references cross from one to the other, and each must land:
   projected volumes) is declared by the stack (a Secret with that key in stringData or
   data) or rendered by the release.
 
+Beside the wiring, the network edges as the pods get them: the rendered app keeps Label
+Studio's SSRF protection on, and every pod is fenced by an egress NetworkPolicy none of
+whose rules reaches the cloud metadata address (the pack's `k8s-egress-fenced`).
+
 Not rendered, so not covered: the bitnami PostgreSQL subchart (on with `database.mode
 inCluster`). It would create, named after the release, the StatefulSet and Service
 `<release>-postgresql` and the headless Service `<release>-postgresql-hl` (the app's
@@ -25,6 +29,8 @@ POSTGRE_HOST), and, only when `postgresql.auth.existingSecret` is empty, the Sec
 templates/secrets.yaml). Of those, a rendered pod could read only that Secret: it is the
 one exemption (`subchart_secret`), under exactly that condition. The stack always sets
 `existingSecret`, so the subchart reads our Secret instead; those keys are checked too.
+Its pods stand in for the NetworkPolicy peers (`subchart_pods`), with the labels bitnami
+gives them.
 
 Each check is a function returning its problems; the last tests break a copy of the
 objects in one place each and show that the check names it.
@@ -43,11 +49,14 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from components.chart_values import DEFAULT_BANNED_SUBNETS
 from components.labeling import DESIRED_STATE_FILE
+from policy.guardrails import ALL_POLICIES
 from reconciler.contract import parse_desired_state
 from tests.conftest import objects_cached
 from tests.variants import VARIANTS
 from tools.manifests import object_id
+from tools.policy_check import rendered_resources, run_policies
 
 # Env names that carry Label Studio's address: LABEL_STUDIO_URL, LABEL_STUDIO_HOST, LABEL_STUDIO_PUBLIC_URL, ...
 LABEL_STUDIO_ADDRESS = re.compile(r"^LABEL_STUDIO(_\w+)?_(URL|HOST)$")
@@ -297,9 +306,21 @@ def admits(policy: dict, pod: PodTemplate, port: int) -> bool:
     return False
 
 
+def subchart_pods(wiring: Wiring) -> list[PodTemplate]:
+    """The bitnami PostgreSQL pods, which the offline render cannot produce (tools/chart_render.py):
+    their StatefulSet `<release>-postgresql` labels its pods with common.labels.matchLabels,
+    name `postgresql` and instance `<release>`, plus component `primary` (postgresql 16.7.x)."""
+    if not (wiring.values.get("postgresql") or {}).get("enabled"):
+        return []
+    owner = {"kind": "StatefulSet", "metadata": {"name": f"{wiring.release}-postgresql", "namespace": wiring.namespace}}
+    labels = {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": wiring.release,
+              "app.kubernetes.io/component": "primary"}
+    return [PodTemplate(owner, labels, {"containers": [{"name": "postgresql", "ports": [{"containerPort": 5432}]}]})]
+
+
 def network_policy_problems(wiring: Wiring) -> list[str]:
     problems = []
-    pods = list(pod_templates(wiring.everything))
+    pods = list(pod_templates(wiring.everything)) + subchart_pods(wiring)
     policies = of_kind(wiring.everything, "NetworkPolicy")
     for policy in policies:
         for peer in peers(policy):
@@ -443,6 +464,37 @@ def test_every_secret_a_rendered_pod_reads_exists(variant):
     reads = {(secret, key) for pod in pod_templates(wiring.rendered) for _, secret, key in secret_reads(pod)}
     assert (f"{wiring.release}-platform-secrets", "django-secret-key") in reads
     assert secret_problems(wiring) == []
+
+
+def rendered_app_env(wiring: Wiring) -> dict[str, Any]:
+    [app] = [c for c in app_pods(wiring).spec["containers"] if c["name"] == "app"]
+    return {e["name"]: e.get("value") for e in app.get("env") or []}
+
+
+def test_the_rendered_app_keeps_ssrf_protection_on(variant):
+    """What the pods really get: SSRF protection on, and Label Studio's banned subnets intact
+    but for the one ML backend address (SAM's ClusterIP) where there is one."""
+    wiring = wiring_of(variant)
+    env = rendered_app_env(wiring)
+    assert env.get("SSRF_PROTECTION_ENABLED", "true") == "true" and env.get("ML_BLOCK_LOCAL_IP", "true") == "true"
+    if env.get("USE_DEFAULT_BANNED_SUBNETS", "true") == "true":
+        assert "USER_ADDITIONAL_BANNED_SUBNETS" not in env and not ml_backend_urls(wiring)
+        return
+    banned = [ipaddress.ip_network(n) for n in env["USER_ADDITIONAL_BANNED_SUBNETS"].split(",")]
+    for probe in ("169.254.169.254", "127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "100.64.0.1", "::1"):
+        assert any(ipaddress.ip_address(probe) in n for n in banned), probe
+    let_through = sum(n.num_addresses for n in map(ipaddress.ip_network, DEFAULT_BANNED_SUBNETS)) - sum(
+        n.num_addresses for n in banned)
+    assert let_through == 1
+
+
+def test_every_pod_is_fenced_and_no_egress_reaches_the_metadata_address(variant):
+    objects = objects_cached(*VARIANTS[variant])
+    [egress_rule] = [p for p in ALL_POLICIES if p.name == "k8s-egress-fenced"]
+    assert run_policies([egress_rule], objects.evaluation.resources + rendered_resources(objects)) == []
+    wiring = wiring_of(variant)
+    fenced = {object_id(p) for p in of_kind(wiring.declared, "NetworkPolicy") if "Egress" in p["spec"]["policyTypes"]}
+    assert f"NetworkPolicy/{wiring.release}-ls-app-egress" in fenced
 
 
 # --------------------------------------------------------------------------- each check can fail

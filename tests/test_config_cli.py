@@ -94,6 +94,12 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "labeling.projects[0].regexFilter": ("dev", (r".*\.(jpe?g|png)$", "123")),
     "labeling.projects[0].sam": ("dev", ("true", "false")),
     "labeling.members[0]": ("dev", ("annotator@example.com",)),
+    "storage.presign": ("dev", ("true", "false")),
+    "network.dnsNamespace": ("dev", ("kube-system", "dns")),
+    "network.nodeLocalDns": ("dev", ("169.254.20.10",)),
+    "network.eksPodIdentity": ("prod", ("true", "false")),
+    "network.apiServerCidrs[0]": ("dev", ("172.20.0.1/32", "10.0.0.0/16")),
+    "network.memberEgressCidrs[0]": ("dev", ("203.0.113.0/24", "10.40.0.0/16")),
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"}}
@@ -248,6 +254,11 @@ SHARP_EDGES = [
     ({"storage.kmsKeyArn": "arn:aws:iam::123456789012:role/x"}, "storage.kmsKeyArn", "not a KMS key ARN"),
     ({"sam.nodeSelector": {"pool": "gpu nodes"}}, "sam.nodeSelector.pool", "label value"),
     ({"labelStudio.database.user": "pg_labels"}, "labelStudio.database.user", "reserved"),
+    ({"storage": {**S3_STORE, "endpoint": "http://169.254.169.254"}}, "storage.endpoint", "link-local"),
+    ({"network.memberEgressCidrs": ["169.254.0.0/16"]}, "network.memberEgressCidrs[0]", "link-local"),
+    ({"network.apiServerCidrs": ["10.0.0.0/33"]}, "network.apiServerCidrs[0]", "not a CIDR"),
+    ({"network.nodeLocalDns": "169.254.169.254"}, "network.nodeLocalDns", "metadata service"),
+    ({"network.nodeLocalDns": "dns.local"}, "network.nodeLocalDns", "not an IP address"),
 ]
 
 

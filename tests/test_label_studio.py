@@ -6,9 +6,13 @@ evaluate the real program (tools/stack_eval.py) for dev, prod and other configur
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib.util
+import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
@@ -17,15 +21,16 @@ import yaml
 
 from components.chart_values import (
     APP_CONTAINER,
+    DEFAULT_BANNED_SUBNETS,
     PERSISTENCE_TYPE,
     POSTGRESQL_SUBCHART_KEYS,
-    app_selector_labels,
     chart_values,
     unknown_value_keys,
 )
-from components.conventions import SecretKeyRef
+from components.conventions import SecretKeyRef, app_selector_labels
 from components.database import DatabaseConnection
 from components.label_studio import ADMIN_TOKEN_LENGTH, CHART_NAME, CHART_REPOSITORY
+from components.network import endpoint_egress, to_networks
 from components.settings import ConfigError, parse_settings
 from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
 from tests.conftest import STACKS, evaluate_cached
@@ -40,6 +45,9 @@ PLATFORM_SECRET = "label-studio-platform-secrets"
 PREFIX = "labeling-platform:"
 # The Pulumi names of this component's children start with it.
 CHILD_PREFIX = "labeling-label-studio-"
+
+# A ClusterIP as the cluster would give the SAM Service.
+SAM_CLUSTER_IP = "10.96.0.50"
 
 # Values that must never appear outside a secret input.
 SECRET_MARKERS = ("mock-generated-", "mock-secret-access-key", PLACEHOLDER_PREFIX, *CONFIGURED_SECRETS.values())
@@ -99,8 +107,8 @@ def access(**changes) -> StorageAccess:
 
 def values_of(case: str, secret_name: str = "s") -> dict:
     settings, storage, database = PURE_CASES[case]
-    return chart_values(settings.label_studio, storage, secret_name, in_cluster_ml_backend=settings.sam.enabled,
-                        database=database)
+    return chart_values(settings.label_studio, storage, secret_name,
+                        ml_backend_address=SAM_CLUSTER_IP if settings.sam.enabled else None, database=database)
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +128,10 @@ PURE_CASES = {
     "irsa": (settings_for("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}), access(credentials=ROLE), None),
     "s3-compatible-external-db": (
         settings_for("dev", {"storage": S3_COMPATIBLE, "labelStudio.database": EXTERNAL_DATABASE}, CONFIGURED_SECRETS),
-        access(endpoint="http://minio.storage.svc:9000", prefix="ls", private_endpoint=True),
-        DatabaseConnection("db.example.com", 6432, "labels", "label_studio", None, "verify-full")),
+        access(endpoint="http://minio.storage.svc:9000", prefix="ls", presign=False,
+               egress=endpoint_egress("http://minio.storage.svc:9000")),
+        DatabaseConnection("db.example.com", 6432, "labels", "label_studio", to_networks(["203.0.113.0/24"], [6432]),
+                           None, "verify-full")),
 }
 
 
@@ -230,14 +240,41 @@ def test_in_cluster_database_has_no_default_password():
     assert values["postgresql"]["primary"]["persistence"]["size"] == "10Gi"
 
 
-@pytest.mark.parametrize("case, ml_block, ssrf", [
-    ("dev", "false", None), ("irsa", "false", None), ("s3-compatible-external-db", "false", "false"),
-])
-def test_ssrf_is_opened_only_where_needed(case, ml_block, ssrf):
+@pytest.mark.parametrize("case", sorted(PURE_CASES))
+def test_ssrf_protection_stays_on(case):
     environment = values_of(case)["global"]["extraEnvironmentVars"]
-    assert environment.get("ML_BLOCK_LOCAL_IP") == ml_block
-    assert environment.get("SSRF_PROTECTION_ENABLED") == ssrf
-    assert "USE_DEFAULT_BANNED_SUBNETS" not in environment
+    assert not {"SSRF_PROTECTION_ENABLED", "ML_BLOCK_LOCAL_IP"} & set(environment)
+    # The platform's own endpoint is the operator's, trusted by Label Studio; AWS needs none.
+    assert environment.get("S3_ENDPOINT") == PURE_CASES[case][1].endpoint
+
+
+def test_only_the_sam_address_leaves_the_banned_subnets():
+    environment = values_of("dev")["global"]["extraEnvironmentVars"]
+    assert environment["USE_DEFAULT_BANNED_SUBNETS"] == "false"
+    banned = [ipaddress.ip_network(n) for n in environment["USER_ADDITIONAL_BANNED_SUBNETS"].split(",")]
+    address = ipaddress.ip_address(SAM_CLUSTER_IP)
+    assert not any(address in network for network in banned)
+    for probe in ("10.96.0.49", "10.96.0.51", "10.0.0.1", "169.254.169.254", "127.0.0.1", "192.168.1.1", "::1"):
+        assert any(ipaddress.ip_address(probe) in network for network in banned), probe
+    # Exactly one address is let through: the cut-out pieces cover the rest of 10.0.0.0/8.
+    ten = [n for n in banned if n.version == 4 and n.subnet_of(ipaddress.ip_network("10.0.0.0/8"))]
+    assert sum(n.num_addresses for n in ten) == 2 ** 24 - 1
+
+
+def test_default_banned_subnets_are_label_studios():
+    """Label Studio's list is a literal in core/utils/io.py (validate_ip); ours must match it,
+    or cutting the SAM address out would silently drop or add a range."""
+    source = Path(importlib.util.find_spec("label_studio").origin).parent / "core" / "utils" / "io.py"
+    assignments = [node for node in ast.walk(ast.parse(source.read_text())) if isinstance(node, ast.Assign)
+                   and any(getattr(target, "id", "") == "default_banned_subnets" for target in node.targets)]
+    assert len(assignments) == 1
+    assert tuple(ast.literal_eval(assignments[0].value)) == DEFAULT_BANNED_SUBNETS
+
+
+def test_no_sam_keeps_the_default_banned_subnets():
+    environment = values_of("prod")["global"]["extraEnvironmentVars"]
+    if not settings_for("prod").sam.enabled:
+        assert not {"USE_DEFAULT_BANNED_SUBNETS", "USER_ADDITIONAL_BANNED_SUBNETS"} & set(environment)
 
 
 def test_environment_variable_names_survive_the_chart(pure_values):
@@ -387,7 +424,8 @@ def test_exports(stack_eval):
 
 def test_no_sam_means_no_ml_exception():
     ev = evaluation("no-sam")
-    assert "ML_BLOCK_LOCAL_IP" not in release_values(ev)["global"]["extraEnvironmentVars"]
+    assert not {"USE_DEFAULT_BANNED_SUBNETS", "USER_ADDITIONAL_BANNED_SUBNETS"} & set(
+        release_values(ev)["global"]["extraEnvironmentVars"])
     assert "sam-backend" not in ev.outputs["kubectlLogs"]
 
 

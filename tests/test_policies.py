@@ -11,6 +11,7 @@ import json
 import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
+from components.conventions import app_selector_labels
 from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES,
                                IAM_POLICY_TYPES, POD_SPEC_PATHS, PUBLIC_ACCESS_BLOCK_TYPES, RDS_TYPES, VERSIONING_TYPES,
                                literal_secrets_in_values, names_a_secret, stack_of)
@@ -112,6 +113,27 @@ def release(values: dict = GOOD_RELEASE_VALUES, **props) -> dict:
 
 def values_with(path: str, value) -> dict:
     return changed_at(GOOD_RELEASE_VALUES, path, value)
+
+
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+WORKER_LABELS = {"app.kubernetes.io/name": "worker"}
+PUBLIC_HTTPS = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "169.254.0.0/16"]}}],
+                "ports": [{"protocol": "TCP", "port": 443}]}
+
+
+def labelled_workload(labels: dict, name: str = "worker") -> DeclaredResource:
+    return resource("kubernetes:batch/v1:CronJob", {"metadata": {"namespace": "labeling"}, "spec": {"jobTemplate": {
+        "spec": {"template": {"metadata": {"labels": labels}, "spec": {"containers": [GOOD_CONTAINER]}}}}}},
+        name=name)
+
+
+def egress_policy(selector: dict, *rules: dict, name: str = "fence", namespace: str = "labeling") -> DeclaredResource:
+    return resource(NETWORK_POLICY, {"metadata": {"name": name, "namespace": namespace}, "spec": {
+        "podSelector": {"matchLabels": selector}, "policyTypes": ["Egress"], "egress": list(rules)}}, name=name)
+
+
+def label_studio_release(name: str = "label-studio") -> DeclaredResource:
+    return resource(RELEASE, release(name=name, namespace="labeling"), name="release")
 
 
 PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -234,6 +256,20 @@ CASES = [
                                               protect=True)], "no deletionProtection"),
     ("protected-stack-data-stores", [resource(RDS, {**GOOD_RDS, "skipFinalSnapshot": True}, stack="prod",
                                               protect=True)], "skips the final snapshot"),
+    ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(WORKER_LABELS, PUBLIC_HTTPS),
+                           label_studio_release(), egress_policy(app_selector_labels("label-studio"), name="app")],
+     None),
+    ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS)], "worker: no egress NetworkPolicy selects its pods"),
+    ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(WORKER_LABELS, namespace="elsewhere")],
+     "worker: no egress NetworkPolicy"),
+    ("k8s-egress-fenced", [label_studio_release("annotate"), egress_policy(app_selector_labels("label-studio"))],
+     "release: no egress NetworkPolicy selects its pods {'app.kubernetes.io/name': 'ls-app', "
+     "'app.kubernetes.io/instance': 'annotate'}"),
+    ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(
+        WORKER_LABELS, {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]})],
+     "fence: spec.egress[0] admits the cloud metadata address 169.254.169.254"),
+    ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy({}, PUBLIC_HTTPS, {"ports": [
+        {"protocol": "TCP", "port": 80}]})], "spec.egress[1] admits the cloud metadata address"),
     ("rds-encrypted-private", [resource(RDS, GOOD_RDS)], None),
     ("rds-encrypted-private", [resource(RDS, {**GOOD_RDS, "storageEncrypted": False})], "not encrypted"),
     ("rds-encrypted-private", [resource(RDS, {**GOOD_RDS, "publiclyAccessible": True})], "publicly accessible"),

@@ -7,7 +7,10 @@ in-process, the second as the Job runs it (a subprocess with only the stdlib on 
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import urllib.parse
 from dataclasses import replace
 
 import pytest
@@ -18,7 +21,10 @@ from reconciler.contract import RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
 from reconciler.projects import ML_CONNECTED_STATE
 from reconciler.reconcile import reconcile
-from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, SamBackendStub, free_port, s3_client
+from reconciler.errors import ApiError
+from tests.live_services import (
+    MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, BrowserSession, SamBackendStub, free_port, s3_client,
+)
 from tests.live_stack import job_environment, live_stack, run_job
 
 BUCKET = "labeling-data"
@@ -47,9 +53,11 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def desired_document(stack) -> dict:
+    # The storage part as the stack writes it for this store: the endpoint is Label Studio's
+    # S3_ENDPOINT (the storages carry none), and a loopback endpoint means Label Studio's proxy.
+    generated = json.loads(stack.evaluation.one("kubernetes:core/v1:ConfigMap").inputs["data"]["desired.json"])
     return {
-        "storage": {"bucket": BUCKET, "region": "us-east-1", "endpoint": stack.s3_endpoint,
-                    "presign": True, "presignTtlMinutes": 60},
+        "storage": generated["storage"],
         "exportPrefix": "label-studio/exports",
         "samUrl": stack.sam.url,
         "projects": [
@@ -102,8 +110,8 @@ def test_source_storage_has_the_desired_settings(first_run, api, stack):
     _, projects = first_run
     [storage] = api.get(f"/api/storages/s3/?project={projects[CATS_TITLE]['id']}")
     assert storage["bucket"] == BUCKET and storage["prefix"] == CATS_PREFIX
-    assert storage["use_blob_urls"] is True and storage["presign"] is True and storage["presign_ttl"] == 60
-    assert storage["s3_endpoint"] == stack.s3_endpoint and storage["region_name"] == "us-east-1"
+    assert storage["use_blob_urls"] is True and storage["presign"] is False and storage["presign_ttl"] == 60
+    assert not storage["s3_endpoint"] and storage["region_name"] == "us-east-1"
     assert "aws_secret_access_key" not in storage  # Label Studio never returns keys
 
 
@@ -224,3 +232,52 @@ def test_switching_sam_off_removes_the_backend_the_reconciler_added_and_no_other
     # Put SAM back for the tests that run after this one.
     api.call("DELETE", f"/api/ml/{by_hand['id']}")
     reconcile(parse_desired_state(desired_document), api, settings, report=lambda line: None)
+
+
+# ------------------------------------------------------------------ network edges
+
+def test_label_studio_runs_with_ssrf_protection_on(stack):
+    assert "SSRF_PROTECTION_ENABLED" not in stack.environment and "ML_BLOCK_LOCAL_IP" not in stack.environment
+    assert stack.environment["S3_ENDPOINT"] == stack.s3_endpoint
+
+
+@pytest.mark.parametrize("endpoint", ["store", "http://169.254.169.254"])
+def test_a_storage_a_member_points_at_an_internal_address_is_refused(first_run, api, stack, endpoint):
+    """Every member may add storages in the open-source edition; the platform's own store (on
+    127.0.0.1 here) and the metadata address stay out of reach of the URLs they enter."""
+    _, projects = first_run
+    s3_endpoint = stack.s3_endpoint if endpoint == "store" else endpoint
+    with pytest.raises(ApiError) as refused:
+        api.post("/api/storages/s3/", {"project": projects[CATS_TITLE]["id"], "title": "member's own",
+                                       "bucket": BUCKET, "s3_endpoint": s3_endpoint, "region_name": "us-east-1",
+                                       "aws_access_key_id": MOTO_ACCESS_KEY_ID,
+                                       "aws_secret_access_key": MOTO_SECRET_ACCESS_KEY})
+    # Label Studio answers its SSRF refusal with 403 (SsrfBlockedUrlError).
+    assert refused.value.status == 403 and "reserved network address" in refused.value.detail
+
+
+def test_an_ml_backend_on_any_address_but_sams_is_refused(first_run, api, stack):
+    _, projects = first_run
+    with pytest.raises(ApiError) as refused:
+        api.post("/api/ml/", {"project": projects[CATS_TITLE]["id"], "url": stack.label_studio_url, "title": "own"})
+    assert "reserved network address" in refused.value.detail
+
+
+def test_the_browser_gets_the_image_bytes_through_label_studio(first_run, api, stack):
+    """presign false (a loopback store no browser could reach): the task's image URL is Label
+    Studio's own, and the logged-in session gets the object's bytes through it."""
+    _, projects = first_run
+    browser = BrowserSession(stack.label_studio_url).log_in(stack.admin.email, stack.admin.password)
+    listing = api.get(f"/api/tasks/?project={projects[CATS_TITLE]['id']}&page_size=1")
+    [task] = listing["tasks"] if isinstance(listing, dict) else listing
+    status, body, _ = browser.get(f"/api/tasks/{task['id']}/")
+    image_url = json.loads(body)["data"]["image"]
+    # Label Studio's own address (labelStudio.publicUrl), never the store's.
+    assert status == 200 and image_url.startswith(f"{stack.label_studio_url}/tasks/{task['id']}/resolve/?fileuri="), \
+        image_url
+    # The URL names the object it stands for: s3://bucket/key, base64-encoded.
+    fileuri = urllib.parse.parse_qs(urllib.parse.urlsplit(image_url).query)["fileuri"][0]
+    key = base64.b64decode(fileuri).decode().removeprefix(f"s3://{BUCKET}/")
+    status, image, content_type = browser.get(image_url.removeprefix(stack.label_studio_url))
+    assert status == 200 and image == s3_client(stack.s3_endpoint).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert image.startswith(b"\x89PNG"), content_type

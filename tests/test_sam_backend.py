@@ -25,6 +25,7 @@ from components.sam_backend import (
     service_url,
 )
 from components.conventions import SecretKeyRef
+from components.network import to_pods
 from components.settings import Resources, SamModel, SamSettings, Toleration
 from tests.conftest import evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
@@ -145,7 +146,8 @@ PLAIN_LABEL_STUDIO_LABELS = {"app.kubernetes.io/name": "ls-app", "app.kubernetes
 
 def plain_manifests(settings: SamSettings) -> dict[str, dict]:
     return sam_manifests(settings, "labeling", "http://label-studio-ls-app.labeling.svc.cluster.local:80",
-                         SecretKeyRef("label-studio-admin", "token"), PLAIN_LABEL_STUDIO_LABELS)
+                         SecretKeyRef("label-studio-admin", "token"), PLAIN_LABEL_STUDIO_LABELS,
+                         [to_pods(PLAIN_LABEL_STUDIO_LABELS, [8085])])
 
 
 # --------------------------------------------------------------------------- pure manifests
@@ -358,11 +360,11 @@ def test_network_policy_admits_only_the_chart_app_pods(chart_dir, stack, overrid
     resources = sam_resources(evaluate_cached(stack, overrides))
     spec = resources["NetworkPolicy"].inputs["spec"]
     assert spec["podSelector"] == {"matchLabels": resources["Deployment"].inputs["spec"]["template"]["metadata"]["labels"]}
-    assert spec["policyTypes"] == ["Ingress"]
-    assert spec["ingress"] == [{
-        "from": [{"podSelector": {"matchLabels": chart_app_selector_labels(chart_dir, release_name)}}],
-        "ports": [{"protocol": "TCP", "port": SAM_PORT}],
-    }]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    app_pods = {"podSelector": {"matchLabels": chart_app_selector_labels(chart_dir, release_name)}}
+    assert spec["ingress"] == [{"from": [app_pods], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    # Out: Label Studio's app pods, for task images through Label Studio's nginx on 8085.
+    assert {"to": [app_pods], "ports": [{"protocol": "TCP", "port": 8085}]} in spec["egress"]
 
 
 def test_backend_url_output_is_the_service_dns_name(stack_eval):

@@ -23,7 +23,7 @@ CONFIGURED_SECRETS = {
 STORAGE_KEYS = {k: v for k, v in CONFIGURED_SECRETS.items() if k.startswith("storage.")}
 
 S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
-                 "prefix": "ls", "allowPrivateEndpoint": True}
+                 "prefix": "ls"}
 EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
                      "user": "label_studio", "sslMode": "verify-full"}
 RDS = {"mode": "rds",

@@ -34,9 +34,8 @@ class ScopedCheck:
 SAM = ("Deployment.*.sam-backend",)
 RECONCILER_JOB = ("Job.*.labeling-reconciler-*",)
 BACKUP_CRONJOB = ("CronJob.*.database-backup",)
-# Rendered by the chart (release `label-studio`): the app Deployment, and checkov's pod of it.
+# Rendered by the chart (release `label-studio`): the app Deployment.
 CHART_APP = ("Deployment.*.label-studio-ls-app",)
-CHART_APP_POD = ("Pod.*.label-studio-ls-app.*",)
 
 CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_23", SAM,
@@ -94,7 +93,4 @@ CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_31", CHART_APP,
                 "the chart's default (app.podSecurityContext sets fsGroup only, no seccompProfile); a change of "
                 "the running pods, for the stack's own settings"),
-    ScopedCheck("CKV2_K8S_6", CHART_APP_POD,
-                "no NetworkPolicy selects the app pods: they serve the ingress controller, whose namespace and "
-                "labels differ per cluster and are not a setting, so a policy would have to guess its peers"),
 ]

@@ -16,19 +16,19 @@ import copy
 import json
 import os
 import runpy
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-import yaml
-
 import pulumi
+import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.settings import SETTINGS, get_root_resource
 from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
-from pulumi.runtime.settings import SETTINGS, get_root_resource
 
 from components import PROJECT_ROOT
 
@@ -221,6 +221,11 @@ def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
     return value
 
 
+def mock_cluster_ip(resource_name: str) -> str:
+    """The ClusterIP the mocks give the Service named so: in a usual Service range, stable."""
+    return f"10.96.{zlib.crc32(resource_name.encode()) % 250}.{len(resource_name) % 250 + 1}"
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     """Answers as the providers would, with values that are obviously fake and traceable."""
 
@@ -245,12 +250,20 @@ class PlatformMocks(pulumi.runtime.Mocks):
             link = base64.b64encode(b"https://label.example.com/user/signup/?token=mock-organization-token")
             state["data"] = pulumi.Output.secret({"invite-url": link.decode()})
             return args.resource_id, state
+        elif args.typ == "kubernetes:core/v1:Service":
+            # The API server assigns a ClusterIP from the Service range; a stable stand-in.
+            spec = dict(state.get("spec") or {})
+            spec.setdefault("clusterIP", mock_cluster_ip(name))
+            state["spec"] = spec
         elif args.typ.startswith("aws:rds/instance:Instance"):
             state.update(address=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com", port=state.get("port", 5432),
                          endpoint=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com:5432")
         return f"{name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            # Subnets of the stack files' example VPC: one /24 per subnet id.
+            return {"id": args.args["id"], "cidrBlock": f"10.0.{zlib.crc32(args.args['id'].encode()) % 250}.0/24"}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": "123456789012", "arn": "arn:aws:iam::123456789012:user/mock", "userId": "mock"}
         if args.token == "aws:index/getPartition:getPartition":

@@ -10,15 +10,16 @@
 from components.settings.checks import image_reference_problem, quantity_value
 from components.settings.model import (
     BackupSettings, DatabaseMode, DatabaseSettings, IngressSettings, KubernetesSettings, LabelingProject,
-    LabelingSettings, LabelStudioSettings, RdsSettings, Resources, SamModel, SamSettings, Settings, StorageMode,
-    StorageSettings, TlsSettings, Toleration,
+    LabelingSettings, LabelStudioSettings, NetworkSettings, RdsSettings, Resources, SamModel, SamSettings, Settings,
+    StorageMode, StorageSettings, TlsSettings, Toleration,
 )
 from components.settings.reader import PROJECT, ConfigError, FieldDoc
 from components.settings.stack import describe_fields, load_settings, parse_settings
 
 __all__ = [
     "BackupSettings", "ConfigError", "DatabaseMode", "DatabaseSettings", "FieldDoc", "IngressSettings",
-    "KubernetesSettings", "LabelingProject", "LabelingSettings", "LabelStudioSettings", "PROJECT", "RdsSettings",
-    "Resources", "SamModel", "SamSettings", "Settings", "StorageMode", "StorageSettings", "TlsSettings", "Toleration",
+    "KubernetesSettings", "LabelingProject", "LabelingSettings", "LabelStudioSettings", "NetworkSettings", "PROJECT",
+    "RdsSettings", "Resources", "SamModel", "SamSettings", "Settings", "StorageMode", "StorageSettings", "TlsSettings",
+    "Toleration",
     "describe_fields", "image_reference_problem", "load_settings", "parse_settings", "quantity_value",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Optional
 
@@ -88,21 +87,6 @@ def _id_list(section: Section, name: str, doc: str, pattern: str, example: str) 
     return tuple(values)
 
 
-def _private_cidrs(section: Section, name: str, doc: str) -> tuple[str, ...]:
-    cidrs = []
-    for i, cidr in enumerate(section.items(name, doc, "list of CIDRs")):
-        try:
-            network = ipaddress.ip_network(cidr)
-        except (TypeError, ValueError):
-            section.problems.error(f"{section.key(name)}[{i}]", f"{show(cidr)} is not a CIDR like 10.0.0.0/16")
-            continue
-        if network.prefixlen == 0 or network.is_global:
-            section.problems.error(f"{section.key(name)}[{i}]", f"{show(cidr)} is public; expected a private range of the cluster")
-        else:
-            cidrs.append(cidr)
-    return tuple(cidrs)
-
-
 def _rds(section: Section, production: bool, active: bool) -> RdsSettings:
     vpc_id = section.string("vpcId", "VPC of the database and the cluster.", kind="VPC id",
                             check=_pattern_check(r"^vpc-[0-9a-f]{8,17}$", "is not a VPC id like vpc-0abc1234"))
@@ -120,7 +104,8 @@ def _rds(section: Section, production: bool, active: bool) -> RdsSettings:
                                 minimum=1, maximum=35)
     groups = _id_list(section, "allowedSecurityGroupIds", "Security groups (the cluster nodes') admitted on 5432.",
                       r"^sg-[0-9a-f]{8,17}$", "sg-0abc1234")
-    cidrs = _private_cidrs(section, "allowedCidrs", "CIDR ranges (the cluster's pod or node network) admitted on 5432.")
+    cidrs = section.cidrs("allowedCidrs", "CIDR ranges (the cluster's pod or node network) admitted on 5432.",
+                          private_only=True)
     snapshot = section.string(
         "snapshotIdentifier", "Create the instance from this snapshot: the restore path (docs/database.md).",
         kind="snapshot id", check=_check_snapshot)
@@ -168,6 +153,8 @@ def read_database(section: Section, secret_keys: frozenset[str], production: boo
     storage_size = section.quantity("storageSize", "Volume size of the in-cluster PostgreSQL.", "10Gi")
     ssl_mode = section.choice("sslMode", "libpq sslmode toward an external server.",
                               ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"), None)
+    egress_cidrs = section.cidrs("egressCidrs", "Where an external server lives, for Label Studio's egress "
+                                                "(default: any address, on the server's port only).")
     rds = _rds(section.section("rds", "The RDS PostgreSQL instance (mode rds)."), production, mode is DatabaseMode.RDS)
     backup = _backup(section.section("backup", "Scheduled dumps of the in-cluster database (mode inCluster)."))
     section.finish()
@@ -187,6 +174,8 @@ def read_database(section: Section, secret_keys: frozenset[str], production: boo
             section.error("host", "is required when mode is external; expected the server's host name")
         if password is None and not section.has("password"):
             section.error("password", "is required when mode is external; set it with `pulumi config set --secret`")
-        return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode, rds, backup)
-    section.inapplicable(("host", "port", "password", "sslMode"), because + ": the stack configures this database itself")
+        return DatabaseSettings(mode, host, port, name, user, password, storage_size, ssl_mode, rds, backup,
+                                egress_cidrs)
+    section.inapplicable(("host", "port", "password", "sslMode", "egressCidrs"),
+                         because + ": the stack configures this database itself")
     return DatabaseSettings(mode, None, 5432, name, user, None, storage_size, None, rds, backup)

@@ -80,6 +80,8 @@ class DatabaseSettings:
     ssl_mode: Optional[str]
     rds: RdsSettings
     backup: BackupSettings
+    # Where an external server lives, for the app's egress (empty: any address on its port).
+    egress_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,10 @@ class StorageSettings:
     secret_access_key: Optional[pulumi.Output]
     kms_key_arn: Optional[str]
     oidc_provider_arn: Optional[str]
-    allow_private_endpoint: bool
+    # Browsers load images through presigned URLs (true) or through Label Studio (false).
+    presign: bool
+    # Where the store lives, for the pods' egress (empty: decided from the endpoint).
+    egress_cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,17 @@ class LabelingSettings:
 
 
 @dataclass(frozen=True)
+class NetworkSettings:
+    """What the pods' egress NetworkPolicies may reach beyond the platform's own peers."""
+
+    dns_namespace: str
+    node_local_dns: Optional[str]
+    eks_pod_identity: bool
+    api_server_cidrs: tuple[str, ...]
+    member_egress_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -185,4 +201,5 @@ class Settings:
     ingress: IngressSettings
     sam: SamSettings
     labeling: LabelingSettings
+    network: NetworkSettings
     warnings: tuple[str, ...] = field(default=())

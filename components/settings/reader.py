@@ -13,6 +13,7 @@ that was typed, an integer field takes integer text, a boolean field takes "true
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -174,7 +175,7 @@ class Section:
             return default
         return value
 
-    def boolean(self, name: str, doc: str, default: bool) -> bool:
+    def boolean(self, name: str, doc: str, default: Optional[bool]) -> Optional[bool]:
         value = self._take(name, "boolean", default, doc, accepts=ACCEPTS_BOOLEAN)
         if value is MISSING or value is None:
             return default
@@ -234,6 +235,25 @@ class Section:
             self.error(name, f"{show(value)} is not a list; expected {kind}")
             return []
         return value
+
+    def cidrs(self, name: str, doc: str, *, private_only: bool = False) -> tuple[str, ...]:
+        """A list of IPv4/IPv6 networks; link-local ones (the cloud metadata service) are refused."""
+        networks = []
+        for i, item in enumerate(self.items(name, doc, "list of CIDRs")):
+            path = f"{self.key(name)}[{i}]"
+            try:
+                network = ipaddress.ip_network(str(item).strip(), strict=False)
+            except ValueError:
+                self.problems.error(path, f"{show(item)} is not a CIDR like 10.0.0.0/16")
+                continue
+            if network.is_link_local:
+                self.problems.error(path, f"{show(item)} is link-local (the cloud metadata service lives there); "
+                                          "expected a network of the cluster or the store")
+            elif private_only and (network.prefixlen == 0 or network.is_global):
+                self.problems.error(path, f"{show(item)} is public; expected a private range of the cluster")
+            else:
+                networks.append(str(network))
+        return tuple(networks)
 
     def section(self, name: str, doc: str) -> "Section":
         value = self._take(name, "object", None, doc, accepts="a map of the keys below")

@@ -19,6 +19,7 @@ from components.settings.ingress import read_ingress
 from components.settings.label_studio import read_label_studio
 from components.settings.labeling import read_labeling
 from components.settings.model import DatabaseMode, Settings, StorageMode
+from components.settings.network import read_network
 from components.settings.reader import PROJECT, ConfigError, FieldDoc, Problems, Section
 from components.settings.sam import read_sam
 from components.settings.storage import read_storage
@@ -51,8 +52,9 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -
     sam = read_sam(root.section("sam", "The Segment Anything ML backend."), protect)
     labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam,
                              storage.prefix)
+    network = read_network(root.section("network", "What the pods' egress NetworkPolicies may reach."))
     root.finish()
-    settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling)
+    settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling, network)
     _cross_section_rules(settings, problems)
     if problems.errors:
         return problems, None

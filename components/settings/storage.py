@@ -17,7 +17,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # An S3-compatible store does not care about the region; the S3 clients want one.
 S3_COMPATIBLE_DEFAULT_REGION = "us-east-1"
 AWS_ONLY_KEYS = ("kmsKeyArn", "oidcProviderArn", "forceDestroy")
-S3_COMPATIBLE_ONLY_KEYS = ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint")
+S3_COMPATIBLE_ONLY_KEYS = ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint", "egressCidrs")
 
 
 def _check_bucket(text: str) -> Optional[str]:
@@ -39,6 +39,8 @@ def _check_aws_bucket(text: str) -> Optional[str]:
 
 def _check_endpoint(text: str) -> Optional[str]:
     parts = urlsplit(text)
+    if parts.hostname and is_ip(parts.hostname) and ipaddress.ip_address(parts.hostname).is_link_local:
+        return "is link-local, where the cloud metadata service lives; expected the store's own address"
     if parts.username or parts.password:
         return ("carries credentials in the URL, which would be copied into plain Helm values and the Job's "
                 "ConfigMap; expected the bare endpoint, with storage.accessKeyId/secretAccessKey set --secret")
@@ -61,7 +63,9 @@ def _check_oidc_arn(text: str) -> Optional[str]:
 
 
 def resolves_private(url: str) -> bool:
-    """True for endpoints that are literally private or in-cluster names (no DNS lookup here)."""
+    """True for endpoints that are literally private or in-cluster names: what a browser outside
+    the cluster cannot reach. Decided from the URL's form, never by a DNS lookup, so the same
+    configuration always gives the same inputs."""
     host = urlsplit(url).hostname or ""
     if is_ip(host):
         return not ipaddress.ip_address(host).is_global
@@ -90,10 +94,20 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
                          kind="ARN")
     oidc = section.string("oidcProviderArn", "EKS OIDC provider ARN: Label Studio gets an IAM role (IRSA) instead of keys (aws).",
                           check=_check_oidc_arn, kind="ARN")
-    allow_private = section.boolean(
-        "allowPrivateEndpoint",
-        "Lift Label Studio's SSRF block for storage endpoints so a private-network endpoint works (s3Compatible).", False)
+    section.boolean("allowPrivateEndpoint",
+                    "Deprecated, no longer needed: Label Studio reaches the platform's store through S3_ENDPOINT "
+                    "with SSRF protection on.", False)
+    presign = section.boolean(
+        "presign", "Browsers load images through presigned URLs (true) or through Label Studio (false). Default: "
+                   "presigned on AWS and on endpoints browsers can reach; Label Studio's proxy for private or "
+                   "in-cluster endpoints.", None)
+    egress_cidrs = section.cidrs("egressCidrs", "Where an S3-compatible store lives, for the pods' egress (default: "
+                                                "decided from the endpoint).")
     section.finish()
+    if section.has("allowPrivateEndpoint"):
+        section.problems.warnings.append(
+            f"{section.key('allowPrivateEndpoint')}: deprecated and ignored: Label Studio reaches the platform's store "
+            "through S3_ENDPOINT with SSRF protection on; remove the key")
     if prefix == "":
         section.error("prefix", "is empty; expected a prefix of the platform's own, e.g. label-studio")
     if mode is StorageMode.AWS:
@@ -101,7 +115,7 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
             section.error("region", "is required when mode is aws; expected e.g. us-east-1")
         section.inapplicable(S3_COMPATIBLE_ONLY_KEYS, "while storage.mode is aws: the stack creates its own bucket and keys")
         return StorageSettings(mode, bucket or "", region or "", None, prefix or "label-studio",
-                               force_destroy, None, None, kms, oidc, False)
+                               force_destroy, None, None, kms, oidc, True if presign is None else presign)
     if mode is StorageMode.S3_COMPATIBLE:
         for key, value in (("endpoint", endpoint), ("accessKeyId", access_key), ("secretAccessKey", secret_key)):
             if value is None and not section.has(key):
@@ -112,10 +126,7 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
                 f"{section.key('mode')}: s3Compatible in a protected stack that still holds aws-only keys: a bucket "
                 "this stack created is protected, so `pulumi up` stops before dropping it; keep mode aws, or "
                 "`pulumi state unprotect` the bucket after moving its data")
-        if not allow_private and endpoint and resolves_private(endpoint):
-            section.problems.warnings.append(
-                f"{section.key('endpoint')}: {endpoint} is on a private address; Label Studio refuses it unless "
-                f"{section.key('allowPrivateEndpoint')} is true"
-            )
+    if presign is None:
+        presign = not (endpoint and resolves_private(endpoint))
     return StorageSettings(mode or StorageMode.AWS, bucket or "", region or S3_COMPATIBLE_DEFAULT_REGION, endpoint,
-                           prefix or "label-studio", False, access_key, secret_key, None, None, allow_private)
+                           prefix or "label-studio", False, access_key, secret_key, None, None, presign, egress_cidrs)
