@@ -13,9 +13,9 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from components import PROJECT_ROOT
+
 PLAN_RUNS = 3
 
 

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from components import PROJECT_ROOT
+
 SHARED = PROJECT_ROOT.parent / "shared"
 PLAN = ["make", "plan", "STACK=dev"]
 FAST_SUITE = ["make", "test-fast"]

@@ -17,9 +17,10 @@ import shutil
 from pathlib import Path
 from typing import NoReturn
 
+from components import PROJECT_ROOT as ROOT
+
 STRICT_ENV = "REQUIRE_PREREQUISITES"
 SKIP_PREFIX = "missing prerequisite: "
-ROOT = Path(__file__).resolve().parent.parent
 
 POSTGRES_INSTALL = "install the PostgreSQL server: sudo apt-get install postgresql"
 NODE_INSTALL = "install Node.js and npm: sudo apt-get install nodejs npm, then make test"

@@ -23,9 +23,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from components import PROJECT_ROOT as ROOT
 from tests.prerequisites import uv_program
 
-ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 CHECKOV_PROJECT = ROOT / "tools" / "checkov"
 ACTIONLINT = ROOT / "tools" / "actionlint"

@@ -26,9 +26,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from components import PROJECT_ROOT as ROOT
 from tests.prerequisites import NODE_INSTALL, require_path, require_program
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 PULL_REQUEST = WORKFLOWS / "pull-request.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"

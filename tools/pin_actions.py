@@ -18,9 +18,9 @@ import argparse
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from components import PROJECT_ROOT as ROOT
+
 WORKFLOWS = ROOT / ".github" / "workflows"
 PIN = re.compile(r"(?P<prefix>uses:\s*)(?P<action>[\w.-]+/[\w./-]+)@(?P<commit>[0-9a-f]{40})\s+#\s+(?P<release>\S+)")
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
