@@ -1,5 +1,5 @@
 """The contract between the stack and the reconciler: the desired state document, the
-Job's environment and the team Secret's key.
+Job's environment and the team Secret's keys.
 
 The stack (components/labeling.py) builds a `DesiredState` and writes `to_document()`
 into the Job's ConfigMap; the reconciler reads it back with `parse_desired_state`.
@@ -8,7 +8,8 @@ Both sides import these names from here, so they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reconciler.errors import ReconcileError
@@ -22,11 +23,17 @@ TEAM_SECRET_NAME = "TEAM_SECRET_NAME"
 TIMEOUT_SECONDS = "RECONCILER_TIMEOUT_SECONDS"
 ACCESS_KEY_ID = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY = "AWS_SECRET_ACCESS_KEY"
+# The members' passwords, a JSON object e-mail -> password; only ever read from its file.
+MEMBER_PASSWORDS = "MEMBER_PASSWORDS"
 # A credential NAME may instead come from the file that NAME_FILE points at (a mounted Secret key).
 FILE_SUFFIX = "_FILE"
 
 # The key of the team Secret under which the reconciler keeps the invite link.
 INVITE_URL_KEY = "invite-url"
+# ... and the e-mails of the accounts it created (a JSON list): the only ones it ever removes.
+CREATED_MEMBERS_KEY = "created-members"
+# The key of the member Secret holding MEMBER_PASSWORDS.
+MEMBER_PASSWORDS_KEY = "member-passwords.json"
 # The SAM backend's Service name: an ML backend the reconciler manages points at it.
 SAM_SERVICE_NAME = "sam-backend"
 # Presigned image URLs a browser gets are valid this long.
@@ -53,6 +60,8 @@ class ProjectSpec:
     prefix: str
     regex_filter: str
     sam: bool
+    # Members who get a Data Manager tab each over an equal, contiguous share of the tasks.
+    split: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,8 @@ class DesiredState:
             "exportPrefix": self.export_prefix,
             "samUrl": self.sam_url,
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
-                          "regexFilter": p.regex_filter, "sam": p.sam} for p in self.projects],
+                          "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
+                         for p in self.projects],
             "members": list(self.members),
         }
 
@@ -98,6 +108,8 @@ def parse_desired_state(document: dict) -> DesiredState:
         endpoint_from_label_studio=bool(storage.get("endpointFromLabelStudio", False)),
     )
     sam_url = document.get("samUrl") or None
+    members = tuple(document.get("members") or ())
+    known = {member.lower() for member in members}
     projects = []
     titles_seen = set()
     for index, project in enumerate(document.get("projects") or []):
@@ -110,19 +122,25 @@ def parse_desired_state(document: dict) -> DesiredState:
         wants_sam = bool(project.get("sam", False))
         if wants_sam and not sam_url:
             raise ReconcileError(f"desired state: project {title!r} wants SAM but samUrl is not set")
+        split = tuple(project.get("split") or ())
+        strangers = [email for email in split if email.lower() not in known]
+        if strangers:
+            raise ReconcileError(f"desired state: project {title!r} splits its tasks for {strangers[0]!r}, "
+                                 "who is not in members")
         projects.append(ProjectSpec(
             title=title,
             label_config=_require(project, "labelConfig", where),
             prefix=str(project.get("prefix") or "").strip("/"),
             regex_filter=project.get("regexFilter") or "",
             sam=wants_sam,
+            split=split,
         ))
     return DesiredState(
         storage=storage_spec,
         export_prefix=str(document.get("exportPrefix") or "label-studio/exports").strip("/"),
         sam_url=sam_url,
         projects=tuple(projects),
-        members=tuple(document.get("members") or ()),
+        members=members,
     )
 
 
@@ -146,6 +164,8 @@ class RunEnvironment:
     team_secret_name: str | None = None
     public_url: str | None = None
     deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    # e-mail (lower case) -> password; kept out of repr so no log line can show one.
+    member_passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str]) -> "RunEnvironment":
@@ -161,4 +181,18 @@ class RunEnvironment:
         return cls(aws_access_key_id=key_id, aws_secret_access_key=secret,
                    team_secret_name=environ.get(TEAM_SECRET_NAME) or None,
                    public_url=environ.get(PUBLIC_URL) or None,
-                   deadline_seconds=deadline)
+                   deadline_seconds=deadline,
+                   member_passwords=parse_member_passwords(credential(environ, MEMBER_PASSWORDS)))
+
+
+def parse_member_passwords(text: str | None) -> dict[str, str]:
+    """The member Secret's JSON object; its values never appear in an error."""
+    if not text:
+        return {}
+    try:
+        document = json.loads(text)
+    except ValueError:
+        raise ReconcileError(f"{MEMBER_PASSWORDS} is not a JSON object of e-mail -> password") from None
+    if not isinstance(document, dict) or not all(isinstance(v, str) and v for v in document.values()):
+        raise ReconcileError(f"{MEMBER_PASSWORDS} is not a JSON object of e-mail -> password")
+    return {str(email).lower(): password for email, password in document.items()}

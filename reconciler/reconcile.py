@@ -1,4 +1,5 @@
-"""Bring a Label Studio instance to a desired state: projects, S3 storages, SAM backend, team access.
+"""Bring a Label Studio instance to a desired state: projects, S3 storages, SAM backend, tabs,
+team access and members; or, with --export-resync, only re-sync the export storages.
 
 Runs as `python -m reconciler /opt/labeling/desired.json` in a plain python image, so it
 uses the standard library only. Every action and every no-op prints one line; a failure
@@ -21,9 +22,13 @@ from reconciler.errors import ReconcileError
 from reconciler.projects import check_token, ensure_project, ensure_sam_backend, remove_sam_backends, wait_for_health
 from reconciler.storages import (
     EXPORT_STORAGES, SOURCE_STORAGES, ensure_storage, export_storage_payload, import_storage_payload,
-    probe_s3_endpoint, s3_probe_url, sync_source_storage,
+    probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
 )
-from reconciler.team import SERVICE_ACCOUNT_DIR, fetch_invite_url, report_members, store_invite_in_secret
+from reconciler.members import CreatedRecord, SignUp, invite_sign_up, reconcile_members
+from reconciler.tabs import ensure_tabs
+from reconciler.team import SERVICE_ACCOUNT_DIR, TeamSecret, absolute_invite_url, fetch_invite, store_invite_in_secret
+
+EXPORT_RESYNC_FLAG = "--export-resync"
 
 
 def _print(line: str) -> None:
@@ -33,15 +38,10 @@ def _print(line: str) -> None:
 def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEnvironment,
               report: Callable[[str], None] = _print, deadline: Deadline | None = None,
               s3_opener: Opener | None = None, kubernetes_opener: Opener | None = None,
-              service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> dict[str, dict]:
+              service_account_dir: Path = SERVICE_ACCOUNT_DIR, sign_up: SignUp | None = None) -> dict[str, dict]:
     """Apply `state`; returns the Label Studio project of each desired title."""
     deadline = deadline or Deadline(environment.deadline_seconds)
-    wait_for_health(client, deadline, report)
-    user = check_token(client)
-    report(f"api token: accepted (user {user.get('email', '?')})")
-    if state.projects:
-        probe_s3_endpoint(state.storage, s3_opener)
-        report(f"s3 endpoint {state.storage.endpoint or s3_probe_url(state.storage)}: reachable")
+    _check_services(state, client, deadline, report, s3_opener)
     existing = client.get_all_pages("/api/projects/?page_size=100")
     projects: dict[str, dict] = {}
     for spec in state.projects:
@@ -56,19 +56,57 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
             ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
         else:
             remove_sam_backends(client, project, spec, report)
-    invite_url = fetch_invite_url(client, environment.public_url or client.base_url)
+        ensure_tabs(client, project, spec, report)
+    invite = fetch_invite(client)
     report("invite link: available (kept out of logs)")
+    secret = None
     if environment.team_secret_name:
-        store_invite_in_secret(invite_url, environment.team_secret_name, report, kubernetes_opener,
-                               service_account_dir)
-    report_members(client, state.members, report)
+        secret = TeamSecret.in_pod(environment.team_secret_name, report, kubernetes_opener, service_account_dir)
+    if secret is not None:
+        store_invite_in_secret(absolute_invite_url(environment.public_url or client.base_url, invite["invite_url"]),
+                               secret, report)
+        reconcile_members(client, state.members, environment.member_passwords, CreatedRecord(secret),
+                          sign_up or invite_sign_up(client.base_url, invite["token"]), report)
+    elif state.members:
+        # Without the record the reconciler could not tell its accounts from anyone else's later.
+        report("members: not managed (the accounts it creates are recorded in the team Secret, out of reach here)")
     return projects
+
+
+def _check_services(state: DesiredState, client: LabelStudioClient, deadline: Deadline,
+                    report: Callable[[str], None], s3_opener: Opener | None) -> None:
+    wait_for_health(client, deadline, report)
+    user = check_token(client)
+    report(f"api token: accepted (user {user.get('email', '?')})")
+    if state.projects:
+        probe_s3_endpoint(state.storage, s3_opener)
+        report(f"s3 endpoint {state.storage.endpoint or s3_probe_url(state.storage)}: reachable")
+
+
+def resync_exports(state: DesiredState, client: LabelStudioClient, environment: RunEnvironment,
+                   report: Callable[[str], None] = _print, deadline: Deadline | None = None,
+                   s3_opener: Opener | None = None) -> int:
+    """Write every annotation of each project to its export storage again; returns how many.
+    An annotation saved while S3 was unreachable reaches the bucket only this way."""
+    deadline = deadline or Deadline(environment.deadline_seconds)
+    _check_services(state, client, deadline, report, s3_opener)
+    existing = {project["title"]: project for project in client.get_all_pages("/api/projects/?page_size=100")}
+    exported = 0
+    for spec in state.projects:
+        project = existing.get(spec.title)
+        if project is None:
+            report(f'project "{spec.title}": not created yet; nothing to export')
+            continue
+        exported += resync_export_storage(client, project, spec, deadline, report)
+    return exported
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    export_only = argv[:1] == [EXPORT_RESYNC_FLAG]
+    argv = argv[1:] if export_only else argv
     if len(argv) != 1:
-        print("usage: python -m reconciler DESIRED_STATE.json", file=sys.stderr)
+        print(f"usage: python -m reconciler [{EXPORT_RESYNC_FLAG}] DESIRED_STATE.json", file=sys.stderr)
         return 2
     try:
         url = os.environ.get(contract.LABEL_STUDIO_URL)
@@ -82,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ReconcileError(f"cannot read desired state {argv[0]}: {error}") from None
         state = parse_desired_state(document)
         environment = RunEnvironment.from_environment(dict(os.environ))
-        reconcile(state, LabelStudioClient(url, token), environment)
+        (resync_exports if export_only else reconcile)(state, LabelStudioClient(url, token), environment)
     except ReconcileError as error:
         print(f"reconcile failed: {error}", file=sys.stderr, flush=True)
         return 1

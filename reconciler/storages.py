@@ -201,3 +201,30 @@ def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectS
         existed = int((result.storage.get("meta") or {}).get("tasks_existed") or 0)
         report(f"{label}: unchanged (0 new tasks, {existed} already imported){suffix}")
     return result.created
+
+
+def resync_export_storage(client: LabelStudioClient, project: dict, spec: ProjectSpec, deadline: Deadline,
+                          report: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> int:
+    """Re-save every annotation of the project into its export storage; returns how many.
+
+    Label Studio writes an annotation to the bucket when it is submitted; one submitted while
+    S3 was unreachable is saved in the database only (the submit answers 500) and nothing
+    retries it. The export sync re-saves all annotations inside the request, so a pass cut
+    short starts over: the project's annotation count stays fixed, and three cuts in a row
+    end the run with the reason (reconciler/sync.py)."""
+    listed = client.get(f"{EXPORT_STORAGES}?project={project['id']}")
+    storage = next((item for item in listed if item.get("title") == EXPORT_STORAGE_TITLE), None)
+    if storage is None:
+        report(f'project "{spec.title}": no export storage yet; nothing to re-sync')
+        return 0
+    label = f'project "{spec.title}": export storage s3://{storage["bucket"]}/{storage.get("prefix") or ""}'
+
+    def annotation_count() -> int:
+        return int(client.get(f"/api/projects/{project['id']}/").get("total_annotations_number") or 0)
+
+    target = SyncTarget(label, EXPORT_STORAGES, storage["id"], project["id"], annotation_count)
+    result = sync_until_complete(client, target, deadline, report, sleep=sleep)
+    written = int(result.storage.get("last_sync_count") or 0)
+    suffix = f" ({result.requests} requests, {result.cut_short} cut short)" if result.requests > 1 else ""
+    report(f"{label}: re-synced {written} annotations in {result.seconds:.1f}s{suffix}")
+    return written

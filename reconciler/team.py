@@ -1,4 +1,4 @@
-"""Team access: the invite link, kept in a Kubernetes Secret, and who has joined."""
+"""Team access: the invite link and the record of created accounts, kept in a Kubernetes Secret."""
 
 from __future__ import annotations
 
@@ -22,64 +22,69 @@ def absolute_invite_url(base_url: str, invite_path: str) -> str:
     return urllib.parse.urljoin(base_url.rstrip("/") + "/", invite_path.lstrip("/"))
 
 
-def fetch_invite_url(client: LabelStudioClient, public_base_url: str) -> str:
+def fetch_invite(client: LabelStudioClient) -> dict:
     """GET /api/invite answers {"invite_url": "/user/signup/?token=<organization token>", "token": ...}."""
-    invite = client.get("/api/invite")
-    return absolute_invite_url(public_base_url, invite["invite_url"])
+    return client.get("/api/invite")
 
 
-def report_members(client: LabelStudioClient, members: tuple[str, ...], report: Callable[[str], None]) -> None:
-    """Label Studio 1.23.2's open-source API can add a user record (POST /api/users/) but not
-    give it a password, and sign-up refuses an e-mail that already exists: creating members
-    would lock them out. So members join through the invite link; this only reports who has."""
-    if not members:
-        return
-    joined = {str(user.get("email", "")).lower() for user in client.get_all_pages("/api/users/")}
-    for email in members:
-        if email.lower() in joined:
-            report(f'member "{email}": has joined')
-        else:
-            report(f'member "{email}": not joined yet (send them the invite link from the team Secret)')
+class TeamSecret:
+    """The existing Secret `name` of the pod's namespace, read and merge-patched through the
+    Kubernetes API with the pod's service-account token. Values are never printed."""
 
+    def __init__(self, name: str, opener: Opener | None = None, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+                 api_server: str | None = None):
+        namespace = (service_account_dir / "namespace").read_text().strip()
+        if api_server is None:
+            host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
+            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+            api_server = f"https://{host}:{port}"
+        if opener is None:
+            opener = urllib_opener(ssl.create_default_context(cafile=str(service_account_dir / "ca.crt")))
+        self._open = opener
+        self._url = f"{api_server}/api/v1/namespaces/{namespace}/secrets/{urllib.parse.quote(name)}"
+        self._token = (service_account_dir / "token").read_text().strip()
+        self.label = f'team secret "{namespace}/{name}"'
 
-def store_invite_in_secret(invite_url: str, secret_name: str, report: Callable[[str], None],
-                           opener: Opener | None = None,
-                           service_account_dir: Path = SERVICE_ACCOUNT_DIR,
-                           api_server: str | None = None) -> None:
-    """Write the invite link into the existing Secret `secret_name` (key invite-url) of the pod's
-    namespace, with the pod's service-account token. The link is never printed."""
-    token_path = service_account_dir / "token"
-    if not token_path.exists():
-        report(f'team secret "{secret_name}": skipped (no service-account token at {service_account_dir})')
-        return
-    namespace = (service_account_dir / "namespace").read_text().strip()
-    if api_server is None:
-        host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        api_server = f"https://{host}:{port}"
-    if opener is None:
-        opener = urllib_opener(ssl.create_default_context(cafile=str(service_account_dir / "ca.crt")))
-    url = f"{api_server}/api/v1/namespaces/{namespace}/secrets/{urllib.parse.quote(secret_name)}"
-    headers = {"Authorization": f"Bearer {token_path.read_text().strip()}", "Accept": "application/json"}
-    label = f'team secret "{namespace}/{secret_name}"'
+    @classmethod
+    def in_pod(cls, name: str, report: Callable[[str], None], opener: Opener | None = None,
+               service_account_dir: Path = SERVICE_ACCOUNT_DIR, api_server: str | None = None) -> "TeamSecret | None":
+        """None (with a line saying why) outside a pod: there is no token to reach the API with."""
+        if not (service_account_dir / "token").exists():
+            report(f'team secret "{name}": skipped (no service-account token at {service_account_dir})')
+            return None
+        return cls(name, opener, service_account_dir, api_server)
 
-    def send(method: str, body: dict | None = None, content_type: str = "") -> dict:
+    def _send(self, method: str, body: dict | None = None, content_type: str = "") -> dict:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
+        request = urllib.request.Request(self._url, data=data, method=method,
+                                         headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"})
         if content_type:
             request.add_header("Content-Type", content_type)
         try:
-            status, raw = opener(request, REQUEST_TIMEOUT_SECONDS)
+            status, raw = self._open(request, REQUEST_TIMEOUT_SECONDS)
         except OSError as error:
-            raise ReconcileError(f"{label}: Kubernetes API unreachable ({error})") from None
+            raise ReconcileError(f"{self.label}: Kubernetes API unreachable ({error})") from None
         if status >= 400:
-            raise ReconcileError(f"{label}: {method} answered {status}: {describe_error_body(raw)}")
+            raise ReconcileError(f"{self.label}: {method} answered {status}: {describe_error_body(raw)}")
         return json.loads(raw) if raw else {}
 
-    stored = (send("GET").get("data") or {}).get(INVITE_URL_KEY)
-    wanted = base64.b64encode(invite_url.encode()).decode()
-    if stored == wanted:
-        report(f"{label}: unchanged")
-        return
-    send("PATCH", {"data": {INVITE_URL_KEY: wanted}}, "application/merge-patch+json")
-    report(f"{label}: invite link stored under key {INVITE_URL_KEY}")
+    def read(self) -> dict[str, str]:
+        """The Secret's data, decoded."""
+        data = self._send("GET").get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+    def write(self, key: str, value: str) -> bool:
+        """Store `value` under `key` unless it is there already; True when it was written."""
+        if self.read().get(key) == value:
+            return False
+        encoded = base64.b64encode(value.encode()).decode()
+        self._send("PATCH", {"data": {key: encoded}}, "application/merge-patch+json")
+        return True
+
+
+def store_invite_in_secret(invite_url: str, secret: TeamSecret, report: Callable[[str], None]) -> None:
+    """Write the invite link into the team Secret (key invite-url). The link is never printed."""
+    if secret.write(INVITE_URL_KEY, invite_url):
+        report(f"{secret.label}: invite link stored under key {INVITE_URL_KEY}")
+    else:
+        report(f"{secret.label}: unchanged")

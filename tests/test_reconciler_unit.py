@@ -10,6 +10,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,11 +30,12 @@ from reconciler.storages import (
     CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for,
     probe_s3_endpoint, project_slug, s3_probe_url, sync_source_storage,
 )
-from reconciler.team import absolute_invite_url, store_invite_in_secret
+from reconciler.team import TeamSecret, absolute_invite_url, store_invite_in_secret
 
 CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
               '<Choice value="Cat"/><Choice value="Dog"/></Choices></View>'
-NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|has joined|not joined yet")
+NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|: present$|: present, not managed|"
+                        r"^members: 0 created, \d+ present, 0 removed$")
 
 
 def desired(projects=None, endpoint="http://minio:9000", sam_url="http://sam:9090", members=()) -> dict:
@@ -63,7 +65,8 @@ class FakeLabelStudio:
         self.storages: dict[str, dict[int, dict]] = {"import": {}, "export": {}}
         self.backends: dict[int, dict] = {}
         self.imported: dict[int, set[str]] = {}
-        self.users = [{"id": 1, "email": "admin@example.com"}]
+        self.users = [{"id": 1, "email": "admin@example.com", "active_organization": 1}]
+        self.views: dict[int, dict] = {}
         self.requests: list[tuple[str, str, dict | None]] = []
         self.ml_refusals_left = 0
         # uWSGI's harakiri: a sync request is cut after this many new objects (None: never),
@@ -98,6 +101,31 @@ class FakeLabelStudio:
     def route(self, method: str, path: str, query: dict, body: dict | None) -> tuple[int, bytes]:
         if path == "/api/current-user/whoami":
             return self.answer(200, self.users[0])
+        if path == "/api/dm/views/" and method == "GET":
+            return self.answer(200, [view for view in self.views.values() if view["project"] == int(query["project"])])
+        if path == "/api/dm/views/" and method == "POST":
+            view = {**body, "id": self.new_id()}
+            self.views[view["id"]] = view
+            return self.answer(201, view)
+        if match := re.fullmatch(r"/api/dm/views/(\d+)/", path):
+            if method == "DELETE":
+                del self.views[int(match[1])]
+                return 204, b""
+            self.views[int(match[1])].update(body)
+            return self.answer(200, self.views[int(match[1])])
+        if path == "/api/tasks/":
+            # Task IDs of project P are P*1000+1, P*1000+2, ...: contiguous, as a sync makes them.
+            project_id = int(query["project"])
+            ids = [project_id * 1000 + n for n in range(1, self.projects[project_id]["task_number"] + 1)]
+            page, size = int(query["page"]), int(query["page_size"])
+            return self.answer(200, {"tasks": [{"id": i} for i in ids[(page - 1) * size: page * size]],
+                                     "total": len(ids)})
+        if (match := re.fullmatch(r"/api/organizations/1/memberships/(\d+)/", path)) and method == "DELETE":
+            if int(match[1]) == 1:
+                return self.answer(405, {"detail": "User cannot soft delete self"})
+            # A soft delete: the user stays listed, as "Deleted".
+            next(user for user in self.users if user["id"] == int(match[1]))["email"] = "Deleted"
+            return 204, b""
         if path == "/api/projects/" and method == "GET":
             ordered = sorted(self.projects.values(), key=lambda project: project["id"])
             page = int(query.get("page", 1))
@@ -202,18 +230,34 @@ class FakeLabelStudio:
                                         if key not in ("last_sync_count", "meta", "status", "traceback")}
                            for storage_id, storage in by_id.items()}
                     for kind, by_id in self.storages.items()}
-        return json.dumps([self.projects, storages, self.backends], sort_keys=True)
+        return json.dumps([self.projects, storages, self.backends, self.views, self.users], sort_keys=True)
 
 
 def reachable_s3(request: urllib.request.Request, timeout: float) -> tuple[int, bytes]:
     return 403, b"<Error><Code>AccessDenied</Code></Error>"
 
 
-def run(fake: FakeLabelStudio, document: dict, settings: RunEnvironment | None = None, token: str = "good-token"):
+def fake_sign_up(fake: FakeLabelStudio):
+    """The invite sign-up as Label Studio answers it: a new account, or the form's error."""
+    def sign_up(email: str, password: str):
+        if any(user["email"].lower() == email.lower() for user in fake.users) or email in fake.removed_emails:
+            return "User with this email already exists"
+        fake.users.append({"id": fake.new_id(), "email": email, "active_organization": 1})
+        fake.passwords[email.lower()] = password
+        return None
+    fake.removed_emails, fake.passwords = set(), {}
+    return sign_up
+
+
+def run(fake: FakeLabelStudio, document: dict, settings: RunEnvironment | None = None, token: str = "good-token",
+        kubernetes=None, service_account: Path = Path("/nonexistent")):
     lines: list[str] = []
     client = LabelStudioClient("http://label-studio:80", token, opener=fake)
+    if kubernetes is not None:
+        settings = replace(settings or RunEnvironment(), team_secret_name="labeling-team")
     reconcile(parse_desired_state(document), client, settings or RunEnvironment(), report=lines.append,
-                  s3_opener=reachable_s3, service_account_dir=Path("/nonexistent"))
+              s3_opener=reachable_s3, kubernetes_opener=kubernetes, service_account_dir=service_account,
+              sign_up=getattr(fake, "sign_up", None))
     return lines
 
 
@@ -390,20 +434,25 @@ def test_invalid_label_config_carries_label_studios_text():
 
 # ---------------------------------------------------------------- whole runs
 
-def test_first_run_creates_everything_and_second_run_only_reports():
+def test_first_run_creates_everything_and_second_run_only_reports(service_account):
     fake = FakeLabelStudio({"kagglecatsanddogs": 25})
+    fake.sign_up = fake_sign_up(fake)
+    kubernetes = FakeKubernetes()
     document = desired(members=["admin@example.com", "new@example.com"])
-    first = run(fake, document)
+    settings = RunEnvironment(member_passwords={"new@example.com": "generated-password"})
+    first = run(fake, document, settings, kubernetes=kubernetes, service_account=service_account)
     assert 'project "Cats and dogs": created (id 1)' in first
     assert 'project "Cats and dogs": source storage s3://b/kagglecatsanddogs: created (id 2)' in first
     assert 'project "Cats and dogs": export storage s3://b/label-studio/exports/cats-and-dogs: created (id 3)' in first
     assert any(line.startswith('project "Cats and dogs": source storage s3://b/kagglecatsanddogs: synced 25 tasks in ')
                for line in first)
-    assert 'member "admin@example.com": has joined' in first
-    assert not any("org-secret-token" in line for line in first)
+    assert 'member "admin@example.com": present, not managed' in " ".join(first)
+    assert 'member "new@example.com": created (its password is in the member Secret)' in first
+    assert "members: 1 created, 1 present, 0 removed" in first
+    assert not any("org-secret-token" in line or "generated-password" in line for line in first)
 
     before, requests_before = fake.snapshot(), len(fake.requests)
-    second = run(fake, document)
+    second = run(fake, document, settings, kubernetes=kubernetes, service_account=service_account)
     assert all(NO_OP_LINE.search(line) for line in second), second
     assert fake.snapshot() == before
     writes = [(method, path) for method, path, _ in fake.requests[requests_before:]
@@ -506,8 +555,8 @@ class FakeKubernetes:
 def test_invite_link_is_written_into_the_team_secret(service_account):
     kubernetes, lines = FakeKubernetes({"other": "eA=="}), []
     invite = "https://label.example.com/user/signup/?token=org-secret"
-    store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
-                               api_server="https://10.0.0.1:443")
+    secret = TeamSecret("labeling-team", kubernetes, service_account, api_server="https://10.0.0.1:443")
+    store_invite_in_secret(invite, secret, lines.append)
     get, patch = kubernetes.requests
     assert get.get_method() == "GET"
     assert patch.full_url == "https://10.0.0.1:443/api/v1/namespaces/labeling/secrets/labeling-team"
@@ -517,8 +566,7 @@ def test_invite_link_is_written_into_the_team_secret(service_account):
     assert lines == ['team secret "labeling/labeling-team": invite link stored under key invite-url']
     assert "org-secret" not in "".join(lines)
 
-    store_invite_in_secret(invite, "labeling-team", lines.append, kubernetes, service_account,
-                               api_server="https://10.0.0.1:443")
+    store_invite_in_secret(invite, secret, lines.append)
     assert lines[-1] == 'team secret "labeling/labeling-team": unchanged'
     assert [request.get_method() for request in kubernetes.requests] == ["GET", "PATCH", "GET"]
 
@@ -529,12 +577,13 @@ def test_team_secret_refusal_is_reported(service_account):
 
     with pytest.raises(ReconcileError, match=r'team secret "labeling/labeling-team": GET answered 403: '
                                                  r'secrets "labeling-team" is forbidden'):
-        store_invite_in_secret("u", "labeling-team", lambda line: None, forbidden, service_account, "https://k")
+        store_invite_in_secret("u", TeamSecret("labeling-team", forbidden, service_account, "https://k"),
+                               lambda line: None)
 
 
 def test_team_secret_is_skipped_outside_a_pod(tmp_path):
     lines = []
-    store_invite_in_secret("u", "labeling-team", lines.append, service_account_dir=tmp_path / "none")
+    assert TeamSecret.in_pod("labeling-team", lines.append, service_account_dir=tmp_path / "none") is None
     assert lines == [f'team secret "labeling-team": skipped (no service-account token at {tmp_path / "none"})']
 
 
