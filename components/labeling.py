@@ -22,6 +22,7 @@ from typing import Mapping, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
 from components import PROJECT_ROOT
 from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
@@ -45,6 +46,12 @@ SECRETS_PATH = "/secrets"
 # First installs pull images, run migrations and wait for SAM to load its model.
 DEADLINE_SECONDS = 1800
 LABELS = labels(RECONCILER_NAME)
+EXPORT_RESYNC_NAME = "labeling-export-resync"
+EXPORT_RESYNC_LABELS = labels(EXPORT_RESYNC_NAME)
+# One pass re-saves every annotation inside a request (reconciler/sync.py).
+EXPORT_RESYNC_DEADLINE_SECONDS = 1800
+MEMBER_SECRET_SUFFIX = "member-passwords"
+MEMBER_PASSWORD_LENGTH = 24
 
 
 def reconciler_modules() -> dict[str, str]:
@@ -61,7 +68,7 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
                             presign=storage.presign, endpoint_from_label_studio=bool(storage.endpoint)),
         export_prefix=storage.under_prefix("exports"),
         sam_url=sam_url,
-        projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam)
+        projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam, p.split)
                        for p in settings.projects),
         members=settings.members,
     )
@@ -75,30 +82,67 @@ def job_name(state_json: str, modules: Mapping[str, str]) -> str:
     return f"{RECONCILER_NAME}-{digest.hexdigest()[:10]}"
 
 
-def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
-                 modules: Mapping[str, str], label_studio: LabelStudioAccess, team_secret: str,
-                 storage_keys: Optional[StorageKeys] = None) -> dict:
-    """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
+def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules: Mapping[str, str],
+                   label_studio: LabelStudioAccess, env: list[dict], secrets: Mapping[str, dict],
+                   service_account: Optional[str]) -> dict:
+    """The pod template of the Job and the CronJob: the package and state from the ConfigMap, each
+    of `secrets` (volume name -> secret volume source) mounted read-only under /secrets/<name>,
+    credentials only as files. Without `service_account` the pod gets no API token at all."""
     token = label_studio.api_token
     items = [{"key": module, "path": f"reconciler/{module}"} for module in sorted(modules)]
     items.append({"key": DESIRED_STATE_FILE, "path": DESIRED_STATE_FILE})
+    secrets = {"label-studio": {"secretName": token.secret_name, "items": [{"key": token.key, "path": "api-token"}]},
+               **secrets}
     mounts = [{"name": "reconciler", "mountPath": WORKING_DIR, "readOnly": True},
-              {"name": "label-studio-token", "mountPath": f"{SECRETS_PATH}/label-studio", "readOnly": True}]
+              *({"name": volume, "mountPath": f"{SECRETS_PATH}/{volume}", "readOnly": True} for volume in secrets)]
     volumes = [{"name": "reconciler", "configMap": {"name": config_map, "items": items}},
-               {"name": "label-studio-token",
-                "secret": {"secretName": token.secret_name, "items": [{"key": token.key, "path": "api-token"}]}}]
+               *({"name": volume, "secret": source} for volume, source in secrets.items())]
     env = [
         {"name": contract.LABEL_STUDIO_URL, "value": label_studio.service_url},
-        {"name": contract.PUBLIC_URL, "value": label_studio.public_url},
         {"name": contract.API_TOKEN + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/label-studio/api-token"},
-        {"name": contract.TEAM_SECRET_NAME, "value": team_secret},
-        {"name": contract.TIMEOUT_SECONDS, "value": str(DEADLINE_SECONDS - 60)},
+        *env,
         # The ConfigMap is read-only: no bytecode caches next to the modules.
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
     ]
+    identity = ({"serviceAccountName": service_account} if service_account
+                else {"automountServiceAccountToken": False})
+    return {
+        "metadata": {"labels": LABELS},
+        "spec": {
+            "restartPolicy": "Never",
+            **identity,
+            "securityContext": non_root_pod(RECONCILER_UID),
+            "containers": [{
+                "name": "reconcile",
+                "image": RECONCILER_IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "workingDir": WORKING_DIR,
+                "command": ["python", "-m", "reconciler", *command, f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
+                "env": env,
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "securityContext": dict(HARDENED_CONTAINER),
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        },
+    }
+
+
+def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
+                 modules: Mapping[str, str], label_studio: LabelStudioAccess, team_secret: str,
+                 member_secret: pulumi.Input[str], storage_keys: Optional[StorageKeys] = None) -> dict:
+    """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
+    env = [
+        {"name": contract.PUBLIC_URL, "value": label_studio.public_url},
+        {"name": contract.TEAM_SECRET_NAME, "value": team_secret},
+        {"name": contract.TIMEOUT_SECONDS, "value": str(DEADLINE_SECONDS - 60)},
+        {"name": contract.MEMBER_PASSWORDS + contract.FILE_SUFFIX,
+         "value": f"{SECRETS_PATH}/members/{contract.MEMBER_PASSWORDS_KEY}"},
+    ]
+    secrets = {"members": {"secretName": member_secret}}
     if storage_keys is not None:
-        mounts.append({"name": "storage-credentials", "mountPath": f"{SECRETS_PATH}/storage", "readOnly": True})
-        volumes.append({"name": "storage-credentials", "secret": {"secretName": storage_keys.secret_name}})
+        secrets["storage"] = {"secretName": storage_keys.secret_name}
         env += [{"name": variable + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/storage/{ref.key}"}
                 for variable, ref in ((contract.ACCESS_KEY_ID, storage_keys.access_key_id),
                                       (contract.SECRET_ACCESS_KEY, storage_keys.secret_access_key))]
@@ -109,29 +153,45 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
         "spec": {
             "backoffLimit": 3,
             "activeDeadlineSeconds": DEADLINE_SECONDS,
-            "template": {
-                "metadata": {"labels": LABELS},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": RECONCILER_NAME,
-                    "securityContext": non_root_pod(RECONCILER_UID),
-                    "containers": [{
-                        "name": "reconcile",
-                        "image": RECONCILER_IMAGE,
-                        "imagePullPolicy": "IfNotPresent",
-                        "workingDir": WORKING_DIR,
-                        "command": ["python", "-m", "reconciler", f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
-                        "env": env,
-                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                      "limits": {"cpu": "500m", "memory": "256Mi"}},
-                        "securityContext": dict(HARDENED_CONTAINER),
-                        "volumeMounts": mounts,
-                    }],
-                    "volumes": volumes,
-                },
-            },
+            "template": reconciler_pod(command=[], config_map=config_map, modules=modules, label_studio=label_studio,
+                                       env=env, secrets=secrets, service_account=RECONCILER_NAME),
         },
     }
+
+
+def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.Input[str], schedule: str,
+                           modules: Mapping[str, str], label_studio: LabelStudioAccess) -> dict:
+    """The CronJob re-saving every annotation into the export storages: the reconciler's package
+    in its --export-resync mode. It needs the API token only: the storages hold their S3 keys."""
+    env = [{"name": contract.TIMEOUT_SECONDS, "value": str(EXPORT_RESYNC_DEADLINE_SECONDS - 60)}]
+    template = reconciler_pod(command=["--export-resync"], config_map=config_map, modules=modules,
+                              label_studio=label_studio, env=env, secrets={}, service_account=None)
+    template["metadata"] = {"labels": EXPORT_RESYNC_LABELS}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": EXPORT_RESYNC_NAME, "namespace": namespace, "labels": EXPORT_RESYNC_LABELS},
+        "spec": {
+            "schedule": schedule,
+            # A pass re-saves everything: a second one beside it would only double the work.
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {"spec": {"backoffLimit": 1, "activeDeadlineSeconds": EXPORT_RESYNC_DEADLINE_SECONDS,
+                                     "template": template}},
+        },
+    }
+
+
+def member_passwords_document(passwords: Mapping[str, str]) -> str:
+    """What the member Secret holds: e-mail -> password, as the reconciler reads it."""
+    return json.dumps(dict(sorted(passwords.items())), sort_keys=True)
+
+
+def created_members_from_secret_data(data: Optional[Mapping[str, str]]) -> frozenset[str]:
+    """The accounts the reconciler created (lower-case e-mails), from the team Secret's data."""
+    encoded = (data or {}).get(contract.CREATED_MEMBERS_KEY)
+    return frozenset(json.loads(base64.b64decode(encoded).decode())) if encoded else frozenset()
 
 
 def invite_url_from_secret_data(data: Optional[Mapping[str, str]]) -> Optional[str]:
@@ -173,9 +233,12 @@ class LabelingConfigurationArgs:
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
-    """The reconciler Job and what it needs: modules, desired state, identity, team Secret."""
+    """The reconciler Job and what it needs: modules, desired state, identity, team Secret, the
+    members' passwords; and the CronJob re-syncing the export storages."""
 
     invite_url: pulumi.Output[Optional[str]]
+    # e-mail -> password of each configured member whose account the reconciler created.
+    member_passwords: pulumi.Output[dict]
 
     def __init__(self, name: str, args: LabelingConfigurationArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:app:LabelingConfiguration", name, None, pulumi.ResourceOptions.merge(
@@ -224,10 +287,28 @@ class LabelingConfiguration(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, "reconciler"))
 
+        # One generated password per member; the reconciler signs each missing account up with it.
+        passwords = {email: random.RandomPassword(f"{name}-member-{email.lower()}", length=MEMBER_PASSWORD_LENGTH,
+                                                  special=False, opts=child_of(self)).result
+                     for email in settings.members}
+        # Output.all of no keyword arguments is an empty list, not a mapping.
+        all_passwords = pulumi.Output.all(**passwords) if passwords else pulumi.Output.from_input({})
+        member_secret = k8s.core.v1.Secret(
+            f"{name}-member-passwords",
+            metadata={"name": f"{args.release_name}-{MEMBER_SECRET_SUFFIX}", "namespace": args.namespace,
+                      "labels": LABELS},
+            type="Opaque",
+            string_data={contract.MEMBER_PASSWORDS_KEY: pulumi.Output.secret(
+                all_passwords.apply(member_passwords_document))},
+            opts=child_of(self),
+        )
+
         storage_keys = args.storage.credentials if isinstance(args.storage.credentials, StorageKeys) else None
+        config_map_name = config_map.metadata.apply(lambda m: m["name"])
         manifest = job_manifest(
-            name=job, namespace=args.namespace, config_map=config_map.metadata.apply(lambda m: m["name"]),
-            modules=modules, label_studio=args.label_studio, team_secret=team_secret, storage_keys=storage_keys)
+            name=job, namespace=args.namespace, config_map=config_map_name,
+            modules=modules, label_studio=args.label_studio, team_secret=team_secret,
+            member_secret=member_secret.metadata.apply(lambda m: m["name"]), storage_keys=storage_keys)
         # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
         # once both are up, and Pulumi then waits for it to complete.
         job_resource = k8s.batch.v1.Job(
@@ -243,4 +324,24 @@ class LabelingConfiguration(pulumi.ComponentResource):
             opts=child_of(self, "team-access-filled"),
         )
         self.invite_url = pulumi.Output.secret(filled.data.apply(invite_url_from_secret_data))
-        self.register_outputs({"jobName": job, "teamSecretName": team_secret, "inviteUrl": self.invite_url})
+        # Only the accounts the reconciler recorded as its own: a pre-existing account keeps its password.
+        self.member_passwords = pulumi.Output.secret(pulumi.Output.all(filled.data, all_passwords).apply(
+            lambda values: {email: password for email, password in values[1].items()
+                            if email.lower() in created_members_from_secret_data(values[0])}))
+        if settings.export_resync_schedule:
+            self._export_resync(name, args, config_map_name, modules, settings.export_resync_schedule)
+        self.register_outputs({"jobName": job, "teamSecretName": team_secret, "inviteUrl": self.invite_url,
+                               "memberPasswords": self.member_passwords})
+
+    def _export_resync(self, name: str, args: LabelingConfigurationArgs, config_map: pulumi.Input[str],
+                       modules: Mapping[str, str], schedule: str) -> None:
+        manifest = export_resync_manifest(namespace=args.namespace, config_map=config_map, schedule=schedule,
+                                          modules=modules, label_studio=args.label_studio)
+        k8s.batch.v1.CronJob(f"{name}-export-resync", metadata=manifest["metadata"], spec=manifest["spec"],
+                             opts=child_of(self))
+        # It serves nothing; it reaches DNS, Label Studio and the store (its probe): no Kubernetes API.
+        isolation = network_policy(EXPORT_RESYNC_NAME, args.namespace, EXPORT_RESYNC_LABELS, ingress=[], egress=[
+            *dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
+            args.storage.egress])
+        k8s.networking.v1.NetworkPolicy(f"{name}-export-resync-network-policy", metadata=isolation["metadata"],
+                                        spec=isolation["spec"], opts=child_of(self))

@@ -100,9 +100,13 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "network.eksPodIdentity": ("prod", ("true", "false")),
     "network.apiServerCidrs[0]": ("dev", ("172.20.0.1/32", "10.0.0.0/16")),
     "network.memberEgressCidrs[0]": ("dev", ("203.0.113.0/24", "10.40.0.0/16")),
+    "labeling.projects[0].split": ("dev", ("true", "false")),
+    "labeling.exportResync": ("dev", ("true", "false")),
+    "labeling.exportResyncSchedule": ("dev", ("30 * * * *", "@hourly", "*/15 8-18 * * MON-FRI")),
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
-SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"}}
+SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},
+         "labeling.projects[0].split": {"labeling.members[0]": "annotator@example.com"}}
 # Keys that take no free text, or whose values only make sense together with others.
 NOT_TYPED_ALONE = {"kubernetes.kubeconfig", "labelStudio.database.password", "storage.accessKeyId",
                    "storage.secretAccessKey", "labelStudio.database.host", "labelStudio.database.sslMode",

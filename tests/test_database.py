@@ -16,6 +16,7 @@ from tests.variants import VARIANTS
 INSTANCE = "aws:rds/instance:Instance"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CRONJOB = "kubernetes:batch/v1:CronJob"
+BACKUP = "labeling-backup-cronjob"
 RDS_FOR_DEV = VARIANTS["rds"].overrides
 
 
@@ -119,7 +120,7 @@ def test_rds_mistakes_are_config_errors(changes, key):
 
 def test_in_cluster_database_is_dumped_nightly_to_the_bucket():
     dev = evaluate_cached("dev")
-    cronjob = dev.one(CRONJOB)
+    cronjob = dev.one(CRONJOB, BACKUP)
     manifest = cronjob.kubernetes_manifest
     kubernetes_validate.validate(manifest, "1.33", strict=True)
     spec = manifest["spec"]
@@ -145,17 +146,19 @@ def test_in_cluster_database_is_dumped_nightly_to_the_bucket():
 
 def test_backup_follows_config_and_only_exists_for_the_in_cluster_database():
     custom = evaluate_cached("dev", overrides={"labelStudio.database.backup": {"schedule": "0 1 * * *", "retentionDays": 30}})
-    spec = custom.one(CRONJOB).inputs["spec"]
+    spec = custom.one(CRONJOB, BACKUP).inputs["spec"]
     assert spec["schedule"] == "0 1 * * *"
     env = {e["name"]: e.get("value") for e in spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RETENTION_DAYS"] == "30"
-    assert evaluate_cached("prod").of_type(CRONJOB) == []
-    assert evaluate_cached("dev", overrides={"labelStudio.database.backup.enabled": False}).of_type(CRONJOB) == []
+    def backups(evaluation):
+        return [r for r in evaluation.of_type(CRONJOB) if r.name == BACKUP]
+    assert backups(evaluate_cached("prod")) == []
+    assert backups(evaluate_cached("dev", overrides={"labelStudio.database.backup.enabled": False})) == []
 
 
 def test_backup_runs_as_label_studio_service_account_with_irsa():
     oidc = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/ABC"
-    pod = evaluate_cached("dev", overrides={"storage.oidcProviderArn": oidc}).one(CRONJOB).inputs[
+    pod = evaluate_cached("dev", overrides={"storage.oidcProviderArn": oidc}).one(CRONJOB, BACKUP).inputs[
         "spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "label-studio-ls-app"
     assert not any(e["name"].startswith("AWS_ACCESS") for e in pod["containers"][0]["env"])

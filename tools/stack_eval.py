@@ -246,9 +246,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["secret"] = pulumi.Output.secret(f"mock-secret-access-key-{name}")
             return f"MOCKACCESSKEYID{name.upper()[:8]}", state
         elif args.typ == "kubernetes:core/v1:Secret" and args.resource_id:
-            # A read of an existing Secret: the team Secret as the reconciler leaves it.
+            # A read of an existing Secret: the team Secret as the reconciler leaves it, after
+            # it created the account of annotator@example.com.
             link = base64.b64encode(b"https://label.example.com/user/signup/?token=mock-organization-token")
-            state["data"] = pulumi.Output.secret({"invite-url": link.decode()})
+            created = base64.b64encode(b'["annotator@example.com"]')
+            state["data"] = pulumi.Output.secret({"invite-url": link.decode(), "created-members": created.decode()})
             return args.resource_id, state
         elif args.typ == "kubernetes:core/v1:Service":
             # The API server assigns a ClusterIP from the Service range; a stable stand-in.

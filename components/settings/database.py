@@ -48,7 +48,7 @@ def _cron_field_ok(field: str, low: int, high: int, names: tuple[str, ...]) -> b
     return True
 
 
-def _check_cron(text: str) -> Optional[str]:
+def check_cron(text: str) -> Optional[str]:
     fields = text.split()
     if text in CRON_MACROS or (len(fields) == 5 and all(
             _cron_field_ok(field, *limits) for field, limits in zip(fields, _CRON_FIELDS))):
@@ -131,7 +131,7 @@ def _rds(section: Section, production: bool, active: bool) -> RdsSettings:
 def _backup(section: Section) -> BackupSettings:
     enabled = section.boolean("enabled", "Dump the in-cluster database to <storage.prefix>/backups/ on a schedule.", True)
     schedule = section.string("schedule", "Cron schedule of the dump (cluster time zone).", DEFAULT_BACKUP_SCHEDULE,
-                              check=_check_cron, kind="cron schedule")
+                              check=check_cron, kind="cron schedule")
     retention = section.integer("retentionDays", "Days a dump is kept in the bucket.", 14, minimum=1, maximum=3650)
     section.finish()
     if not enabled:

@@ -7,10 +7,13 @@ from typing import Optional
 
 from components import PROJECT_ROOT
 from components.settings.checks import check_email, check_prefix, check_regex, is_under, normalise_prefix
+from components.settings.database import check_cron
 from components.settings.model import LabelingProject, LabelingSettings, SamSettings
-from components.settings.reader import Section, show
+from components.settings.reader import MISSING, Section, show
 
 DEFAULT_REGEX_FILTER = r".*\.(jpe?g|png)$"
+# Half past every hour: annotations a submit could not write to S3 reach the bucket within the hour.
+DEFAULT_EXPORT_RESYNC_SCHEDULE = "30 * * * *"
 # Label Studio trims titles and refuses one outside 3-50 characters (400 validation_errors.title).
 TITLE_LENGTH = (3, 50)
 
@@ -46,7 +49,37 @@ def _check_label_config_path(text: str) -> Optional[str]:
     return _check_references(root)
 
 
-def _project(item: Section, sam: SamSettings, platform_prefix: str) -> Optional[LabelingProject]:
+def _split(item: Section, members: tuple[str, ...]) -> tuple[str, ...]:
+    """`split`: true (every member) or a list of members; each gets a tab over an equal share of the tasks."""
+    raw = item.take("split", "true or list of emails", False,
+                     "Data Manager tab per member over an equal, contiguous share of the tasks: true for every "
+                     "member, or a list of members.", accepts="true, false or a list of emails")
+    if raw is MISSING or raw is None or raw is False or raw == "false":
+        return ()
+    if raw is True or raw == "true":
+        if not members:
+            item.error("split", "is true but labeling.members is empty; expected members to split the tasks among")
+        return members
+    if not isinstance(raw, list):
+        item.error("split", f"{show(raw)} is not allowed; expected true, false or a list of e-mails from labeling.members")
+        return ()
+    known = {member.lower(): member for member in members}
+    chosen: list[str] = []
+    for i, email in enumerate(raw):
+        text = email.strip() if isinstance(email, str) else email
+        if not isinstance(text, str) or text.lower() not in known:
+            allowed = ", ".join(members) or "none: labeling.members is empty"
+            item.problems.error(item.key(f"split[{i}]"), f"{show(email)} is not in labeling.members; expected one of "
+                                                        f"{allowed}")
+        elif known[text.lower()] in chosen:
+            item.problems.error(item.key(f"split[{i}]"), f"{show(email)} is listed twice; expected each member once")
+        else:
+            chosen.append(known[text.lower()])
+    return tuple(chosen)
+
+
+def _project(item: Section, sam: SamSettings, platform_prefix: str, members: tuple[str, ...]
+             ) -> Optional[LabelingProject]:
     title = item.string("title", "Project title; projects are matched by it (trimmed, 3-50 characters).",
                         required=True, check=_check_title)
     config_path = item.string("labelConfig", "Path of the labeling config XML in this repository.", required=True,
@@ -58,6 +91,7 @@ def _project(item: Section, sam: SamSettings, platform_prefix: str) -> Optional[
     regex = item.string("regexFilter", "Regular expression selecting which objects become tasks.", DEFAULT_REGEX_FILTER,
                         check=check_regex, kind="regex")
     wants_sam = item.boolean("sam", "Connect the SAM backend for interactive pre-annotation.", False)
+    split = _split(item, members)
     item.finish()
     if not prefix_refused and is_under(prefix, platform_prefix):
         # Uploads, exports and database dumps live there: scanning it makes them tasks.
@@ -70,24 +104,37 @@ def _project(item: Section, sam: SamSettings, platform_prefix: str) -> Optional[
     if not (title and config_path):
         return None
     return LabelingProject(title, config_path, (PROJECT_ROOT / config_path).read_text(), prefix or "", regex or "",
-                           wants_sam)
+                           wants_sam, split)
 
 
 def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> LabelingSettings:
     projects_raw = section.items("projects", "Projects the stack creates and keeps in sync.",
-                                 "list of {title, labelConfig, prefix, regexFilter, sam}")
-    members_raw = section.items("members", "Emails of team members who get accounts.", "list of emails")
+                                 "list of {title, labelConfig, prefix, regexFilter, sam, split}")
+    members_raw = section.items("members", "Emails of team members: the stack creates an account for each "
+                                "(password in the memberPasswords output) and removes the ones it created when "
+                                "they leave the list.", "list of emails")
+    resync = section.boolean("exportResync", "Re-sync the export storages on a schedule (annotations a submit "
+                             "could not write to S3 reach the bucket then).", True)
+    schedule = section.string("exportResyncSchedule", "Cron schedule of the export re-sync (cluster time zone).",
+                              DEFAULT_EXPORT_RESYNC_SCHEDULE, check=check_cron, kind="cron schedule")
+    if not resync:
+        section.inapplicable(("exportResyncSchedule",), "while labeling.exportResync is false")
     section.finish()
+    members = _members(section, members_raw)
     projects: list[LabelingProject] = []
     for i, raw in enumerate(projects_raw):
         item = Section(section.key(f"projects[{i}]"), raw, section.problems)
-        project = _project(item, sam, platform_prefix)
+        project = _project(item, sam, platform_prefix, members)
         if project is None:
             continue
         if any(p.title == project.title for p in projects):
             item.error("title", f"{show(project.title)} is used twice (after trimming); expected unique titles")
         else:
             projects.append(project)
+    return LabelingSettings(tuple(projects), members, (schedule or DEFAULT_EXPORT_RESYNC_SCHEDULE) if resync else None)
+
+
+def _members(section: Section, members_raw: list) -> tuple[str, ...]:
     members: list[str] = []
     for i, raw in enumerate(members_raw):
         email = raw.strip() if isinstance(raw, str) else raw
@@ -98,4 +145,4 @@ def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> L
             section.problems.error(section.key(f"members[{i}]"), f"{show(raw)} {problem}")
         else:
             members.append(email)
-    return LabelingSettings(tuple(projects), tuple(members))
+    return tuple(members)

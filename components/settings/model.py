@@ -171,12 +171,16 @@ class LabelingProject:
     prefix: str
     regex_filter: str
     sam: bool
+    # Members who get a Data Manager tab each over an equal share of the tasks.
+    split: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class LabelingSettings:
     projects: tuple[LabelingProject, ...]
     members: tuple[str, ...]
+    # Cron schedule of the export re-sync; None when it is switched off.
+    export_resync_schedule: Optional[str] = None
 
 
 @dataclass(frozen=True)

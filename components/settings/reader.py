@@ -128,6 +128,10 @@ class Section:
             FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret, accepts))
         return self.raw.get(name, MISSING)
 
+    def take(self, name: str, kind: str, default: Any, doc: str, accepts: str) -> Any:
+        """A value of a shape no typed reader covers (true or a list, say), documented; the caller checks it."""
+        return self._take(name, kind, default, doc, accepts=accepts)
+
     def string(self, name: str, doc: str, default: Any = None, *, required: bool = False,
                check: Optional[Check] = None, kind: str = "string",
                normalise: Callable[[str], str] = str.strip) -> Any:
