@@ -242,7 +242,7 @@ def fake_sign_up(fake: FakeLabelStudio):
     def sign_up(email: str, password: str):
         if any(user["email"].lower() == email.lower() for user in fake.users) or email in fake.removed_emails:
             return "User with this email already exists"
-        fake.users.append({"id": fake.new_id(), "email": email, "active_organization": 1})
+        fake.users.append({"id": 100 + fake.new_id(), "email": email, "active_organization": 1})
         fake.passwords[email.lower()] = password
         return None
     fake.removed_emails, fake.passwords = set(), {}
