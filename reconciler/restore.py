@@ -60,7 +60,9 @@ def project_tasks(client: LabelStudioClient, project_id: int) -> dict[str, dict]
     tasks: dict[str, dict] = {}
     page = 1
     while True:
-        answer = client.get(f"/api/tasks/?project={project_id}&page={page}&page_size={TASK_PAGE_SIZE}&fields=all")
+        # resolve_uri=false: the data as stored (s3://...), not rewritten into this instance's proxy URLs.
+        answer = client.get(f"/api/tasks/?project={project_id}&page={page}&page_size={TASK_PAGE_SIZE}&fields=all"
+                            "&resolve_uri=false")
         listed = answer.get("tasks", [])
         tasks.update((task_key(task["data"]), task) for task in listed)
         if len(listed) < TASK_PAGE_SIZE or len(tasks) >= int(answer.get("total") or 0):

@@ -130,8 +130,9 @@ def wait_for_process_url(process: ManagedProcess, url: str, timeout_seconds: flo
 
 # ---------------------------------------------------------------- moto (S3)
 
-def start_moto(log_dir: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
+def start_moto(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    """moto on `port` (default: a free one); a restart on the same port starts empty."""
+    port = port or free_port()
     endpoint = f"http://{LOOPBACK}:{port}"
     moto = start_process("moto", [console_script("moto_server"), "-H", LOOPBACK, "-p", str(port)], log_dir)
     wait_for_process_url(moto, f"{endpoint}/moto-api/", MOTO_READY_SECONDS)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from components.labeling import DESIRED_STATE_FILE, reconciler_modules
 from reconciler import contract
@@ -105,8 +105,10 @@ def job_environment(label_studio_url: str, token: str, timeout_seconds: int = 12
             contract.SECRET_ACCESS_KEY: MOTO_SECRET_ACCESS_KEY, contract.TIMEOUT_SECONDS: str(timeout_seconds)}
 
 
-def run_job(work_dir: Path, document: dict, env: Mapping[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
-    """The Job's command in a directory laid out as its ConfigMap mount: the package and the state."""
+def run_job(work_dir: Path, document: dict, env: Mapping[str, str], timeout: float = 300,
+            argv: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """The Job's command (`argv` before the state file: the CronJob's --export-resync) in a
+    directory laid out as its ConfigMap mount: the package and the state."""
     package = work_dir / "reconciler"
     package.mkdir(parents=True, exist_ok=True)
     for name, text in reconciler_modules().items():
@@ -115,5 +117,5 @@ def run_job(work_dir: Path, document: dict, env: Mapping[str, str], timeout: flo
     state_file.write_text(json.dumps(document))
     # -S: no site-packages at all, so only the standard library is importable, as in
     # python:3.12-slim; -E: no PYTHON* variables from the test's environment.
-    return subprocess.run([sys.executable, "-E", "-S", "-m", "reconciler", str(state_file)], env=dict(env),
+    return subprocess.run([sys.executable, "-E", "-S", "-m", "reconciler", *argv, str(state_file)], env=dict(env),
                           cwd=work_dir, capture_output=True, text=True, timeout=timeout)

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 IMAGES = 3000
 HARAKIRI_SECONDS = 4
 BUCKET = "cut-short"
-NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|has joined|not joined yet|^reconcile: done$")
+NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|^members: not managed|^reconcile: done$")
 
 
 @pytest.fixture(scope="module")
