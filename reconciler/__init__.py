@@ -7,6 +7,9 @@ mounts these modules from a ConfigMap and runs `python -m reconciler <desired.js
     client.py     the Label Studio API client
     projects.py   health, token, projects, the SAM backend
     storages.py   source and export storages, the sync
-    team.py       the invite link and the team
-    reconcile.py  one whole run, and the command line
+    team.py       the team Secret: the invite link and the record of created accounts
+    members.py    accounts through the invite sign-up, removal when delisted
+    tabs.py       Data Manager tabs splitting a project's tasks among members
+    reconcile.py  one whole run (or --export-resync), and the command line
+    restore.py    `python -m reconciler.restore`: exported annotations back into Label Studio
 """
