@@ -9,6 +9,11 @@ deleted itself would be re-created by the next `pulumi up`. Pulumi waits for the
 complete, so `pulumi up` finishes only when the platform is configured, and the Label
 Studio API never has to be reachable from where `pulumi up` runs.
 
+The members' passwords are generated here, one per e-mail, and reach the Job only as a
+file of their Secret; `memberPasswords` shows those of the accounts the reconciler recorded
+as its own in the team Secret. A CronJob runs the same package from the same ConfigMap with
+--export-resync, writing to the bucket the annotations a submit could not.
+
 What the stack writes and the reconciler reads is defined once, in reconciler/contract.py.
 """
 

@@ -70,7 +70,8 @@ def project_tasks(client: LabelStudioClient, project_id: int) -> dict[str, dict]
         page += 1
 
 
-def restore(client: LabelStudioClient, title: str, directory: Path, report: Callable[[str], None]) -> tuple[int, int, int]:
+def restore(client: LabelStudioClient, title: str, directory: Path,
+            report: Callable[[str], None]) -> tuple[int, int, int]:
     """(restored, already present, unmatched)."""
     project = next((p for p in client.get_all_pages("/api/projects/?page_size=100") if p["title"] == title.strip()),
                    None)

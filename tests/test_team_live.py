@@ -161,6 +161,13 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def annotated(api) -> set[tuple[str, str]]:
+    """(image, result) of every annotation of the project: what must survive a restore."""
+    listed = api.get(f"/api/tasks/?project={project_id(api)}&page_size=1000&fields=all&resolve_uri=false")
+    return {(task["data"]["image"], json.dumps(annotation["result"], sort_keys=True))
+            for task in listed["tasks"] for annotation in task["annotations"]}
+
+
 def project_id(api) -> int:
     return next(p["id"] for p in api.get_all_pages("/api/projects/") if p["title"] == TITLE)
 
@@ -283,10 +290,9 @@ def test_restore_brings_the_annotations_into_a_fresh_label_studio(first_run, api
     s3 = s3_client(moto.endpoint)
     exported = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{EXPORTS}/cats-and-dogs/")["Contents"]
     for item in exported:
-        (export_dir / item["Key"].rsplit("/", 1)[1]).write_bytes(s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read())
-    originals = {(t["data"]["image"], json.dumps(a["result"], sort_keys=True))
-                 for t in api.get(f"/api/tasks/?project={project_id(api)}&page_size=1000&fields=all&resolve_uri=false")["tasks"]
-                 for a in t["annotations"]}
+        body = s3.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+        (export_dir / item["Key"].rsplit("/", 1)[1]).write_bytes(body)
+    originals = annotated(api)
     assert originals
     with label_studio_stack(tmp_path / "fresh", moto.endpoint, BUCKET, {}) as fresh:
         fresh_api = LabelStudioClient(fresh.label_studio_url, fresh.admin.token)
@@ -295,8 +301,4 @@ def test_restore_brings_the_annotations_into_a_fresh_label_studio(first_run, api
         lines: list[str] = []
         assert restore(fresh_api, TITLE, export_dir, lines.append) == (len(exported), 0, 0), lines
         assert restore(fresh_api, TITLE, export_dir, lines.append) == (0, len(exported), 0)
-        fresh_project = project_id(fresh_api)
-        restored = {(t["data"]["image"], json.dumps(a["result"], sort_keys=True))
-                    for t in fresh_api.get(f"/api/tasks/?project={fresh_project}&page_size=1000&fields=all&resolve_uri=false")["tasks"]
-                    for a in t["annotations"]}
-        assert restored == originals
+        assert annotated(fresh_api) == originals

@@ -4,12 +4,11 @@ Label Studio of tests/test_reconciler_unit.py."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, strategies as st
 
-from reconciler.client import Deadline, LabelStudioClient
+from reconciler.client import LabelStudioClient
 from reconciler.contract import MEMBER_PASSWORDS, RunEnvironment, parse_desired_state, parse_member_passwords
 from reconciler.errors import ReconcileError
 from reconciler.members import CANNOT_READD, CreatedRecord, form_errors, reconcile_members
