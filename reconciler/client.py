@@ -10,7 +10,8 @@ import urllib.parse
 import urllib.request
 from typing import Callable
 
-from reconciler.errors import ApiError
+from reconciler import contract
+from reconciler.errors import ApiError, ReconcileError
 
 REQUEST_TIMEOUT_SECONDS = 60
 
@@ -134,3 +135,14 @@ class LabelStudioClient:
             items.extend(page.get("results", []))
             next_path = relative_api_path(page["next"]) if page.get("next") else None
         return items
+
+
+def client_from_environment(environ: dict[str, str]) -> LabelStudioClient:
+    """The client a Job or CronJob builds from its environment: the URL and the API token
+    (or the file that holds it)."""
+    url = environ.get(contract.LABEL_STUDIO_URL)
+    token = contract.credential(environ, contract.API_TOKEN)
+    if not url or not token:
+        raise ReconcileError(f"{contract.LABEL_STUDIO_URL} and {contract.API_TOKEN} "
+                             f"(or {contract.API_TOKEN}{contract.FILE_SUFFIX}) must be set")
+    return LabelStudioClient(url, token)

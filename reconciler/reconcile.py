@@ -15,9 +15,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from reconciler import contract
-from reconciler.client import Deadline, LabelStudioClient, Opener, one_line
-from reconciler.contract import DesiredState, RunEnvironment, credential, parse_desired_state
+from reconciler.client import Deadline, LabelStudioClient, Opener, client_from_environment, one_line
+from reconciler.contract import DesiredState, RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
 from reconciler.projects import check_token, ensure_project, ensure_sam_backend, remove_sam_backends, wait_for_health
 from reconciler.storages import (
@@ -109,18 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m reconciler [{EXPORT_RESYNC_FLAG}] DESIRED_STATE.json", file=sys.stderr)
         return 2
     try:
-        url = os.environ.get(contract.LABEL_STUDIO_URL)
-        token = credential(dict(os.environ), contract.API_TOKEN)
-        if not url or not token:
-            raise ReconcileError(f"{contract.LABEL_STUDIO_URL} and {contract.API_TOKEN} "
-                                 f"(or {contract.API_TOKEN}{contract.FILE_SUFFIX}) must be set")
+        client = client_from_environment(dict(os.environ))
         try:
             document = json.loads(Path(argv[0]).read_text())
         except (OSError, ValueError) as error:
             raise ReconcileError(f"cannot read desired state {argv[0]}: {error}") from None
         state = parse_desired_state(document)
         environment = RunEnvironment.from_environment(dict(os.environ))
-        (resync_exports if export_only else reconcile)(state, LabelStudioClient(url, token), environment)
+        (resync_exports if export_only else reconcile)(state, client, environment)
     except ReconcileError as error:
         print(f"reconcile failed: {error}", file=sys.stderr, flush=True)
         return 1

@@ -23,9 +23,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from reconciler import contract
-from reconciler.client import LabelStudioClient, one_line
-from reconciler.contract import credential
+from reconciler.client import LabelStudioClient, client_from_environment, one_line
 from reconciler.errors import ReconcileError
 
 # Keys of an exported annotation this script relies on: `result` (a list), `task.data` (an
@@ -104,14 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m reconciler.restore PROJECT_TITLE EXPORT_DIR", file=sys.stderr)
         return 2
     try:
-        url = os.environ.get(contract.LABEL_STUDIO_URL)
-        token = credential(dict(os.environ), contract.API_TOKEN)
-        if not url or not token:
-            raise ReconcileError(f"{contract.LABEL_STUDIO_URL} and {contract.API_TOKEN} "
-                                 f"(or {contract.API_TOKEN}{contract.FILE_SUFFIX}) must be set")
+        client = client_from_environment(dict(os.environ))
         if not Path(argv[1]).is_dir():
             raise ReconcileError(f"{argv[1]} is not a directory (a copy of the project's export prefix)")
-        _, _, unmatched = restore(LabelStudioClient(url, token), argv[0], Path(argv[1]), print)
+        _, _, unmatched = restore(client, argv[0], Path(argv[1]), print)
     except ReconcileError as error:
         print(f"restore failed: {error}", file=sys.stderr, flush=True)
         return 1
