@@ -148,6 +148,8 @@ class ManagedDatabase(pulumi.ComponentResource):
             opts=child_of(self, "postgres", protect=args.protect, retain_on_delete=args.protect),
         )
         # The instance's address lies in its subnets: the pods' egress is to them, on 5432.
+        # Written out rather than through network.to_networks: the CIDRs are Outputs here, and
+        # a VPC subnet never holds the link-local range that function cuts out.
         subnet_cidrs = [aws.ec2.get_subnet_output(id=subnet, opts=pulumi.InvokeOutputOptions(parent=self)).cidr_block
                         for subnet in rds.subnet_ids]
         self.connection = DatabaseConnection(

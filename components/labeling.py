@@ -89,7 +89,7 @@ def job_name(state_json: str, modules: Mapping[str, str]) -> str:
 
 def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules: Mapping[str, str],
                    label_studio: LabelStudioAccess, env: list[dict], secrets: Mapping[str, dict],
-                   service_account: Optional[str]) -> dict:
+                   service_account: Optional[str], pod_labels: Mapping[str, str]) -> dict:
     """The pod template of the Job and the CronJob: the package and state from the ConfigMap, each
     of `secrets` (volume name -> secret volume source) mounted read-only under /secrets/<name>,
     credentials only as files. Without `service_account` the pod gets no API token at all."""
@@ -112,7 +112,7 @@ def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules
     identity = ({"serviceAccountName": service_account} if service_account
                 else {"automountServiceAccountToken": False})
     return {
-        "metadata": {"labels": LABELS},
+        "metadata": {"labels": dict(pod_labels)},
         "spec": {
             "restartPolicy": "Never",
             **identity,
@@ -159,7 +159,7 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
             "backoffLimit": 3,
             "activeDeadlineSeconds": DEADLINE_SECONDS,
             "template": reconciler_pod(command=[], config_map=config_map, modules=modules, label_studio=label_studio,
-                                       env=env, secrets=secrets, service_account=RECONCILER_NAME),
+                                       env=env, secrets=secrets, service_account=RECONCILER_NAME, pod_labels=LABELS),
         },
     }
 
@@ -170,8 +170,8 @@ def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.I
     in its --export-resync mode. It needs the API token only: the storages hold their S3 keys."""
     env = [{"name": contract.TIMEOUT_SECONDS, "value": str(EXPORT_RESYNC_DEADLINE_SECONDS - 60)}]
     template = reconciler_pod(command=["--export-resync"], config_map=config_map, modules=modules,
-                              label_studio=label_studio, env=env, secrets={}, service_account=None)
-    template["metadata"] = {"labels": EXPORT_RESYNC_LABELS}
+                              label_studio=label_studio, env=env, secrets={}, service_account=None,
+                              pod_labels=EXPORT_RESYNC_LABELS)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -92,7 +92,7 @@ def dns(network: NetworkSettings) -> list[Rule]:
 def pod_identity(network: NetworkSettings) -> list[Rule]:
     if not network.eks_pod_identity:
         return []
-    return [{"to": [{"ipBlock": {"cidr": f"{EKS_POD_IDENTITY_ADDRESS}/32"}}], "ports": _ports([POD_IDENTITY_PORT])}]
+    return [to_networks([EKS_POD_IDENTITY_ADDRESS], [POD_IDENTITY_PORT])]
 
 
 def kubernetes_api(network: NetworkSettings) -> Rule:
@@ -111,7 +111,7 @@ def endpoint_egress(endpoint: Optional[str], cidrs: Sequence[str] = ()) -> Rule:
     if cidrs:
         return to_networks(cidrs, [port])
     try:
-        return to_networks([f"{ipaddress.ip_address(host)}/{32 if ':' not in host else 128}"], [port])
+        return to_networks([str(ipaddress.ip_address(host))], [port])
     except ValueError:
         pass
     if host.endswith(IN_CLUSTER_SUFFIXES) or "." not in host:

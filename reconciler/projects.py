@@ -54,6 +54,10 @@ def check_token(client: LabelStudioClient) -> dict:
         raise
 
 
+def list_projects(client: LabelStudioClient) -> list[dict]:
+    return client.get_all_pages("/api/projects/?page_size=100")
+
+
 def find_project(projects: list[dict], title: str) -> dict | None:
     # Label Studio stores titles trimmed; the exact (trimmed) title decides.
     return next((project for project in projects if (project.get("title") or "").strip() == title.strip()), None)

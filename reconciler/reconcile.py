@@ -18,7 +18,9 @@ from typing import Callable
 from reconciler.client import Deadline, LabelStudioClient, Opener, client_from_environment, one_line
 from reconciler.contract import DesiredState, RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
-from reconciler.projects import check_token, ensure_project, ensure_sam_backend, remove_sam_backends, wait_for_health
+from reconciler.projects import (
+    check_token, ensure_project, ensure_sam_backend, find_project, list_projects, remove_sam_backends, wait_for_health,
+)
 from reconciler.storages import (
     EXPORT_STORAGES, SOURCE_STORAGES, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
@@ -41,7 +43,7 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     """Apply `state`; returns the Label Studio project of each desired title."""
     deadline = deadline or Deadline(environment.deadline_seconds)
     _check_services(state, client, deadline, report, s3_opener)
-    existing = client.get_all_pages("/api/projects/?page_size=100")
+    existing = list_projects(client)
     projects: dict[str, dict] = {}
     for spec in state.projects:
         project = ensure_project(client, spec, existing, report)
@@ -89,10 +91,10 @@ def resync_exports(state: DesiredState, client: LabelStudioClient, environment: 
     An annotation saved while S3 was unreachable reaches the bucket only this way."""
     deadline = deadline or Deadline(environment.deadline_seconds)
     _check_services(state, client, deadline, report, s3_opener)
-    existing = {project["title"]: project for project in client.get_all_pages("/api/projects/?page_size=100")}
+    existing = list_projects(client)
     exported = 0
     for spec in state.projects:
-        project = existing.get(spec.title)
+        project = find_project(existing, spec.title)
         if project is None:
             report(f'project "{spec.title}": not created yet; nothing to export')
             continue

@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 
 from reconciler.client import LabelStudioClient, client_from_environment, one_line
 from reconciler.errors import ReconcileError
+from reconciler.projects import find_project, list_projects
 
 # Keys of an exported annotation this script relies on: `result` (a list), `task.data` (an
 # object); carried over when present: the rest below.
@@ -71,8 +72,7 @@ def project_tasks(client: LabelStudioClient, project_id: int) -> dict[str, dict]
 def restore(client: LabelStudioClient, title: str, directory: Path,
             report: Callable[[str], None]) -> tuple[int, int, int]:
     """(restored, already present, unmatched)."""
-    project = next((p for p in client.get_all_pages("/api/projects/?page_size=100") if p["title"] == title.strip()),
-                   None)
+    project = find_project(list_projects(client), title)
     if project is None:
         raise ReconcileError(f'project "{title}" does not exist; run the reconciler first')
     tasks = project_tasks(client, project["id"])

@@ -31,9 +31,9 @@ from components.conventions import SecretKeyRef, app_selector_labels
 from components.database import DatabaseConnection
 from components.label_studio import ADMIN_TOKEN_LENGTH, CHART_NAME, CHART_REPOSITORY
 from components.network import endpoint_egress, to_networks
-from components.settings import ConfigError, parse_settings
+from components.settings import ConfigError
 from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
-from tests.conftest import STACKS, evaluate_cached
+from tests.conftest import STACKS, evaluate_cached, stack_settings
 from tests.variants import CONFIGURED_SECRETS, EXTERNAL_DATABASE, OIDC_PROVIDER, S3_COMPATIBLE, VARIANTS
 from tools.stack_eval import PLACEHOLDER_PREFIX, Evaluation, stack_config
 
@@ -89,12 +89,6 @@ def is_secret_path(path: str, secret_paths: set[str]) -> bool:
 # --------------------------------------------------------------------------- pure values
 
 
-def settings_for(stack: str, changes: dict | None = None, secrets: dict | None = None):
-    _, config, secret_keys = stack_config(stack, changes, secrets)
-    values = {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
-    return parse_settings(values, stack=stack, secret_keys=frozenset(k[len(PREFIX):] for k in secret_keys))
-
-
 KEYS = StorageKeys(SecretKeyRef("object-storage-credentials", "AWS_ACCESS_KEY_ID"),
                    SecretKeyRef("object-storage-credentials", "AWS_SECRET_ACCESS_KEY"))
 ROLE = WorkloadIdentity("label-studio-ls-app", "arn:aws:iam::123456789012:role/label-studio")
@@ -123,11 +117,11 @@ def chart_schema(chart_dir) -> dict:
 
 # (settings, storage, database outside the chart)
 PURE_CASES = {
-    "dev": (settings_for("dev"), access(), None),
-    "prod": (settings_for("prod"), access(), None),
-    "irsa": (settings_for("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}), access(credentials=ROLE), None),
+    "dev": (stack_settings("dev"), access(), None),
+    "prod": (stack_settings("prod"), access(), None),
+    "irsa": (stack_settings("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}), access(credentials=ROLE), None),
     "s3-compatible-external-db": (
-        settings_for("dev", {"storage": S3_COMPATIBLE, "labelStudio.database": EXTERNAL_DATABASE}, CONFIGURED_SECRETS),
+        stack_settings("dev", {"storage": S3_COMPATIBLE, "labelStudio.database": EXTERNAL_DATABASE}, CONFIGURED_SECRETS),
         access(endpoint="http://minio.storage.svc:9000", prefix="ls", presign=False,
                egress=endpoint_egress("http://minio.storage.svc:9000")),
         DatabaseConnection("db.example.com", 6432, "labels", "label_studio", to_networks(["203.0.113.0/24"], [6432]),
@@ -190,7 +184,7 @@ def test_the_schema_check_is_live(pure_values, chart_schema):
 
 def test_resources_the_schema_refuses_are_config_errors():
     with pytest.raises(ConfigError, match="labelStudio.resources.limits.ephemeral-storage: is not a known key"):
-        settings_for("dev", {"labelStudio.resources.limits.ephemeral-storage": "2Gi"})
+        stack_settings("dev", {"labelStudio.resources.limits.ephemeral-storage": "2Gi"})
 
 
 def test_no_secret_value_reaches_the_values():
@@ -273,7 +267,7 @@ def test_default_banned_subnets_are_label_studios():
 
 def test_no_sam_keeps_the_default_banned_subnets():
     environment = values_of("prod")["global"]["extraEnvironmentVars"]
-    if not settings_for("prod").sam.enabled:
+    if not stack_settings("prod").sam.enabled:
         assert not {"USE_DEFAULT_BANNED_SUBNETS", "USER_ADDITIONAL_BANNED_SUBNETS"} & set(environment)
 
 

@@ -11,24 +11,19 @@ import json
 import pytest
 
 from components.network import LINK_LOCAL, PRIVATE_RANGES, endpoint_egress, to_internet, to_networks
-from components.settings import parse_settings
 from components.sam_backend import SAM_LABELS, SAM_PORT
 from reconciler.contract import DesiredState, RunEnvironment, StorageSpec
 from reconciler.storages import _storage_payload
-from tests.conftest import evaluate_cached
+from tests.conftest import evaluate_cached, stack_settings
 from tests.variants import S3_COMPATIBLE, STORAGE_KEYS, VARIANTS
-from tools.stack_eval import Evaluation, stack_config
+from tools.stack_eval import Evaluation
 
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
-PREFIX = "labeling-platform:"
 
 
 def settings_for(changes: dict):
     """dev's settings with `changes`, and the store's keys when they make it S3-compatible."""
-    secrets = STORAGE_KEYS if "storage" in changes else None
-    _, config, secret_keys = stack_config("dev", changes, secrets)
-    values = {k[len(PREFIX):]: v for k, v in config.items() if k.startswith(PREFIX)}
-    return parse_settings(values, stack="dev", secret_keys=frozenset(k[len(PREFIX):] for k in secret_keys))
+    return stack_settings("dev", changes, STORAGE_KEYS if "storage" in changes else None)
 
 
 def evaluation(variant: str, **network) -> Evaluation:
