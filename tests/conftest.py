@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from components import PROJECT_ROOT
-from components.settings import PROJECT, Settings, parse_settings
+from components.settings import PROJECT, Settings, StorageMode, parse_settings
 from components.settings.label_studio import DEFAULT_CHART_VERSION
 from tests.prerequisites import SKIP_PREFIX, MissingPrerequisite, report_missing
 from tools.manifests import StackObjects, stack_objects
+from tests.user_stacks import user_stack_directory, write_user_stacks
 from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, stack_config
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / f"label-studio-{DEFAULT_CHART_VERSION}"
+
+# The stacks this repository ships as examples: tests of what they hold (dev's bucket may
+# be destroyed, prod is protected) name them; every other test takes any stack.
+EXAMPLE_STACKS = ("dev", "prod")
+# Stacks written the way users add theirs (tests/user_stacks.py), in a copy of the project.
+_USER_STACK_DIR = user_stack_directory()
+USER_STACKS = write_user_stacks(_USER_STACK_DIR)
+# Every stack the suite checks as a whole program: the repository's files and the users' kind.
+ALL_STACKS = STACKS + USER_STACKS
 
 _cache: dict[str, Evaluation] = {}
 _objects: dict[str, StackObjects] = {}
@@ -94,10 +105,24 @@ def changed_at(data: dict, path: str, value) -> dict:
     return changed
 
 
-@pytest.fixture(params=STACKS)
+def pytest_unconfigure(config):
+    shutil.rmtree(_USER_STACK_DIR, ignore_errors=True)
+
+
+@pytest.fixture(params=ALL_STACKS)
 def stack_eval(request) -> Evaluation:
-    """The evaluation of each stack file as committed."""
+    """The evaluation of each stack file as committed, and of the stacks users add."""
     return evaluate_cached(request.param)
+
+
+def stacks_storing_in(mode: StorageMode) -> tuple[str, ...]:
+    """The stacks (committed and user-added) whose storage.mode is `mode`."""
+    return tuple(stack for stack in ALL_STACKS if stack_settings(stack).storage.mode is mode)
+
+
+def stacks_running_sam() -> tuple[str, ...]:
+    """The stacks (committed and user-added) with sam.enabled."""
+    return tuple(stack for stack in ALL_STACKS if stack_settings(stack).sam.enabled)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from components import PROJECT_ROOT
 from components.settings import ConfigError, describe_fields, parse_settings
-from tests.conftest import STACKS
+from tests.conftest import ALL_STACKS
 from tests.pulumi_cli import StackConfig, parse_path, stored_value
 from tools.stack_eval import evaluate
 
@@ -371,7 +371,7 @@ def test_the_docs_have_config_recipes():
     assert len(recipes()) >= 6
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 @pytest.mark.parametrize("where, commands, stops", recipes(), ids=[r[0] for r in recipes()])
 def test_every_config_recipe_works_on_each_stack_or_says_why_not(where, commands, stops, stack):
     if stack in stops:

@@ -8,7 +8,7 @@ import pytest
 from components.chart_values import APP_SERVICE_PORT
 from components.ingress import ingress_manifest
 from components.settings import IngressSettings, TlsSettings
-from tests.conftest import evaluate_cached
+from tests.conftest import evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
@@ -67,12 +67,17 @@ def test_upload_size_limit_follows_settings(settings):
 
 
 def test_declared_ingress_is_valid_and_targets_label_studio(stack_eval):
+    settings = stack_settings(stack_eval.stack).ingress
+    if not settings.enabled:
+        assert not stack_eval.of_type(INGRESS) and not stack_eval.of_type(COMPONENT)
+        return
     (ingress,) = stack_eval.of_type(INGRESS)
     obj = ingress.kubernetes_manifest
     kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
     assert backends(obj) == [{"service": {"name": "label-studio-ls-app", "port": {"number": APP_SERVICE_PORT}}}]
     assert obj["metadata"]["namespace"] == stack_eval.one("kubernetes:core/v1:Namespace").inputs["metadata"]["name"]
-    assert obj["metadata"]["annotations"]["cert-manager.io/cluster-issuer"].startswith("letsencrypt-")
+    if settings.tls and settings.tls.cluster_issuer:
+        assert obj["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == settings.tls.cluster_issuer
 
 
 def test_nothing_routes_to_sam(stack_eval):
@@ -82,8 +87,9 @@ def test_nothing_routes_to_sam(stack_eval):
 
 
 def test_ingress_is_parented_to_its_component(stack_eval):
-    component = stack_eval.one(COMPONENT)
-    assert [r.type for r in stack_eval.resources if r.parent == component.urn] == [INGRESS]
+    for component in stack_eval.of_type(COMPONENT):
+        assert [r.type for r in stack_eval.resources if r.parent == component.urn] == [INGRESS]
+    assert len(stack_eval.of_type(COMPONENT)) == stack_settings(stack_eval.stack).ingress.enabled
 
 
 def test_disabled_ingress_declares_nothing():

@@ -31,9 +31,10 @@ from components.conventions import SecretKeyRef, app_selector_labels
 from components.database import DatabaseConnection
 from components.label_studio import ADMIN_TOKEN_LENGTH, CHART_NAME, CHART_REPOSITORY
 from components.network import endpoint_egress, to_networks
-from components.settings import ConfigError
+from components.settings import ConfigError, DatabaseMode
+from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from components.storage import StorageAccess, StorageKeys, WorkloadIdentity
-from tests.conftest import STACKS, evaluate_cached, stack_settings
+from tests.conftest import evaluate_cached, stack_settings, stacks_running_sam
 from tests.variants import CONFIGURED_SECRETS, EXTERNAL_DATABASE, OIDC_PROVIDER, S3_COMPATIBLE, VARIANTS
 from tools.stack_eval import PLACEHOLDER_PREFIX, Evaluation, stack_config
 
@@ -317,14 +318,23 @@ def test_log_command_container_exists_in_the_chart(chart_dir):
 
 def test_release_is_pinned(stack_eval):
     release = stack_eval.one(RELEASE).inputs
-    _, config, _ = stack_config(stack_eval.stack)
+    settings = stack_settings(stack_eval.stack).label_studio
     assert release["chart"] == CHART_NAME == "label-studio"
     assert release["repositoryOpts"]["repo"] == CHART_REPOSITORY == "https://charts.heartex.com/"
-    assert release["version"] == config[PREFIX + "labelStudio"]["chartVersion"]
+    assert release["version"] == settings.chart_version
     assert re.fullmatch(r"\d+\.\d+\.\d+", release["version"])
     assert release["name"] == "label-studio" and "postgresql" not in release["name"]
     assert release["cleanupOnFail"] is True and release["timeout"] >= 600
-    assert release_values(stack_eval)["global"]["image"]["tag"] == config[PREFIX + "labelStudio"]["imageTag"]
+    assert release_values(stack_eval)["global"]["image"]["tag"] == settings.image_tag
+
+
+def test_a_stack_on_another_label_studio_release_is_told_it_is_untested():
+    """A staged upgrade: dev moves alone; its plan names the untested release and the tested one."""
+    moved = evaluate_cached("dev", overrides={"labelStudio.imageTag": "1.24.0"})
+    [warning] = [w for w in moved.warnings if w.startswith("labelStudio.imageTag:")]
+    assert f"1.24.0 is untested; the tests run Label Studio {DEFAULT_LABEL_STUDIO_IMAGE_TAG}" in warning
+    assert release_values(moved)["global"]["image"]["tag"] == "1.24.0"
+    assert not [w for w in evaluate_cached("dev").warnings if w.startswith("labelStudio.imageTag:")]
 
 
 def test_no_secret_appears_outside_secret_inputs(any_eval):
@@ -370,7 +380,8 @@ def test_generated_secrets(stack_eval):
     randoms = {r.name.removeprefix(CHILD_PREFIX): r.inputs for r in stack_eval.of_type(RANDOM)
                if r.name.startswith(CHILD_PREFIX)}
     # The chart's own PostgreSQL gets generated passwords; RDS (prod) generates its own.
-    in_cluster = ("database-password", "database-admin-password") if stack_eval.stack == "dev" else ()
+    in_cluster = (("database-password", "database-admin-password")
+                  if stack_settings(stack_eval.stack).label_studio.database.mode is DatabaseMode.IN_CLUSTER else ())
     assert set(randoms) == {"admin-password", "admin-api-token", "django-secret-key", *in_cluster}
     token = randoms["admin-api-token"]
     assert token["length"] == ADMIN_TOKEN_LENGTH == 40 and token["special"] is False
@@ -386,7 +397,7 @@ def test_external_database_password_comes_from_config():
 
 
 def test_data_is_protected_only_in_a_protected_stack(stack_eval):
-    expected = stack_eval.stack == "prod"
+    expected = stack_settings(stack_eval.stack).protect
     guarded = [stack_eval.one(RELEASE), platform_secret(stack_eval),
                *(r for r in stack_eval.of_type(RANDOM) if r.name.startswith(CHILD_PREFIX))]
     assert [(r.name, r.protect) for r in guarded] == [(r.name, expected) for r in guarded]
@@ -413,7 +424,8 @@ def test_exports(stack_eval):
     namespace = stack_config(stack_eval.stack)[1][PREFIX + "namespace"]
     logs = stack_eval.outputs["kubectlLogs"]
     assert f"kubectl -n {namespace} logs -f deploy/label-studio-ls-app -c app" in logs
-    assert f"kubectl -n {namespace} logs -f deploy/sam-backend" in logs
+    sam_logs = f"kubectl -n {namespace} logs -f deploy/sam-backend"
+    assert (sam_logs in logs) == stack_settings(stack_eval.stack).sam.enabled
 
 
 def test_no_sam_means_no_ml_exception():
@@ -429,7 +441,7 @@ def test_irsa_stack_uses_the_role():
     assert "accessKeyExistingSecret" not in values["global"]["persistence"]["config"]["s3"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", stacks_running_sam())
 def test_service_url_is_the_chart_service(stack):
     ev = evaluate_cached(stack)
     namespace = stack_config(stack)[1][PREFIX + "namespace"]

@@ -12,10 +12,10 @@ import pytest
 
 from components import PROJECT_ROOT, labeling
 from components.settings import parse_settings
+from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from reconciler import contract
 from reconciler.contract import parse_desired_state
-from tests.conftest import STACKS, evaluate_cached
-from tests.test_settings import stack_values
+from tests.conftest import evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
 
 JOB = "kubernetes:batch/v1:Job"
@@ -82,10 +82,11 @@ def test_job_waits_for_label_studio_and_sam(stack_eval):
     """Through the data it uses: Label Studio's deployed URL, and the ready backend's URL in its state."""
     job = stack_eval.one(JOB)
     release = stack_eval.one("kubernetes:helm.sh/v3:Release")
-    sam = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
-    assert {release.urn, sam.urn} <= set(job.dependencies)
     config_map = reconciler_objects(stack_eval)["ConfigMap"]
-    assert sam.urn in config_map.dependencies and release.urn not in config_map.dependencies
+    assert release.urn in job.dependencies and release.urn not in config_map.dependencies
+    if json.loads(config_map.inputs["data"]["desired.json"])["samUrl"]:  # a project asks for SAM
+        sam = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
+        assert sam.urn in job.dependencies and sam.urn in config_map.dependencies
 
 
 def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_eval):
@@ -96,12 +97,13 @@ def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_e
     assert {item["key"]: item["path"] for item in mounted} == {
         **{name: f"reconciler/{name}" for name in package}, "desired.json": "desired.json"}
     state = json.loads(data["desired.json"])
-    settings = parse_settings(stack_values(stack_eval.stack), stack=stack_eval.stack)
-    assert [p["title"] for p in state["projects"]] == [p.title for p in settings.labeling.projects]
-    assert state["projects"][1]["labelConfig"] == (PROJECT_ROOT / "label_configs" / "sam_segmentation.xml").read_text()
+    settings = stack_settings(stack_eval.stack)
+    assert [(p["title"], p["labelConfig"]) for p in state["projects"]] == [
+        (p.title, (PROJECT_ROOT / p.label_config_path).read_text()) for p in settings.labeling.projects]
     assert state["storage"]["bucket"] == stack_eval.outputs["bucketName"]
-    assert state["samUrl"] == stack_eval.outputs["samBackendUrl"]
-    assert state["exportPrefix"] == "label-studio/exports"
+    wants_sam = any(p.sam for p in settings.labeling.projects)
+    assert state["samUrl"] == (stack_eval.outputs["samBackendUrl"] if wants_sam else None)
+    assert state["exportPrefix"] == f"{settings.storage.prefix}/exports"
 
 
 def test_a_changed_state_renames_the_job_and_an_unchanged_one_does_not():
@@ -134,14 +136,11 @@ def test_without_sam_projects_the_state_names_no_backend():
     assert not any("SamBackend" in dep for dep in evaluation.one(JOB).dependencies)
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_tested_label_studio_is_the_deployed_version(stack):
-    """The real-service tests run the same Label Studio release the stacks deploy."""
-    settings = parse_settings(stack_values(stack), stack=stack)
+def test_the_tested_label_studio_is_the_default_release():
+    """The real-service tests run the release a stack gets when it pins none (and the one it is told about)."""
     test_group = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["dependency-groups"]["test"]
     pinned = next(str(r).removeprefix("label-studio==") for r in test_group if str(r).startswith("label-studio=="))
-    assert settings.label_studio.image_tag == pinned
-    assert metadata.version("label-studio") == pinned
+    assert DEFAULT_LABEL_STUDIO_IMAGE_TAG == pinned == metadata.version("label-studio")
 
 
 def test_invite_links_point_at_the_public_url(stack_eval):
@@ -161,7 +160,7 @@ def test_the_reconciler_reads_the_state_the_stack_writes(stack_eval):
     document = json.loads(reconciler_objects(stack_eval)["ConfigMap"].inputs["data"]["desired.json"])
     state = parse_desired_state(document)
     assert state.to_document() == document
-    settings = parse_settings(stack_values(stack_eval.stack), stack=stack_eval.stack)
+    settings = stack_settings(stack_eval.stack)
     assert [(p.title, p.prefix, p.sam) for p in state.projects] == [
         (p.title, p.prefix, p.sam) for p in settings.labeling.projects]
     assert state.storage.presign_ttl_minutes == contract.PRESIGN_TTL_MINUTES

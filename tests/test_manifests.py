@@ -7,7 +7,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from tests.conftest import STACKS, objects_cached
+from tests.conftest import ALL_STACKS, objects_cached
 from tests.variants import VARIANTS
 from tools.manifests import KUBERNETES_VERSION, object_id
 from tools.stack_eval import evaluate
@@ -39,7 +39,7 @@ def _declaration(resource) -> tuple:
     return resource.type, resource.name, resource.inputs, sorted(resource.secret_paths), resource.protect
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 def test_two_runs_declare_identical_resources(stack):
     """Nothing random, time-based or order-dependent leaks into inputs: preview equals up."""
     first, second = evaluate(stack), evaluate(stack)

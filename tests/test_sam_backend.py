@@ -27,7 +27,7 @@ from components.sam_backend import (
 from components.conventions import SecretKeyRef
 from components.network import to_pods
 from components.settings import Resources, SamModel, SamSettings, Toleration
-from tests.conftest import evaluate_cached, stack_settings
+from tests.conftest import evaluate_cached, stack_settings, stacks_running_sam
 from tools.manifests import KUBERNETES_VERSION
 from tools.stack_eval import DeclaredResource, Evaluation
 SAM_TYPES = {
@@ -37,6 +37,12 @@ SAM_TYPES = {
 }
 COMPONENT_TYPE = "labeling:ml:SamBackend"
 GPU = "nvidia.com/gpu"
+
+
+@pytest.fixture(params=stacks_running_sam())
+def stack_eval(request) -> Evaluation:
+    """Each stack that runs SAM (the suite's fixture, narrowed): a stack with SAM off declares none."""
+    return evaluate_cached(request.param)
 
 GPU_OVERRIDES = {"sam.gpus": 2, "sam.nodeSelector": {"node.kubernetes.io/instance-type": "g5.12xlarge"}}
 CUSTOM_TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "sam", "effect": "NoSchedule"}

@@ -8,7 +8,9 @@ import pulumi
 import pytest
 
 from components import storage
-from tests.conftest import STACKS, evaluate_cached
+from components.settings import StorageMode
+from tests.conftest import evaluate_cached, stacks_storing_in
+from tools.stack_eval import PLACEHOLDER_PREFIX
 
 S3 = "aws:s3/"
 BUCKET = "aws:s3/bucket:Bucket"
@@ -19,6 +21,16 @@ S3_COMPATIBLE_KEYS = {"storage.accessKeyId": "AKIACONFIGURED", "storage.secretAc
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/ABCDEF"
 
 
+# The bucket's hardening is the stack's own only where the stack creates the bucket.
+AWS_STACKS = stacks_storing_in(StorageMode.AWS)
+S3_COMPATIBLE_STACKS = stacks_storing_in(StorageMode.S3_COMPATIBLE)
+
+
+@pytest.fixture(params=AWS_STACKS)
+def aws_stack_eval(request):
+    return evaluate_cached(request.param)
+
+
 def storage_component(evaluation):
     return evaluation.one("labeling:storage:ObjectStorage")
 
@@ -27,14 +39,14 @@ def bucket_config(evaluation, type_suffix):
     return evaluation.one(f"{S3}{type_suffix}").inputs
 
 
-def test_public_access_is_blocked(stack_eval):
-    block = bucket_config(stack_eval, "bucketPublicAccessBlock:BucketPublicAccessBlock")
+def test_public_access_is_blocked(aws_stack_eval):
+    block = bucket_config(aws_stack_eval, "bucketPublicAccessBlock:BucketPublicAccessBlock")
     assert {k: block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")} \
         == dict.fromkeys(("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True)
 
 
-def test_encryption_defaults_to_aes256_and_uses_kms_when_configured(stack_eval):
-    rule = bucket_config(stack_eval, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")["rules"][0]
+def test_encryption_defaults_to_aes256_and_uses_kms_when_configured(aws_stack_eval):
+    rule = bucket_config(aws_stack_eval, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")["rules"][0]
     assert rule["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
     key = "arn:aws:kms:eu-central-1:123456789012:key/0f0e0d0c-0b0a-0908-0706-050403020100"
     kms = evaluate_cached("prod", overrides={"storage.kmsKeyArn": key})
@@ -43,11 +55,11 @@ def test_encryption_defaults_to_aes256_and_uses_kms_when_configured(stack_eval):
     assert rule["bucketKeyEnabled"] is True
 
 
-def test_versioning_ownership_and_lifecycle(stack_eval):
-    assert bucket_config(stack_eval, "bucketVersioning:BucketVersioning")["versioningConfiguration"]["status"] == "Enabled"
-    assert bucket_config(stack_eval, "bucketOwnershipControls:BucketOwnershipControls")["rule"] == {
+def test_versioning_ownership_and_lifecycle(aws_stack_eval):
+    assert bucket_config(aws_stack_eval, "bucketVersioning:BucketVersioning")["versioningConfiguration"]["status"] == "Enabled"
+    assert bucket_config(aws_stack_eval, "bucketOwnershipControls:BucketOwnershipControls")["rule"] == {
         "objectOwnership": "BucketOwnerEnforced"}
-    rules = {r["id"]: r for r in bucket_config(stack_eval, "bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"]}
+    rules = {r["id"]: r for r in bucket_config(aws_stack_eval, "bucketLifecycleConfiguration:BucketLifecycleConfiguration")["rules"]}
     assert rules["expire-noncurrent-versions"]["noncurrentVersionExpiration"] == {
         "noncurrentDays": storage.NONCURRENT_VERSION_DAYS}
     assert rules["abort-incomplete-multipart-uploads"]["abortIncompleteMultipartUpload"] == {
@@ -55,19 +67,19 @@ def test_versioning_ownership_and_lifecycle(stack_eval):
     assert all(r["status"] == "Enabled" for r in rules.values())
 
 
-def test_bucket_policy_denies_requests_without_tls(stack_eval):
-    policy = json.loads(bucket_config(stack_eval, "bucketPolicy:BucketPolicy")["policy"])
-    bucket = stack_eval.one(BUCKET).inputs["bucket"]
+def test_bucket_policy_denies_requests_without_tls(aws_stack_eval):
+    policy = json.loads(bucket_config(aws_stack_eval, "bucketPolicy:BucketPolicy")["policy"])
+    bucket = aws_stack_eval.one(BUCKET).inputs["bucket"]
     [statement] = policy["Statement"]
     assert statement["Effect"] == "Deny" and statement["Principal"] == "*" and statement["Action"] == "s3:*"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert statement["Resource"] == [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]
 
 
-def test_cors_allows_only_reads_from_the_label_studio_origin(stack_eval):
-    [rule] = bucket_config(stack_eval, "bucketCorsConfiguration:BucketCorsConfiguration")["corsRules"]
+def test_cors_allows_only_reads_from_the_label_studio_origin(aws_stack_eval):
+    [rule] = bucket_config(aws_stack_eval, "bucketCorsConfiguration:BucketCorsConfiguration")["corsRules"]
     assert rule["allowedMethods"] == ["GET", "HEAD"]
-    assert rule["allowedOrigins"] == [stack_eval.outputs["url"]]
+    assert rule["allowedOrigins"] == [aws_stack_eval.outputs["url"]]
 
 
 def test_prod_bucket_is_protected_and_retained_dev_bucket_is_destroyable():
@@ -92,7 +104,7 @@ def iam_statements(evaluation):
     return json.loads(policies[0].inputs["policy"])["Statement"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", AWS_STACKS)
 def test_credentials_grant_nothing_beyond_the_platform_bucket(stack):
     evaluation = evaluate_cached(stack)
     bucket_arn = f"arn:aws:s3:::{evaluation.one(BUCKET).inputs['bucket']}"
@@ -118,15 +130,15 @@ def test_the_least_privilege_check_would_catch_a_wildcard():
     assert "s3:*" in flattened and not flattened <= set(storage.BUCKET_ACTIONS + storage.OBJECT_ACTIONS)
 
 
-def test_key_material_appears_only_as_secrets(stack_eval):
-    key = stack_eval.one("aws:iam/accessKey:AccessKey")
-    credentials = stack_eval.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
+def test_key_material_appears_only_as_secrets(aws_stack_eval):
+    key = aws_stack_eval.one("aws:iam/accessKey:AccessKey")
+    credentials = aws_stack_eval.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
     assert credentials.inputs["stringData"] == {
         storage.ACCESS_KEY_ID_KEY: f"MOCKACCESSKEYID{key.name.upper()[:8]}",
         storage.SECRET_ACCESS_KEY_KEY: f"mock-secret-access-key-{key.name}",
     }
     assert "stringData" in credentials.secret_paths
-    assert_only_secret(stack_eval, ["mock-secret-access-key-", "MOCKACCESSKEYID"])
+    assert_only_secret(aws_stack_eval, ["mock-secret-access-key-", "MOCKACCESSKEYID"])
 
 
 def assert_only_secret(evaluation, needles):
@@ -158,6 +170,19 @@ def test_s3_compatible_declares_no_aws_resource_and_the_same_secret():
     assert "stringData" in credentials.secret_paths
     assert evaluation.outputs["bucketName"] == "my-bucket"
     assert_only_secret(evaluation, ["AKIACONFIGURED", "configured-secret-key"])
+
+
+@pytest.mark.parametrize("stack", S3_COMPATIBLE_STACKS)
+def test_a_stack_on_an_existing_store_passes_its_encrypted_keys_only_as_secrets(stack):
+    """A stack file's `secure:` keys (the CLI decrypts them; the harness stands placeholders in) reach one Secret."""
+    evaluation = evaluate_cached(stack)
+    assert [r.type for r in evaluation.resources if r.type.startswith("aws:")] == []
+    credentials = evaluation.one("kubernetes:core/v1:Secret", "labeling-storage-credentials")
+    placeholders = {storage.ACCESS_KEY_ID_KEY: f"{PLACEHOLDER_PREFIX}labeling-platform:storage.accessKeyId",
+                    storage.SECRET_ACCESS_KEY_KEY: f"{PLACEHOLDER_PREFIX}labeling-platform:storage.secretAccessKey"}
+    assert credentials.inputs["stringData"] == placeholders
+    assert "stringData" in credentials.secret_paths
+    assert_only_secret(evaluation, list(placeholders.values()))
 
 
 @pytest.mark.parametrize("missing", ["storage.endpoint", "storage.accessKeyId", "storage.secretAccessKey"])

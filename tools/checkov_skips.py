@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-
-from tools.stack_eval import STACKS
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,11 @@ class ScopedCheck:
     check: str
     resources: tuple[str, ...]
     reason: str
-    stacks: tuple[str, ...] = STACKS
+    # None: every stack, the ones users add included.
+    stacks: Optional[tuple[str, ...]] = None
 
     def covers(self, stack: str, check: str, resource: str) -> bool:
-        return (stack in self.stacks and check == self.check
+        return ((self.stacks is None or stack in self.stacks) and check == self.check
                 and any(fnmatchcase(resource, pattern) for pattern in self.resources))
 
 
@@ -53,8 +53,9 @@ CHECKOV_SKIPS = [
                 "pg_dump and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
                 "in their own formats (.pgpass, credentials ini), which the stack's Secrets do not hold"),
     ScopedCheck("CKV_K8S_43", SAM,
-                "dev runs the seed's moving tag on purpose: the config contract warns in dev and refuses it "
-                "in protected stacks, and policy k8s-image-moving-tag reports it (advisory)", stacks=("dev",)),
+                "an unprotected stack may run a moving SAM tag (dev runs the seed's on purpose): the config "
+                "contract warns there and refuses it in protected stacks, and policy k8s-image-moving-tag "
+                "reports it (advisory)"),
     ScopedCheck("CKV_K8S_43", RECONCILER_JOB + BACKUP_CRONJOB,
                 "exact release tags (python:3.12.8-slim-bookworm, bitnamilegacy/postgresql:17.6.0, "
                 "amazon/aws-cli:2.15.0; policy k8s-image-pinned); no registry is reachable here to resolve digests"),

@@ -34,6 +34,9 @@ from components import PROJECT_ROOT
 
 # Every stack with a stack file in the repository.
 STACKS = tuple(sorted(path.name.split(".")[1] for path in PROJECT_ROOT.glob("Pulumi.*.yaml")))
+# Stacks whose files live in another copy of the project (Pulumi.yaml beside them): the
+# tests write stacks there the way users add theirs, and evaluate them like the committed ones.
+PROJECT_DIRS: dict[str, Path] = {}
 
 PLACEHOLDER_PREFIX = "secret-placeholder:"
 DELETE = object()  # an override value that removes the key from the stack's config
@@ -162,12 +165,17 @@ def _replace_secure(value: Any, path: str) -> tuple[Any, bool]:
     return value, False
 
 
+def project_dir(stack: str) -> Path:
+    """The directory holding Pulumi.yaml and the stack's file: what `pulumi.get_root_directory()` names."""
+    return PROJECT_DIRS.get(stack, PROJECT_ROOT)
+
+
 def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                  secrets: Optional[Mapping[str, Any]] = None) -> tuple[str, dict[str, Any], set[str]]:
     """(project, config, secret keys) as the CLI would hand them to the program."""
-    project, config = _project_config_defaults(PROJECT_ROOT / "Pulumi.yaml")
-    stack_file = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
-    stack_values = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+    directory = project_dir(stack)
+    project, config = _project_config_defaults(directory / "Pulumi.yaml")
+    stack_values = (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config") or {}
     secret_keys: set[str] = set()
     for key, value in stack_values.items():
         value, secure = _replace_secure(value, key)
@@ -333,6 +341,8 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
     with _pulumi_config_env(config, secret_keys):
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False,
                                  monitor=monitor, logger=_WarningLog())
+        # The CLI tells the program where its project is; set_mocks takes no such argument.
+        SETTINGS.root_directory = str(project_dir(stack))
         SETTINGS.rpc_manager.clear()
         SETTINGS.outputs.clear()
 

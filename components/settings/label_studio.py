@@ -63,5 +63,12 @@ def read_label_studio(section: Section, ingress: IngressSettings, secret_keys: f
     )
     database = read_database(section.section("database", "Label Studio's PostgreSQL database."), secret_keys, production)
     section.finish()
+    if image_tag and image_tag != DEFAULT_LABEL_STUDIO_IMAGE_TAG:
+        # A staged upgrade: one stack moves first. Allowed, and said plainly, since everything the
+        # platform tells Label Studio (chart values, reconciler calls, banned subnets) is proven on one release.
+        section.problems.warnings.append(
+            f"{section.key('imageTag')}: {image_tag} is untested; the tests run Label Studio "
+            f"{DEFAULT_LABEL_STUDIO_IMAGE_TAG} (chart values, reconciler, SSRF list): move one stage first and "
+            "watch the reconciler's Job")
     return LabelStudioSettings(release or DEFAULT_RELEASE_NAME, chart_version, image_tag, replicas, resources,
                                admin_email or "", public_url or _default_public_url(ingress), database)

@@ -1,0 +1,107 @@
+"""Stacks as users add them: written only with the commands the docs give, into a copy of
+the project, so the suite checks them the way it checks the committed example stacks.
+
+A user's stack file differs from the examples in what the suite must not assume: its
+secrets are `secure:` ciphertext (`pulumi config set --secret` writes them so), it pins
+no chart version (the default applies), its store may be an existing S3-compatible one,
+and it may have no ingress. The commands are read from the documents themselves, so a
+recipe that stops working breaks these stacks too.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from components import PROJECT_ROOT
+from tests.pulumi_cli import StackConfig
+from tools.stack_eval import PLACEHOLDER_PREFIX, PROJECT_DIRS
+
+FENCED = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
+# Values only the operator knows, as the docs write them, and what the user typed instead.
+TYPED = {"<digest>": "0123456789abcdef" * 4}
+
+
+def documented_commands(document: str, first: str) -> list[str]:
+    """The `pulumi config` lines of the code block in `document` that holds `first`."""
+    for block in FENCED.findall((PROJECT_ROOT / document).read_text()):
+        lines = [line.strip() for line in block.splitlines() if re.match(r"\s*pulumi config (set|rm) ", line)]
+        if any(first in line for line in lines):
+            commands = []
+            for line in lines:
+                for placeholder, value in TYPED.items():
+                    line = line.replace(placeholder, value)
+                commands.append(line)
+            return commands
+    raise AssertionError(f"{document} has no pulumi config block with {first!r}")
+
+
+# Each stack: the documented commands a user runs after `pulumi stack init <name>`.
+NEW_STACK_COMMANDS: dict[str, list[str]] = {
+    # An existing S3-compatible store (README), SAM with a pinned image (docs/sam-backend.md).
+    "onprem": [
+        *documented_commands("docs/operations.md", "labelStudio.adminEmail"),
+        *documented_commands("README.md", "storage.mode s3Compatible"),
+        *documented_commands("docs/sam-backend.md", "sam.image"),
+    ],
+    # A bucket the stack creates, a kubeconfig set --secret (README), SAM off (docs/sam-backend.md).
+    "cloud": [
+        *documented_commands("docs/operations.md", "labelStudio.adminEmail"),
+        "pulumi config set --path storage.mode aws",
+        "pulumi config set --path storage.bucketName labeling-cloud-images",
+        "pulumi config set --path storage.region eu-west-1",
+        *documented_commands("README.md", "kubernetes.kubeconfig"),
+        "pulumi config set --path sam.enabled false",
+    ],
+}
+# A staged upgrade: a copy of an example stack (named "<stack>-upgraded") moved alone to
+# another Label Studio release, as the commit that upgrades dev first would.
+NEXT_LABEL_STUDIO_RELEASE = "1.24.0"
+UPGRADED_STACKS: dict[str, list[str]] = {
+    "dev": [f"pulumi config set --path labelStudio.imageTag {NEXT_LABEL_STUDIO_RELEASE}"],
+}
+
+
+def _ciphertext(path: str) -> dict[str, str]:
+    """What `pulumi config set --secret` writes: opaque, passphrase-provider shaped ciphertext."""
+    return {"secure": "v1:" + base64.b64encode(f"ciphertext of {path}".encode()).decode()}
+
+
+def _as_written(value: Any, path: str) -> Any:
+    if isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX):
+        return _ciphertext(path)
+    if isinstance(value, dict):
+        return {k: _as_written(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_written(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def stack_file_text(commands: list[str], base: Optional[str] = None, project: str = "labeling-platform") -> str:
+    """The stack file the CLI leaves after `commands`, run on a new stack or on a copy of `base`."""
+    config = StackConfig.of(base) if base else StackConfig("new", project=project)
+    for command in commands:
+        config.run(command, stdin="apiVersion: v1\nkind: Config\n" if "kubeconfig" in command else None)
+    written = {f"{project}:{key}": _as_written(value, key) for key, value in config.values.items()}
+    return yaml.safe_dump({"encryptionsalt": "v1:c2FsdA==:v1:bm9uY2U=:Y2hlY2s=", "config": written}, sort_keys=False)
+
+
+def write_user_stacks(directory: Path) -> tuple[str, ...]:
+    """A copy of the project's Pulumi.yaml with each user stack beside it, registered for evaluation."""
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
+    files = {name: stack_file_text(commands) for name, commands in NEW_STACK_COMMANDS.items()}
+    files.update({f"{base}-upgraded": stack_file_text(commands, base) for base, commands in UPGRADED_STACKS.items()})
+    for name, text in files.items():
+        (directory / f"Pulumi.{name}.yaml").write_text(text)
+        PROJECT_DIRS[name] = directory
+    return tuple(files)
+
+
+def user_stack_directory() -> Path:
+    return Path(tempfile.mkdtemp(prefix="labeling-user-stacks-"))
