@@ -16,7 +16,8 @@ from components.settings.label_studio import DEFAULT_CHART_VERSION
 from tests.prerequisites import SKIP_PREFIX, MissingPrerequisite, report_missing
 from tools.manifests import StackObjects, stack_objects
 from tests.user_stacks import user_stack_directory, write_user_stacks
-from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, stack_config
+from components.settings.stack_file import plaintext_paths, stack_file_config, stack_file_path
+from tools.stack_eval import DELETE, STACKS, Evaluation, evaluate, project_dir, stack_config
 
 CHART_DIR = PROJECT_ROOT.parent / "shared" / "charts" / f"label-studio-{DEFAULT_CHART_VERSION}"
 
@@ -88,7 +89,8 @@ def stack_settings(stack: str, overrides=None, secrets=None) -> Settings:
     prefix = f"{PROJECT}:"
     values = {key[len(prefix):]: value for key, value in config.items() if key.startswith(prefix)}
     secret = frozenset(key[len(prefix):] for key in secret_keys if key.startswith(prefix))
-    return parse_settings(values, stack=stack, secret_keys=secret)
+    plaintext = plaintext_paths(stack_file_config(stack_file_path(project_dir(stack), stack)), PROJECT)
+    return parse_settings(values, stack=stack, secret_keys=secret, plaintext_paths=plaintext)
 
 
 def changed_at(data: dict, path: str, value) -> dict:

@@ -210,3 +210,16 @@ def test_the_example_stack_files_hold_no_secure_values():
     for stack in EXAMPLE_STACKS:
         text = (PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()
         assert "secure:" not in text
+
+
+def test_a_project_without_a_prefix_is_one_error_and_documented_as_required():
+    """An empty prefix would scan the whole bucket, the platform's own area included: never a default."""
+    values = changed_at(stack_values("dev"), "labeling.projects", [
+        {"title": "Cats", "labelConfig": "label_configs/image_classification.xml"}])
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(values, stack="dev")
+    assert [p for p in caught.value.problems if ".prefix" in p] == [
+        "labeling.projects[0].prefix: is required; bucket prefix holding the project's source images "
+        "(outside storage.prefix)"]
+    [field] = [f for f in describe_fields() if f.path == "labeling.projects[].prefix"]
+    assert field.required and field.default is None

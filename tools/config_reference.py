@@ -56,7 +56,8 @@ def render() -> str:
     for field in describe_fields():
         kind = field.kind.replace("|", "\\|")
         secret = " **secret**" if field.secret else ""
-        rows.append(f"| `{field.path}` | {kind}{secret} | {field.accepts} | {_default(field.default)} | "
+        default = "**required**" if field.required else _default(field.default)
+        rows.append(f"| `{field.path}` | {kind}{secret} | {field.accepts} | {default} | "
                     f"{field.description} |")
     return HEADER + "\n".join(rows) + "\n"
 

@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 
 from components import PROJECT_ROOT
+from components.settings.stack_file import StackFileError, stack_file_path
 from tools.chart_render import render_errors
 from tools.manifests import StackObjects, stack_objects, type_token
-from tools.stack_eval import DeclaredResource, Evaluation, evaluate
+from tools.stack_eval import DeclaredResource, Evaluation, evaluate, project_dir
 
 import pulumi
 
@@ -127,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("stack", help="stack name: Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build" / "plan")
     args = parser.parse_args(argv)
-    if not (PROJECT_ROOT / f"Pulumi.{args.stack}.yaml").is_file():
-        print(f"error: no stack file Pulumi.{args.stack}.yaml in {PROJECT_ROOT}", file=sys.stderr)
+    if not stack_file_path(project_dir(args.stack), args.stack).is_file():
+        print(f"error: no stack file Pulumi.{args.stack}.yaml in {project_dir(args.stack)}", file=sys.stderr)
         return 2
 
     started = time.perf_counter()
     try:
         evaluation = evaluate(args.stack)
-    except pulumi.RunError as error:
+    except (pulumi.RunError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     elapsed = time.perf_counter() - started

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.settings import SETTINGS, get_root_resource
@@ -31,6 +30,7 @@ from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from components import PROJECT_ROOT
+from components.settings.stack_file import load_yaml, stack_file_config, stack_file_path
 
 # Every stack with a stack file in the repository.
 STACKS = tuple(sorted(path.name.split(".")[1] for path in PROJECT_ROOT.glob("Pulumi.*.yaml")))
@@ -114,7 +114,7 @@ def _mask(value: Any, path: str, secret_paths: set[str]) -> Any:
 
 
 def _project_config_defaults(project_file: Path) -> tuple[str, dict[str, Any]]:
-    project = yaml.safe_load(project_file.read_text())
+    project = load_yaml(project_file)
     name = project["name"]
     defaults = {}
     for key, spec in (project.get("config") or {}).items():
@@ -175,7 +175,10 @@ def stack_config(stack: str, overrides: Optional[Mapping[str, Any]] = None,
     """(project, config, secret keys) as the CLI would hand them to the program."""
     directory = project_dir(stack)
     project, config = _project_config_defaults(directory / "Pulumi.yaml")
-    stack_values = (yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config") or {}
+    stack_file = stack_file_path(directory, stack)
+    if not stack_file.is_file():
+        raise FileNotFoundError(f"no stack file {stack_file}")
+    stack_values = stack_file_config(stack_file)
     secret_keys: set[str] = set()
     for key, value in stack_values.items():
         value, secure = _replace_secure(value, key)

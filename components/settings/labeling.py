@@ -85,8 +85,8 @@ def _project(item: Section, sam: SamSettings, platform_prefix: str, members: tup
     config_path = item.string("labelConfig", "Path of the labeling config XML in this repository.", required=True,
                               check=_check_label_config_path, kind="path")
     refused_before = len(item.problems.errors)
-    prefix = item.string("prefix", "Bucket prefix holding the project's source images (outside storage.prefix).", "",
-                         check=check_prefix, kind="key prefix", normalise=normalise_prefix)
+    prefix = item.string("prefix", "Bucket prefix holding the project's source images (outside storage.prefix).",
+                         required=True, check=check_prefix, kind="key prefix", normalise=normalise_prefix)
     prefix_refused = len(item.problems.errors) > refused_before
     regex = item.string("regexFilter", "Regular expression selecting which objects become tasks.", DEFAULT_REGEX_FILTER,
                         check=check_regex, kind="regex")

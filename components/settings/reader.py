@@ -64,13 +64,17 @@ class FieldDoc:
     description: str
     secret: bool = False
     accepts: str = ""
+    # Always an error when missing (a key required only in some mode says so in its description).
+    required: bool = False
 
 
 class Problems:
-    def __init__(self) -> None:
+    def __init__(self, plaintext_paths: frozenset[str] = frozenset()) -> None:
         self.errors: list[str] = []
         self.warnings: list[str] = []
         self.fields: dict[str, FieldDoc] = {}
+        # Paths the stack file holds unencrypted (components/settings/stack_file.py).
+        self.plaintext_paths = plaintext_paths
 
     def error(self, path: str, text: str) -> None:
         self.errors.append(f"{path}: {text}")
@@ -121,11 +125,12 @@ class Section:
     def error(self, name: str, text: str) -> None:
         self.problems.error(self.key(name), text)
 
-    def _take(self, name: str, kind: str, default: Any, doc: str, secret: bool = False, accepts: str = "") -> Any:
+    def _take(self, name: str, kind: str, default: Any, doc: str, secret: bool = False, accepts: str = "",
+              required: bool = False) -> Any:
         self.read.add(name)
         self.problems.fields.setdefault(
             self.key(name),
-            FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret, accepts))
+            FieldDoc(self.key(name), kind, None if default is MISSING else default, doc, secret, accepts, required))
         return self.raw.get(name, MISSING)
 
     def take(self, name: str, kind: str, default: Any, doc: str, accepts: str) -> Any:
@@ -136,7 +141,7 @@ class Section:
                check: Optional[Check] = None, kind: str = "string",
                normalise: Callable[[str], str] = str.strip) -> Any:
         """Text, as typed; surrounding whitespace dropped (or `normalise`d), then checked."""
-        value = self._take(name, kind, default, doc, accepts=ACCEPTS_TEXT)
+        value = self._take(name, kind, default, doc, accepts=ACCEPTS_TEXT, required=required)
         if value is MISSING or value is None:
             if required:
                 self.error(name, "is required; " + doc[0].lower() + doc[1:].rstrip("."))
@@ -159,7 +164,9 @@ class Section:
         if not isinstance(value, str) or not value.strip():
             self.error(name, "is not a non-empty text; expected the secret as set with `pulumi config set --secret`")
             return None
-        if top_key not in secret_keys:
+        # Pulumi marks a whole top-level key secret when any part of it is: the stack file
+        # tells whether this very field is encrypted.
+        if top_key not in secret_keys or self.key(name) in self.problems.plaintext_paths:
             self.error(name, f"is stored in plain text; set it with `pulumi config set --secret --path {self.key(name)} ...`")
         return pulumi.Output.secret(value)
 
@@ -193,7 +200,8 @@ class Section:
 
     def choice(self, name: str, doc: str, choices: Sequence[str], default: Any = None, *, required: bool = False) -> Any:
         allowed = " | ".join(choices)
-        value = self._take(name, f"one of {allowed}", default, doc, accepts="one of the listed texts")
+        value = self._take(name, f"one of {allowed}", default, doc, accepts="one of the listed texts",
+                           required=required)
         if value is MISSING or value is None:
             if required:
                 self.error(name, f"is required; expected one of {allowed}")

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import pulumi
 
+from components import PROJECT_ROOT
 from components.settings.cluster import check_namespace, read_kubernetes
 from components.settings.ingress import read_ingress
 from components.settings.label_studio import read_label_studio
@@ -22,6 +24,7 @@ from components.settings.model import DatabaseMode, Settings, StorageMode
 from components.settings.network import read_network
 from components.settings.reader import PROJECT, ConfigError, FieldDoc, Problems, Section
 from components.settings.sam import read_sam
+from components.settings.stack_file import StackFileError, plaintext_paths, stack_file_config, stack_file_path
 from components.settings.storage import read_storage
 
 
@@ -37,8 +40,9 @@ def _cross_section_rules(settings: Settings, problems: Problems) -> None:
             "labelStudio.replicas: several app pods share one in-cluster PostgreSQL pod, which stays a single point of failure")
 
 
-def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -> tuple[Problems, Optional[Settings]]:
-    problems = Problems()
+def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str],
+           plaintext_paths: frozenset[str] = frozenset()) -> tuple[Problems, Optional[Settings]]:
+    problems = Problems(plaintext_paths)
     root = Section("", values, problems)
     namespace = root.string("namespace", "Kubernetes namespace of the platform (not default or kube-*).", "labeling",
                             check=check_namespace, kind="DNS label")
@@ -61,13 +65,15 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str]) -
     return problems, replace(settings, warnings=tuple(problems.warnings))
 
 
-def parse_settings(values: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset()) -> Settings:
+def parse_settings(values: Mapping[str, Any], *, stack: str, secret_keys: frozenset[str] = frozenset(),
+                   plaintext_paths: frozenset[str] = frozenset()) -> Settings:
     """Validate decoded configuration values (top-level key -> value) into `Settings`.
 
     `secret_keys` names the top-level keys Pulumi holds encrypted; a secret field under
-    any other key was stored in plain text and is refused.
+    any other key was stored in plain text and is refused, and so is one the stack file
+    holds unencrypted (`plaintext_paths`, from components/settings/stack_file.py).
     """
-    problems, settings = _parse(values, stack, secret_keys)
+    problems, settings = _parse(values, stack, secret_keys, plaintext_paths)
     if settings is None:
         raise ConfigError(problems.errors)
     return settings
@@ -81,7 +87,7 @@ def describe_fields() -> list[FieldDoc]:
     docs = {}
     for doc in problems.fields.values():
         path = re.sub(r"\[\d+\]", "[]", doc.path)
-        docs.setdefault(path, FieldDoc(path, doc.kind, doc.default, doc.description, doc.secret))
+        docs.setdefault(path, replace(doc, path=path))
     return list(docs.values())
 
 
@@ -96,7 +102,14 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         k[len(prefix):] for k in (*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get())
         if k.startswith(prefix)
     )
-    return parse_settings(values, stack=stack or pulumi.get_stack(), secret_keys=secret_keys)
+    stack = stack or pulumi.get_stack()
+    # The CLI runs the program in the project; the stack file there says which values are encrypted.
+    project_dir = Path(pulumi.get_root_directory() or PROJECT_ROOT)
+    try:
+        plaintext = plaintext_paths(stack_file_config(stack_file_path(project_dir, stack)), PROJECT)
+    except StackFileError as error:
+        raise ConfigError([str(error)]) from None
+    return parse_settings(values, stack=stack, secret_keys=secret_keys, plaintext_paths=plaintext)
 
 
 def _decode(value: Any) -> Any:
