@@ -40,6 +40,14 @@ or another `storage.mode` / `labelStudio.database.mode`, the keys that no longer
 named in one warning and ignored. `protect: true` marks a production stack: data is
 protected and retained, and moving image tags are errors instead of warnings.
 
+A key marked **secret** must be set with `--secret`. Pulumi marks a whole section secret
+when any part of it is encrypted, so the program reads the stack file and refuses each
+secret key that the file holds in plain text, even beside an encrypted sibling. A value
+that comes from elsewhere (an ESC environment, `pulumi up --config-file`) is judged by its
+section alone. A stack file that is not YAML stops with one line:
+`Pulumi.<stack>.yaml:<line>:<column>: not valid YAML: ...`. A key marked **required**
+has no default. Every other key can be left out.
+
 | key | type | accepts | default | description |
 |---|---|---|---|---|
 """

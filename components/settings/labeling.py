@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from typing import Optional
 
 from components import PROJECT_ROOT
+from components.label_config import label_config_problem
 from components.settings.checks import check_email, check_prefix, check_regex, is_under, normalise_prefix
 from components.settings.database import check_cron
 from components.settings.model import LabelingProject, LabelingSettings, SamSettings
@@ -23,30 +23,11 @@ def _check_title(text: str) -> Optional[str]:
     return None if low <= len(text) <= high else f"is not {low} to {high} characters (Label Studio's rule, after trimming)"
 
 
-def _check_references(root: ET.Element) -> Optional[str]:
-    """Label Studio refuses a config whose control tags point (toName) at a tag it lacks."""
-    names = [element.get("name") for element in root.iter() if element.get("name")]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        return f"names {', '.join(duplicates)} twice; expected each tag name once"
-    for element in root.iter():
-        for target in filter(None, (element.get("toName") or "").split(",")):
-            if target.strip() not in names:
-                return f"has <{element.tag} toName=\"{target.strip()}\"> but no tag named {target.strip()}"
-    return None
-
-
 def _check_label_config_path(text: str) -> Optional[str]:
     path = (PROJECT_ROOT / text).resolve()
     if PROJECT_ROOT not in path.parents or not path.is_file():
         return "is not a file in this repository; expected a path like label_configs/classification.xml"
-    try:
-        root = ET.fromstring(path.read_text())
-    except ET.ParseError as exc:
-        return f"is not well-formed XML ({exc})"
-    if root.tag != "View":
-        return "is not a labeling config; expected a <View> root element"
-    return _check_references(root)
+    return label_config_problem(path.read_text())
 
 
 def _split(item: Section, members: tuple[str, ...]) -> tuple[str, ...]:
