@@ -223,8 +223,8 @@ def test_leaving_rds_in_a_protected_stack_warns_about_the_protected_instance():
 def test_leaving_aws_storage_in_a_protected_stack_warns_about_the_protected_bucket():
     values = StackConfig.of("prod").values
     values["labelStudio"]["database"] = {"mode": "external", "host": "db.example.com", "password": "p"}
-    values["storage"].update(mode="s3Compatible", endpoint="https://s3.example.com", accessKeyId="k",
-                             secretAccessKey="s", kmsKeyArn="arn:aws:kms:eu-central-1:123456789012:key/x")
+    values["storage"].update(mode="s3Compatible", endpoint="https://s3.example.com", egressCidrs=["10.20.0.0/16"],
+                             accessKeyId="k", secretAccessKey="s", kmsKeyArn="arn:aws:kms:eu-central-1:123456789012:key/x")
     settings = parse_settings(values, stack="prod", secret_keys=frozenset({"storage", "labelStudio"}))
     assert any(w.startswith("storage.mode: s3Compatible in a protected stack") for w in settings.warnings)
     assert any(w.startswith("storage.kmsKeyArn: ignored while storage.mode is s3Compatible") for w in settings.warnings)
@@ -234,7 +234,7 @@ def test_leaving_aws_storage_in_a_protected_stack_warns_about_the_protected_buck
 
 
 S3_STORE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "https://s3.example.com",
-            "accessKeyId": "k", "secretAccessKey": "s"}
+            "egressCidrs": ["10.20.0.0/16"], "accessKeyId": "k", "secretAccessKey": "s"}
 # (changes to dev, the key the one error line names, words it contains)
 SHARP_EDGES = [
     ({"storage": {**S3_STORE, "endpoint": "https://AKIA123:wJalrXUtnFEMI@s3.example.com"}},

@@ -93,6 +93,8 @@ def storage(protect: bool):
     compatible = st.fixed_dictionaries({
         "mode": st.just("s3Compatible"), "bucketName": st.builds(lambda n: f"{n}-images", dns_label),
         "endpoint": st.sampled_from(["https://s3.example.com", "https://minio.example.org:9000"]),
+        # A DNS name may resolve anywhere: the store's networks are required.
+        "egressCidrs": st.sampled_from([["10.20.0.0/16"], ["0.0.0.0/0"], ["203.0.113.0/24", "10.0.0.0/8"]]),
         "accessKeyId": st.just("EXAMPLEACCESSKEY"), "secretAccessKey": st.just("example-secret-access-key"),
     })
     return st.one_of(aws, compatible)

@@ -86,7 +86,7 @@ def test_a_network_holding_the_link_local_range_leaves_it_out():
     (None, True),  # dev: AWS S3
     (S3_COMPATIBLE, False),  # minio.storage.svc
     ({**S3_COMPATIBLE, "endpoint": "http://10.0.0.5:9000"}, False),
-    ({**S3_COMPATIBLE, "endpoint": "https://objects.example.com"}, True),
+    ({**S3_COMPATIBLE, "endpoint": "https://objects.example.com", "egressCidrs": ["203.0.113.0/24"]}, True),
     ({**S3_COMPATIBLE, "presign": True}, True),
 ])
 def test_presign_defaults_to_the_proxy_only_where_browsers_cannot_reach_the_store(storage, presign):

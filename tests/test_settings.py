@@ -23,7 +23,7 @@ def stack_values(stack: str) -> dict:
 
 S3_COMPATIBLE = {
     "mode": "s3Compatible", "bucketName": "my-bucket", "endpoint": "https://s3.example.com",
-    "accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "example-secret-key",
+    "egressCidrs": ["10.20.0.0/16"], "accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "example-secret-key",
 }
 
 # (change to the dev stack, the key path the single error line must name, a word it must contain)

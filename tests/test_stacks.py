@@ -22,7 +22,8 @@ ALL_CONFIGURED_SECRETS = {
 }
 EXTERNAL_DB_AND_S3_COMPATIBLE = {
     "labelStudio.database": {"mode": "external", "host": "db.example.com"},
-    "storage": {"mode": "s3Compatible", "bucketName": "seed-bucket", "endpoint": "https://s3.example.com"},
+    "storage": {"mode": "s3Compatible", "bucketName": "seed-bucket", "endpoint": "https://s3.example.com",
+                "egressCidrs": ["10.20.0.0/16"]},
 }
 
 

@@ -15,7 +15,8 @@ from tools.stack_eval import PLACEHOLDER_PREFIX
 S3 = "aws:s3/"
 BUCKET = "aws:s3/bucket:Bucket"
 S3_COMPATIBLE = {
-    "storage": {"mode": "s3Compatible", "bucketName": "my-bucket", "endpoint": "https://s3.example.com"},
+    "storage": {"mode": "s3Compatible", "bucketName": "my-bucket", "endpoint": "https://s3.example.com",
+                "egressCidrs": ["10.20.0.0/16"]},
 }
 S3_COMPATIBLE_KEYS = {"storage.accessKeyId": "AKIACONFIGURED", "storage.secretAccessKey": "configured-secret-key"}
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/ABCDEF"

@@ -11,7 +11,7 @@ from components.settings.checks import (
     check_arn, check_prefix, check_region, check_store_region, is_ip, normalise_prefix,
 )
 from components.settings.model import StorageMode, StorageSettings
-from components.settings.reader import Section
+from components.settings.reader import Section, show
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # An S3-compatible store does not care about the region; the S3 clients want one.
@@ -72,6 +72,23 @@ def resolves_private(url: str) -> bool:
     return host == "localhost" or host.endswith((".svc", ".svc.cluster.local", ".local", ".internal")) or "." not in host
 
 
+# Public S3-compatible services: their names resolve to public addresses only, which the
+# default egress (public addresses on the endpoint's port) admits.
+PUBLIC_STORE_DOMAINS = ("amazonaws.com", "r2.cloudflarestorage.com", "digitaloceanspaces.com", "backblazeb2.com",
+                        "wasabisys.com", "storage.googleapis.com", "linodeobjects.com")
+
+
+def may_resolve_private(url: str) -> bool:
+    """True for an endpoint named by a DNS name that could point into the operator's own
+    network (a Ceph RGW or MinIO behind corporate DNS): neither an address, nor a name only
+    the cluster resolves, nor `.local`/`.internal` (admitted to the private ranges), nor a
+    public service's. Decided from the name, never by a lookup."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if is_ip(host) or resolves_private(url):
+        return False
+    return not any(host == domain or host.endswith("." + domain) for domain in PUBLIC_STORE_DOMAINS)
+
+
 def read_storage(section: Section, secret_keys: frozenset[str], production: bool) -> StorageSettings:
     mode = section.choice(
         "mode", "aws: the stack creates and hardens an S3 bucket; s3Compatible: use an existing S3-compatible store.",
@@ -101,8 +118,10 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
         "presign", "Browsers load images through presigned URLs (true) or through Label Studio (false). Default: "
                    "presigned on AWS and on endpoints browsers can reach; Label Studio's proxy for private or "
                    "in-cluster endpoints.", None)
-    egress_cidrs = section.cidrs("egressCidrs", "Where an S3-compatible store lives, for the pods' egress (default: "
-                                                "decided from the endpoint).")
+    egress_cidrs = section.cidrs("egressCidrs", "Networks of an S3-compatible store's addresses, for the pods' egress. "
+                                                "Required for an endpoint named by a DNS name that may resolve to a "
+                                                "private address; otherwise decided from the endpoint (an address, an "
+                                                "in-cluster name, .local/.internal, a public service).")
     section.finish()
     if section.has("allowPrivateEndpoint"):
         section.problems.warnings.append(
@@ -126,6 +145,14 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
                 f"{section.key('mode')}: s3Compatible in a protected stack that still holds aws-only keys: a bucket "
                 "this stack created is protected, so `pulumi up` stops before dropping it; keep mode aws, or "
                 "`pulumi state unprotect` the bucket after moving its data")
+    if mode is StorageMode.S3_COMPATIBLE and endpoint and not egress_cidrs and not section.has("egressCidrs") \
+            and may_resolve_private(endpoint):
+        # NetworkPolicies match addresses, not names: the default for a name is public
+        # addresses only, and a store on a private address would be blocked after a clean plan.
+        section.error("egressCidrs", f"is required for endpoint {show(endpoint)}: a DNS name may resolve to a private "
+                                     "address, which the default egress (public addresses only) blocks; expected the "
+                                     "store's networks, e.g. `pulumi config set --path 'storage.egressCidrs[0]' "
+                                     "10.20.0.0/16`, or 0.0.0.0/0 for a store on the internet")
     if presign is None:
         presign = not (endpoint and resolves_private(endpoint))
     return StorageSettings(mode or StorageMode.AWS, bucket or "", region or S3_COMPATIBLE_DEFAULT_REGION, endpoint,
