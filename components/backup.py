@@ -60,6 +60,9 @@ def _hardened(container: dict) -> dict:
     }
 
 
+# The variable aws-cli reads for its CA bundle.
+BACKUP_CA_VARIABLES = ("AWS_CA_BUNDLE",)
+
 @dataclass(frozen=True)
 class DatabaseBackupArgs:
     """What to dump and where to put it."""
@@ -116,6 +119,9 @@ def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
         })],
         "volumes": [{"name": "backup", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
+    if storage.trust:
+        # aws-cli trusts the store's private CA; the dump container never talks to the store.
+        pod_spec = storage.trust.pod_spec_trusting(pod_spec, BACKUP_CA_VARIABLES)
     if identity is not None:
         pod_spec["serviceAccountName"] = identity.service_account
     return {

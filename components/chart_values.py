@@ -86,6 +86,9 @@ DEFAULT_BANNED_SUBNETS = (
 )
 
 
+# The variable boto3 reads for the CA bundle of its S3 calls.
+LABEL_STUDIO_CA_VARIABLES = ("AWS_CA_BUNDLE",)
+
 def banned_subnets_except(address: str) -> str:
     """Label Studio's banned subnets with one address cut out, as USER_ADDITIONAL_BANNED_SUBNETS takes them."""
     allowed = ipaddress.ip_address(address)
@@ -115,6 +118,10 @@ def _environment(settings: LabelStudioSettings, storage: StorageAccess,
     if storage.endpoint:
         # The operator's endpoint: used by every storage without its own, never SSRF-checked.
         environment["S3_ENDPOINT"] = storage.endpoint
+    if storage.trust:
+        # boto3 (the storages, uploads, the image proxy) trusts the store's private CA. Not
+        # REQUESTS_CA_BUNDLE: it would replace the public CAs for ML backends and webhooks.
+        environment.update((e["name"], e["value"]) for e in storage.trust.environment(LABEL_STUDIO_CA_VARIABLES))
     if ml_backend_address is not None:
         environment["USE_DEFAULT_BANNED_SUBNETS"] = "false"
         environment["USER_ADDITIONAL_BANNED_SUBNETS"] = (
@@ -212,6 +219,9 @@ def chart_values(settings: LabelStudioSettings, storage: StorageAccess, secret_n
         "automountServiceAccountToken": False,
         **_high_availability(settings),
     }
+    if storage.trust:
+        app["extraVolumes"] = [storage.trust.volume()]
+        app["extraVolumeMounts"] = [storage.trust.volume_mount()]
     if isinstance(storage.credentials, WorkloadIdentity):
         # IRSA: the chart has no key for it, the service account annotation is the way.
         # (The rqworker deployments render only for Label Studio Enterprise.)

@@ -34,7 +34,7 @@ from components.conventions import HARDENED_CONTAINER, child_of, labels, non_roo
 from components.label_studio import LabelStudioAccess
 from components.network import dns, kubernetes_api, network_policy, pod_identity, to_pods
 from components.settings import LabelingSettings, NetworkSettings
-from components.storage import StorageAccess, StorageKeys
+from components.storage import StorageAccess, StorageKeys, StoreTrust
 from reconciler import contract
 from reconciler.contract import DesiredState, ProjectSpec, StorageSpec
 
@@ -43,6 +43,8 @@ RECONCILER_NAME = "labeling-reconciler"
 # Pinned: a plain CPython image; the reconciler needs nothing beyond the standard library.
 RECONCILER_IMAGE = "python:3.12.8-slim-bookworm"
 RECONCILER_UID = 65534
+# The store probe's default SSL context reads the CA file from this variable.
+RECONCILER_CA_VARIABLES = ("SSL_CERT_FILE",)
 TEAM_SECRET_SUFFIX = "team-access"
 # The ConfigMap is mounted here: the package under reconciler/, the state beside it.
 WORKING_DIR = "/opt/labeling"
@@ -89,7 +91,8 @@ def job_name(state_json: str, modules: Mapping[str, str]) -> str:
 
 def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules: Mapping[str, str],
                    label_studio: LabelStudioAccess, env: list[dict], secrets: Mapping[str, dict],
-                   service_account: Optional[str], pod_labels: Mapping[str, str]) -> dict:
+                   service_account: Optional[str], pod_labels: Mapping[str, str],
+                   store_trust: Optional[StoreTrust] = None) -> dict:
     """The pod template of the Job and the CronJob: the package and state from the ConfigMap, each
     of `secrets` (volume name -> secret volume source) mounted read-only under /secrets/<name>,
     credentials only as files. Without `service_account` the pod gets no API token at all."""
@@ -111,32 +114,35 @@ def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules
     ]
     identity = ({"serviceAccountName": service_account} if service_account
                 else {"automountServiceAccountToken": False})
-    return {
-        "metadata": {"labels": dict(pod_labels)},
-        "spec": {
-            "restartPolicy": "Never",
-            **identity,
-            "securityContext": non_root_pod(RECONCILER_UID),
-            "containers": [{
-                "name": "reconcile",
-                "image": RECONCILER_IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "workingDir": WORKING_DIR,
-                "command": ["python", "-m", "reconciler", *command, f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
-                "env": env,
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                              "limits": {"cpu": "500m", "memory": "256Mi"}},
-                "securityContext": dict(HARDENED_CONTAINER),
-                "volumeMounts": mounts,
-            }],
-            "volumes": volumes,
-        },
+    spec = {
+        "restartPolicy": "Never",
+        **identity,
+        "securityContext": non_root_pod(RECONCILER_UID),
+        "containers": [{
+            "name": "reconcile",
+            "image": RECONCILER_IMAGE,
+            "imagePullPolicy": "IfNotPresent",
+            "workingDir": WORKING_DIR,
+            "command": ["python", "-m", "reconciler", *command, f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
+            "env": env,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"cpu": "500m", "memory": "256Mi"}},
+            "securityContext": dict(HARDENED_CONTAINER),
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
     }
+    if store_trust:
+        # Only the store probe uses the default SSL context: Label Studio is plain HTTP in
+        # the cluster and the Kubernetes API client loads the service account's CA file.
+        spec = store_trust.pod_spec_trusting(spec, RECONCILER_CA_VARIABLES)
+    return {"metadata": {"labels": dict(pod_labels)}, "spec": spec}
 
 
 def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
                  modules: Mapping[str, str], label_studio: LabelStudioAccess, team_secret: str,
-                 member_secret: pulumi.Input[str], storage_keys: Optional[StorageKeys] = None) -> dict:
+                 member_secret: pulumi.Input[str], storage_keys: Optional[StorageKeys] = None,
+                 store_trust: Optional[StoreTrust] = None) -> dict:
     """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
     env = [
         {"name": contract.PUBLIC_URL, "value": label_studio.public_url},
@@ -159,19 +165,21 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], confi
             "backoffLimit": 3,
             "activeDeadlineSeconds": DEADLINE_SECONDS,
             "template": reconciler_pod(command=[], config_map=config_map, modules=modules, label_studio=label_studio,
-                                       env=env, secrets=secrets, service_account=RECONCILER_NAME, pod_labels=LABELS),
+                                       env=env, secrets=secrets, service_account=RECONCILER_NAME, pod_labels=LABELS,
+                                       store_trust=store_trust),
         },
     }
 
 
 def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.Input[str], schedule: str,
-                           modules: Mapping[str, str], label_studio: LabelStudioAccess) -> dict:
+                           modules: Mapping[str, str], label_studio: LabelStudioAccess,
+                           store_trust: Optional[StoreTrust] = None) -> dict:
     """The CronJob re-saving every annotation into the export storages: the reconciler's package
     in its --export-resync mode. It needs the API token only: the storages hold their S3 keys."""
     env = [{"name": contract.TIMEOUT_SECONDS, "value": str(EXPORT_RESYNC_DEADLINE_SECONDS - 60)}]
     template = reconciler_pod(command=["--export-resync"], config_map=config_map, modules=modules,
                               label_studio=label_studio, env=env, secrets={}, service_account=None,
-                              pod_labels=EXPORT_RESYNC_LABELS)
+                              pod_labels=EXPORT_RESYNC_LABELS, store_trust=store_trust)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -313,7 +321,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
         manifest = job_manifest(
             name=job, namespace=args.namespace, config_map=config_map_name,
             modules=modules, label_studio=args.label_studio, team_secret=team_secret,
-            member_secret=member_secret.metadata.apply(lambda m: m["name"]), storage_keys=storage_keys)
+            member_secret=member_secret.metadata.apply(lambda m: m["name"]), storage_keys=storage_keys,
+            store_trust=args.storage.trust)
         # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
         # once both are up, and Pulumi then waits for it to complete.
         job_resource = k8s.batch.v1.Job(
@@ -341,7 +350,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
     def _export_resync(self, name: str, args: LabelingConfigurationArgs, config_map: pulumi.Input[str],
                        modules: Mapping[str, str], schedule: str) -> None:
         manifest = export_resync_manifest(namespace=args.namespace, config_map=config_map, schedule=schedule,
-                                          modules=modules, label_studio=args.label_studio)
+                                          modules=modules, label_studio=args.label_studio,
+                                          store_trust=args.storage.trust)
         k8s.batch.v1.CronJob(f"{name}-export-resync", metadata=manifest["metadata"], spec=manifest["spec"],
                              opts=child_of(self))
         # It serves nothing; it reaches DNS, Label Studio and the store (its probe): no Kubernetes API.

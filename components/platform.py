@@ -134,6 +134,7 @@ class LabelingPlatform(pulumi.ComponentResource):
                     network=settings.network,
                     # Presigned image URLs send the backend to the store itself.
                     object_store=self.storage.access.egress if self.storage.access.presign else None,
+                    store_trust=self.storage.access.trust if self.storage.access.presign else None,
                 ),
                 opts=in_cluster,
             )

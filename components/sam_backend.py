@@ -20,9 +20,12 @@ import pulumi_kubernetes as k8s
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
 from components.settings import NetworkSettings, SamSettings
+from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
 
 SAM_NAME = SAM_SERVICE_NAME
+# requests (the backend's downloads) reads its CA bundle from this variable.
+SAM_CA_VARIABLES = ("REQUESTS_CA_BUNDLE",)
 # label_studio_ml's gunicorn listens here.
 SAM_PORT = 9090
 SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})
@@ -110,7 +113,7 @@ def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api
 
 
 def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
-                api_token: SecretKeyRef) -> dict:
+                api_token: SecretKeyRef, store_trust: Optional[StoreTrust] = None) -> dict:
     budget = rollout_budget_seconds(settings)
     container = {
         "name": "sam",
@@ -147,6 +150,9 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+    if store_trust:
+        # It follows presigned URLs to the store with requests, which reads this variable.
+        pod_spec = store_trust.pod_spec_trusting(pod_spec, SAM_CA_VARIABLES)
     if settings.node_selector:
         pod_spec["nodeSelector"] = dict(settings.node_selector)
     if settings.tolerations:
@@ -199,7 +205,7 @@ def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mappi
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
                   api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
-                  egress: Sequence[Rule]) -> dict[str, dict]:
+                  egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
@@ -207,7 +213,7 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     if not settings.image:
         raise ValueError("sam.image is required to deploy the SAM backend")
     return {
-        "Deployment": _deployment(settings, namespace, label_studio_url, api_token),
+        "Deployment": _deployment(settings, namespace, label_studio_url, api_token, store_trust),
         "Service": _service(namespace),
         "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress),
     }
@@ -230,6 +236,8 @@ class SamBackendArgs:
     # The object store's egress rule when the backend follows presigned URLs to it; None when
     # Label Studio streams the images itself.
     object_store: Optional[Rule] = None
+    # The store's private CA, when the backend follows presigned URLs to an https store that has one.
+    store_trust: Optional[StoreTrust] = None
 
 
 class SamBackend(pulumi.ComponentResource):
@@ -248,7 +256,7 @@ class SamBackend(pulumi.ComponentResource):
         egress = [*dns(args.network), to_pods(args.label_studio_pod_labels, [args.label_studio_pod_port]),
                   *([args.object_store] if args.object_store else [])]
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
-                                  args.label_studio_pod_labels, egress)
+                                  args.label_studio_pod_labels, egress, args.store_trust)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import pulumi
 import pulumi_aws as aws
@@ -22,6 +22,12 @@ from components.settings import StorageMode, StorageSettings
 ACCESS_KEY_ID_KEY = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_KEY = "AWS_SECRET_ACCESS_KEY"
 CREDENTIALS_SECRET_NAME = "object-storage-credentials"
+# The store's private CA (storage.caBundle): one ConfigMap, mounted at one path everywhere.
+STORE_CA_CONFIG_MAP = "object-storage-ca"
+STORE_CA_KEY = "ca.pem"
+STORE_CA_VOLUME = "store-ca"
+STORE_CA_DIR = "/etc/labeling/store-ca"
+STORE_CA_FILE = f"{STORE_CA_DIR}/{STORE_CA_KEY}"
 
 # Old object versions stay recoverable this long after an overwrite or delete.
 NONCURRENT_VERSION_DAYS = 90
@@ -126,6 +132,35 @@ class WorkloadIdentity:
 
 
 @dataclass(frozen=True)
+class StoreTrust:
+    """The private CA of an https S3-compatible store, in a ConfigMap every client of the store
+    mounts read-only; each client's TLS library is pointed at the file by its own variable."""
+
+    config_map: pulumi.Input[str]
+
+    def pod_spec_trusting(self, pod_spec: dict, variables: Sequence[str]) -> dict:
+        """`pod_spec` with the bundle mounted in each container and `variables` naming the file."""
+        spec = {**pod_spec, "volumes": [*pod_spec.get("volumes", []), self.volume()]}
+        spec["containers"] = [{**container,
+                               "env": [*container.get("env", []), *self.environment(variables)],
+                               "volumeMounts": [*container.get("volumeMounts", []), self.volume_mount()]}
+                              for container in pod_spec["containers"]]
+        return spec
+
+    def volume(self) -> dict:
+        return {"name": STORE_CA_VOLUME, "configMap": {"name": self.config_map,
+                                                        "items": [{"key": STORE_CA_KEY, "path": STORE_CA_KEY}]}}
+
+    @staticmethod
+    def volume_mount() -> dict:
+        return {"name": STORE_CA_VOLUME, "mountPath": STORE_CA_DIR, "readOnly": True}
+
+    @staticmethod
+    def environment(variables: Sequence[str]) -> list[dict]:
+        return [{"name": variable, "value": STORE_CA_FILE} for variable in variables]
+
+
+@dataclass(frozen=True)
 class StorageAccess:
     """Everything a workload needs to use the platform's object store.
 
@@ -143,6 +178,8 @@ class StorageAccess:
     presign: bool = True
     # Where pods may connect to reach the store (a NetworkPolicy egress rule).
     egress: Rule = field(default_factory=lambda: endpoint_egress(None))
+    # The private CA of an https store, when it has one.
+    trust: Optional[StoreTrust] = None
 
     def under_prefix(self, area: str) -> str:
         """The key prefix of one of the platform's own areas (uploads, exports, backups)."""
@@ -179,13 +216,23 @@ class ObjectStorage(pulumi.ComponentResource):
             credentials = self._credentials_secret(args, settings.access_key_id, settings.secret_access_key)
         self.access = StorageAccess(bucket=bucket, region=settings.region, endpoint=settings.endpoint,
                                     prefix=settings.prefix, credentials=credentials, presign=settings.presign,
-                                    egress=endpoint_egress(settings.endpoint, settings.egress_cidrs))
+                                    egress=endpoint_egress(settings.endpoint, settings.egress_cidrs),
+                                    trust=self._store_trust(args) if settings.ca_bundle else None)
         self.register_outputs({
             "bucketName": bucket,
             "region": settings.region,
             "endpoint": settings.endpoint,
             "prefix": settings.prefix,
         })
+
+    def _store_trust(self, args: ObjectStorageArgs) -> StoreTrust:
+        config_map = k8s.core.v1.ConfigMap(
+            f"{self._name}-ca",
+            metadata={"name": STORE_CA_CONFIG_MAP, "namespace": args.namespace, "labels": dict(PART_OF)},
+            data={STORE_CA_KEY: args.settings.ca_bundle},
+            opts=child_of(self),
+        )
+        return StoreTrust(config_map.metadata.apply(lambda m: m["name"]))
 
     def _credentials_secret(self, args: ObjectStorageArgs, access_key_id: pulumi.Input[str],
                             secret_access_key: pulumi.Input[str]) -> StorageKeys:

@@ -14,9 +14,16 @@ import copy
 import re
 import shlex
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from tools.stack_eval import DELETE, PLACEHOLDER_PREFIX, stack_config
+
+# What the files the docs redirect into `pulumi config set` hold, by name.
+REDIRECTED_FILES = {
+    "ca.pem": (Path(__file__).parent / "fixtures" / "store-ca.pem").read_text(),
+    "dev-cluster.yaml": "apiVersion: v1\nkind: Config\n",
+}
 
 _PATH_PART = re.compile(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|\.?([^.\[\]]+)')
 
@@ -99,6 +106,7 @@ class StackConfig:
         words = shlex.split(command, comments=True)
         redirected = "<" in words
         if redirected:
+            stdin = stdin if stdin is not None else REDIRECTED_FILES.get(Path(words[words.index("<") + 1]).name)
             words = words[:words.index("<")]
         assert words[:2] == ["pulumi", "config"] and words[2] in ("set", "rm"), command
         flags = {w for w in words[3:] if w.startswith("--")}

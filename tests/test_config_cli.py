@@ -112,7 +112,9 @@ NOT_TYPED_ALONE = {"kubernetes.kubeconfig", "labelStudio.database.password", "st
                    "storage.secretAccessKey", "labelStudio.database.host", "labelStudio.database.sslMode",
                    "labelStudio.database.mode", "storage.mode", "storage.endpoint", "storage.allowPrivateEndpoint",
                    "sam.model", "ingress.tls.secretName", "sam.tolerations[].operator", "sam.tolerations[].effect",
-                   "labeling.projects[].labelConfig"}
+                   "labeling.projects[].labelConfig",
+                   # a file's contents (`< ca.pem`): the docs' recipe sets it, tests/test_onprem_store.py checks it
+                   "storage.caBundle"}
 
 
 def _template(path: str) -> str:

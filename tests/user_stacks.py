@@ -87,7 +87,7 @@ def stack_file_text(commands: list[str], base: Optional[str] = None, project: st
     """The stack file the CLI leaves after `commands`, run on a new stack or on a copy of `base`."""
     config = StackConfig.of(base) if base else StackConfig("new", project=project)
     for command in commands:
-        config.run(command, stdin="apiVersion: v1\nkind: Config\n" if "kubeconfig" in command else None)
+        config.run(command)
     written = {f"{project}:{key}": _as_written(value, key) for key, value in config.values.items()}
     return yaml.safe_dump({"encryptionsalt": "v1:c2FsdA==:v1:bm9uY2U=:Y2hlY2s=", "config": written}, sort_keys=False)
 

@@ -5,6 +5,7 @@ per-component tests all cover the same ground.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
 
 
@@ -24,6 +25,11 @@ STORAGE_KEYS = {k: v for k, v in CONFIGURED_SECRETS.items() if k.startswith("sto
 
 S3_COMPATIBLE = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "http://minio.storage.svc:9000",
                  "prefix": "ls"}
+# A store in the company's network, over https with the company's own CA (a CA certificate
+# made by tests/private_ca.py, kept so the plan's inputs stay the same run after run).
+STORE_CA_PEM = (Path(__file__).parent / "fixtures" / "store-ca.pem").read_text()
+ON_PREMISES_HTTPS = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "https://ceph.corp.example.com",
+                     "egressCidrs": ["10.20.0.0/16"], "caBundle": STORE_CA_PEM}
 EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432, "name": "labels",
                      "user": "label_studio", "sslMode": "verify-full"}
 RDS = {"mode": "rds",
@@ -35,6 +41,7 @@ VARIANTS: dict[str, Variant] = {
     "dev": Variant("dev"),
     "prod": Variant("prod"),
     "s3-compatible": Variant("dev", {"storage": S3_COMPATIBLE}, STORAGE_KEYS),
+    "on-premises-https": Variant("dev", {"storage": ON_PREMISES_HTTPS}, STORAGE_KEYS),
     "external-db": Variant("prod", {"labelStudio.database": EXTERNAL_DATABASE},
                            {"labelStudio.database.password": CONFIGURED_SECRETS["labelStudio.database.password"]}),
     "rds": Variant("dev", {"labelStudio.database": RDS}),

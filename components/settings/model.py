@@ -117,6 +117,8 @@ class StorageSettings:
     presign: bool
     # Where the store lives, for the pods' egress (empty: decided from the endpoint).
     egress_cidrs: tuple[str, ...] = ()
+    # PEM certificates of the private CA an https S3-compatible store's certificate chains to.
+    ca_bundle: Optional[str] = None
 
 
 @dataclass(frozen=True)

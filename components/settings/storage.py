@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from typing import Optional
@@ -17,7 +19,9 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # An S3-compatible store does not care about the region; the S3 clients want one.
 S3_COMPATIBLE_DEFAULT_REGION = "us-east-1"
 AWS_ONLY_KEYS = ("kmsKeyArn", "oidcProviderArn", "forceDestroy")
-S3_COMPATIBLE_ONLY_KEYS = ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint", "egressCidrs")
+S3_COMPATIBLE_ONLY_KEYS = ("endpoint", "accessKeyId", "secretAccessKey", "allowPrivateEndpoint", "egressCidrs",
+                           "caBundle")
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
 
 
 def _check_bucket(text: str) -> Optional[str]:
@@ -48,6 +52,25 @@ def _check_endpoint(text: str) -> Optional[str]:
             parts.query or parts.fragment):
         return None
     return "is not an endpoint URL; expected e.g. https://s3.example.com or http://minio.storage.svc:9000"
+
+
+def _check_ca_bundle(text: str) -> Optional[str]:
+    """PEM CA certificates only: each block a DER sequence, nothing else (never a private key)."""
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks:
+        return "holds no PEM certificate; expected the CA's -----BEGIN CERTIFICATE----- block(s)"
+    for label, body in blocks:
+        if label != "CERTIFICATE":
+            return f"holds a {label} block; expected CA certificates only (a private key never belongs here)"
+        try:
+            der = base64.b64decode("".join(body.split()), validate=True)
+        except binascii.Error:
+            der = b""
+        if der[:1] != b"\x30":
+            return "holds a certificate block that is not base64 DER; expected the CA's PEM file as is"
+    if _PEM_BLOCK.sub("", text).strip():
+        return "holds text outside its PEM blocks; expected the CA's PEM file as is"
+    return None
 
 
 def _check_kms_arn(text: str) -> Optional[str]:
@@ -122,6 +145,11 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
                                                 "Required for an endpoint named by a DNS name that may resolve to a "
                                                 "private address; otherwise decided from the endpoint (an address, an "
                                                 "in-cluster name, .local/.internal, a public service).")
+    ca_bundle = section.string(
+        "caBundle", "PEM certificates of the private CA an https S3-compatible store's certificate chains to "
+                    "(not secret): Label Studio, the reconciler, the backups and SAM trust it for the store. Set it "
+                    "from the file: `pulumi config set --path storage.caBundle < ca.pem`.",
+        check=_check_ca_bundle, kind="PEM certificates")
     section.finish()
     if section.has("allowPrivateEndpoint"):
         section.problems.warnings.append(
@@ -155,5 +183,10 @@ def read_storage(section: Section, secret_keys: frozenset[str], production: bool
                                      "10.20.0.0/16`, or 0.0.0.0/0 for a store on the internet")
     if presign is None:
         presign = not (endpoint and resolves_private(endpoint))
+    if ca_bundle and endpoint and urlsplit(endpoint).scheme != "https":
+        section.problems.warnings.append(
+            f"{section.key('caBundle')}: ignored: {section.key('endpoint')} {show(endpoint)} is not https")
+        ca_bundle = None
     return StorageSettings(mode or StorageMode.AWS, bucket or "", region or S3_COMPATIBLE_DEFAULT_REGION, endpoint,
-                           prefix or "label-studio", False, access_key, secret_key, None, None, presign, egress_cidrs)
+                           prefix or "label-studio", False, access_key, secret_key, None, None, presign, egress_cidrs,
+                           ca_bundle)
