@@ -19,7 +19,9 @@ from components.chart_values import (
     ADMIN_PASSWORD_KEY, ADMIN_TOKEN_KEY, APP_CONTAINER, APP_POD_PORT, APP_SERVICE_PORT, DATABASE_ADMIN_PASSWORD_KEY,
     DATABASE_PASSWORD_KEY, DJANGO_SECRET_KEY_KEY, chart_values,
 )
-from components.conventions import LABEL_STUDIO_CHART, SecretKeyRef, app_selector_labels, child_of, in_cluster_url, labels
+from components.conventions import (
+    LABEL_STUDIO_CHART, SecretKeyRef, app_selector_labels, child_of, in_cluster_url, labels, postgresql_pod_labels,
+)
 from components.database import POSTGRES_PORT, DatabaseAccess, DatabaseConnection
 from components.network import dns, network_policy, pod_identity, to_networks, to_pods
 from components.settings import LabelStudioSettings, NetworkSettings
@@ -37,11 +39,6 @@ RELEASE_MAX_HISTORY = 10
 ADMIN_TOKEN_LENGTH = 40
 DJANGO_SECRET_KEY_LENGTH = 64
 PASSWORD_LENGTH = 32
-
-def postgresql_pod_labels(release_name: str) -> dict[str, str]:
-    """The labels the bitnami PostgreSQL subchart puts on its pods (not rendered here: see tools/chart_render.py)."""
-    return {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": release_name}
-
 
 @dataclass(frozen=True)
 class MlBackendPeer:
@@ -171,6 +168,8 @@ class LabelStudio(pulumi.ComponentResource):
             egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
         )
         self._egress_policy(name, namespace, args)
+        if outside is None:
+            self._database_egress_policy(name, namespace, args)
         self.admin_email = settings.admin_email
         self.log_command = namespace.apply(lambda ns: f"kubectl -n {ns} logs -f deploy/{service} -c {APP_CONTAINER}")
 
@@ -195,3 +194,12 @@ class LabelStudio(pulumi.ComponentResource):
                                 egress=egress, labels=labels(**{"app.kubernetes.io/instance": args.settings.release_name}))
         k8s.networking.v1.NetworkPolicy(f"{name}-egress-policy", metadata=policy["metadata"], spec=policy["spec"],
                                         opts=child_of(self))
+
+    def _database_egress_policy(self, name: str, namespace: pulumi.Output[str], args: LabelStudioArgs) -> None:
+        """The chart's PostgreSQL pods answer; they call nobody. DNS only (the server resolves
+        its own Service names); who may connect to them is the chart's ingress policy."""
+        release_name = args.settings.release_name
+        policy = network_policy(f"{release_name}-postgresql-egress", namespace, postgresql_pod_labels(release_name),
+                                egress=dns(args.network), labels=labels(**{"app.kubernetes.io/instance": release_name}))
+        k8s.networking.v1.NetworkPolicy(f"{name}-database-egress-policy", metadata=policy["metadata"],
+                                        spec=policy["spec"], opts=child_of(self))

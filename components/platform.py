@@ -144,7 +144,7 @@ class LabelingPlatform(pulumi.ComponentResource):
             LabelingConfigurationArgs(settings=settings.labeling, namespace=namespace_name,
                                       release_name=label_studio_settings.release_name, label_studio=access,
                                       storage=self.storage.access, network=settings.network,
-                                      sam_url=self.sam.url if self.sam else None),
+                                      sam_url=self.sam.url if self.sam else None, protect=settings.protect),
             opts=in_cluster,
         )
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)

@@ -123,6 +123,12 @@ def test_reconciler_may_touch_only_the_team_secret(stack_eval):
     assert team.ignore_changes == ["data", "stringData"]
 
 
+def test_the_record_of_created_accounts_is_protected_in_a_protected_stack(stack_eval):
+    """The team Secret decides whose passwords the stack hands out: prod cannot delete it."""
+    team = stack_eval.one("kubernetes:core/v1:Secret", "labeling-configuration-team-access")
+    assert team.protect is (stack_eval.stack == "prod")
+
+
 def test_without_sam_projects_the_state_names_no_backend():
     evaluation = evaluate_cached("dev", overrides={
         "sam.enabled": False,
