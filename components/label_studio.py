@@ -26,6 +26,7 @@ from components.database import POSTGRES_PORT, DatabaseAccess, DatabaseConnectio
 from components.network import dns, network_policy, pod_identity, to_networks, to_pods
 from components.settings import LabelStudioSettings, NetworkSettings
 from components.storage import StorageAccess
+from components.upgrade_backup import PreUpgradeBackup, PreUpgradeBackupArgs
 
 CHART_NAME = LABEL_STUDIO_CHART
 CHART_REPOSITORY = "https://charts.heartex.com/"
@@ -84,6 +85,7 @@ class LabelStudio(pulumi.ComponentResource):
 
     access: LabelStudioAccess
     database: DatabaseAccess
+    pre_upgrade_backup: PreUpgradeBackup
     admin_email: str
     admin_password: pulumi.Output[str]
     admin_token: pulumi.Output[str]
@@ -131,6 +133,25 @@ class LabelStudio(pulumi.ComponentResource):
             opts=child_of(self, protect=args.protect),
         )
         secret_name = secret.metadata.apply(lambda metadata: metadata["name"])
+        # The chart's PostgreSQL Service (bitnami names it `<release>-postgresql`), or the server outside.
+        self.database = DatabaseAccess(
+            host=(pulumi.Output.from_input(outside.host) if outside
+                  else namespace.apply(lambda ns: f"{release_name}-postgresql.{ns}.svc.cluster.local")),
+            port=outside.port if outside else POSTGRES_PORT,
+            name=settings.database.name,
+            user=settings.database.user,
+            password=SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY),
+            egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
+        )
+        # Label Studio migrates the schema forward on rollout: the release changes only after
+        # the database is backed up for these versions.
+        self.pre_upgrade_backup = PreUpgradeBackup(
+            f"{name}-pre-upgrade-backup",
+            PreUpgradeBackupArgs(settings=settings, namespace=namespace, database=self.database,
+                                 storage=args.storage, network=args.network,
+                                 rds_instance=outside.rds_instance if outside else None,
+                                 external=outside is not None and outside.rds_instance is None),
+            opts=pulumi.ResourceOptions(parent=self))
 
         release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -146,7 +167,7 @@ class LabelStudio(pulumi.ComponentResource):
             cleanup_on_fail=True,
             max_history=RELEASE_MAX_HISTORY,
             # Protected: deleting the release deletes the database StatefulSet.
-            opts=child_of(self, protect=args.protect),
+            opts=child_of(self, protect=args.protect, depends_on=self.pre_upgrade_backup.waits_on),
         )
 
         service = settings.app_service_name
@@ -157,16 +178,6 @@ class LabelStudio(pulumi.ComponentResource):
             service_name=service, service_port=APP_SERVICE_PORT, service_url=deployed_url, pod_port=APP_POD_PORT,
             public_url=settings.public_url,
             api_token=SecretKeyRef(secret_name, ADMIN_TOKEN_KEY), pod_labels=app_selector_labels(release_name))
-        # The chart's PostgreSQL Service (bitnami names it `<release>-postgresql`), or the server outside.
-        self.database = DatabaseAccess(
-            host=(pulumi.Output.from_input(outside.host) if outside
-                  else namespace.apply(lambda ns: f"{release_name}-postgresql.{ns}.svc.cluster.local")),
-            port=outside.port if outside else POSTGRES_PORT,
-            name=settings.database.name,
-            user=settings.database.user,
-            password=SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY),
-            egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
-        )
         self._egress_policy(name, namespace, args)
         if outside is None:
             self._database_egress_policy(name, namespace, args)
