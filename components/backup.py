@@ -50,6 +50,10 @@ exec {" ".join(DUMP_COMMAND)} --file="${{DUMP_FILE}}"
 """
 # The restore docs/database.md prescribes (plus --dbname and the dump file).
 RESTORE_COMMAND = ("pg_restore", "--clean", "--if-exists", "--no-owner")
+# A rollback to an older Label Studio first empties the schema: tables a newer release's
+# migrations added are not in the older dump, and `--clean` would leave them behind to
+# break the next upgrade (docs/operations.md).
+EMPTY_SCHEMA_SQL = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 LABELS = labels(BACKUP_NAME)
 
 # Uploads the dump with a sortable UTC timestamp; with RETENTION_DAYS, then removes dumps

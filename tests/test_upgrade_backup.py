@@ -8,7 +8,7 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from components import backup, upgrade_backup
+from components import PROJECT_ROOT, backup, upgrade_backup
 from tests.conftest import evaluate_cached, stack_settings
 from tests.variants import VARIANTS
 from tools.stack_eval import Evaluation, evaluate
@@ -128,3 +128,26 @@ def test_an_external_database_is_the_operator_s_to_back_up_and_the_plan_says_so(
 def test_snapshot_identifiers_are_what_rds_accepts(project, stack, expected):
     identifier = upgrade_backup.snapshot_identifier(project, stack, stack_settings("dev").label_studio)
     assert identifier.startswith(expected) and "--" not in identifier and identifier[0].isalpha()
+
+
+def section(text: str, heading: str) -> str:
+    """A Markdown section from its heading to the next heading of any level."""
+    start = text.index(heading + "\n")
+    following = [i for i in (text.find("\n#", start + len(heading)),) if i != -1]
+    return text[start:min(following, default=len(text))]
+
+
+def test_the_upgrade_runbook_leaves_no_backup_to_a_person():
+    operations = (PROJECT_ROOT / "docs" / "operations.md").read_text()
+    for heading in ("### Upgrading: a pull request, not `helm upgrade`", "## Chart and Label Studio upgrades"):
+        text = section(operations, heading)
+        assert "pg_dump -U" not in text and "Back up the database before" not in text, heading
+        assert "kubectl -n $NS exec" not in text, heading
+    assert "pre-upgrade-backup-<digest>" in section(operations, "## Chart and Label Studio upgrades")
+
+
+def test_the_documented_rollback_is_the_tested_one():
+    """tests/test_upgrade_live.py rolls back with EMPTY_SCHEMA_SQL and RESTORE_COMMAND."""
+    rollback = section((PROJECT_ROOT / "docs" / "operations.md").read_text(), "### Rolling back a Label Studio version")
+    assert backup.EMPTY_SCHEMA_SQL in rollback
+    assert " ".join(backup.RESTORE_COMMAND) + " --dbname=labelstudio" in rollback
