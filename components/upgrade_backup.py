@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import pulumi
@@ -32,7 +32,7 @@ from components.backup import backup_network_policy, dump_and_upload_pod_spec
 from components.conventions import child_of, labels
 from components.database import DatabaseAccess
 from components.settings import LabelStudioSettings, NetworkSettings
-from components.storage import StorageAccess
+from components.storage import StorageAccess, WorkloadIdentity
 
 PRE_UPGRADE_NAME = "pre-upgrade-backup"
 LABELS = labels(PRE_UPGRADE_NAME)
@@ -114,17 +114,33 @@ class PreUpgradeBackup(pulumi.ComponentResource):
             self.summary = pulumi.Output.from_input(
                 f"Before {versions}: RDS snapshot {identifier} of the database, kept after the upgrade.")
         else:
-            manifest = pre_upgrade_job_manifest(args.namespace, settings, args.database, args.storage)
-            isolation = backup_network_policy(PRE_UPGRADE_NAME, args.namespace, LABELS, args.database, args.storage,
+            storage, account = self._own_identity(name, args)
+            manifest = pre_upgrade_job_manifest(args.namespace, settings, args.database, storage)
+            isolation = backup_network_policy(PRE_UPGRADE_NAME, args.namespace, LABELS, args.database, storage,
                                               args.network)
             k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                             spec=isolation["spec"], opts=child_of(self))
             job = k8s.batch.v1.Job(
                 f"{name}-job-{digest}", metadata=manifest["metadata"], spec=manifest["spec"],
-                opts=child_of(self, custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s")))
+                opts=child_of(self, custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s"),
+                              depends_on=account))
             self.waits_on.append(job)
             prefix = pre_upgrade_prefix(args.storage, settings)
             self.summary = pulumi.Output.from_input(args.storage.bucket).apply(
                 lambda bucket: f"Before {versions}: Job {manifest['metadata']['name']} dumps the database to "
                                f"s3://{bucket}/{prefix}/ (nothing on a first install); the release waits for it.")
         self.register_outputs({"summary": self.summary})
+
+    def _own_identity(self, name: str, args: PreUpgradeBackupArgs) -> tuple[StorageAccess, list[pulumi.Resource]]:
+        """With IRSA the nightly backup runs as Label Studio's service account, which the chart
+        makes: on a first install it does not exist yet and the Job's pod could not start. So
+        this Job has its own account, for the same role (which trusts it: ObjectStorageArgs)."""
+        identity = args.storage.credentials
+        if not isinstance(identity, WorkloadIdentity):
+            return args.storage, []
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata={"name": PRE_UPGRADE_NAME, "namespace": args.namespace, "labels": LABELS,
+                      "annotations": {"eks.amazonaws.com/role-arn": identity.role_arn}},
+            automount_service_account_token=False, opts=child_of(self))
+        return replace(args.storage, credentials=replace(identity, service_account=PRE_UPGRADE_NAME)), [account]

@@ -5,6 +5,8 @@ tests/test_upgrade_live.py."""
 
 from __future__ import annotations
 
+import json
+
 import kubernetes_validate
 import pytest
 
@@ -151,3 +153,24 @@ def test_the_documented_rollback_is_the_tested_one():
     rollback = section((PROJECT_ROOT / "docs" / "operations.md").read_text(), "### Rolling back a Label Studio version")
     assert backup.EMPTY_SCHEMA_SQL in rollback
     assert " ".join(backup.RESTORE_COMMAND) + " --dbname=labelstudio" in rollback
+
+
+def test_with_irsa_the_job_runs_as_its_own_account_which_the_role_trusts():
+    """The chart makes Label Studio's service account: on a first install the Job runs before it exists."""
+    oidc = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
+    irsa = evaluate_cached("dev", {"storage.oidcProviderArn": oidc})
+    [job] = backup_jobs(irsa)
+    pod = job.inputs["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == upgrade_backup.PRE_UPGRADE_NAME
+    account = irsa.one("kubernetes:core/v1:ServiceAccount", "labeling-label-studio-pre-upgrade-backup-service-account")
+    assert account.inputs["metadata"]["name"] == upgrade_backup.PRE_UPGRADE_NAME
+    assert "eks.amazonaws.com/role-arn" in account.inputs["metadata"]["annotations"]
+    assert account.urn in job.dependencies
+    trust = json.loads(irsa.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    subjects = trust["Statement"][0]["Condition"]["StringEquals"]["oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE:sub"]
+    assert subjects == ["system:serviceaccount:labeling-dev:label-studio-ls-app",
+                        "system:serviceaccount:labeling-dev:pre-upgrade-backup"]
+    # The nightly CronJob runs long after the chart made the app's account: it keeps that one.
+    nightly = irsa.one("kubernetes:batch/v1:CronJob", "labeling-backup-cronjob")
+    assert nightly.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"] == \
+        "label-studio-ls-app"
