@@ -14,8 +14,10 @@ import pytest
 
 from components import backup
 from tests.live_services import (
+    LOOPBACK,
     MOTO_ACCESS_KEY_ID,
     MOTO_SECRET_ACCESS_KEY,
+    free_port,
     postgres_program,
     running_postgres,
     s3_client,
@@ -116,6 +118,18 @@ def test_without_the_first_install_switch_a_missing_database_fails(tmp_path: Pat
     assert dumped.returncode != 0 and "could not translate host name" in dumped.stderr
 
 
+def test_a_database_that_resolves_but_refuses_fails_the_pre_upgrade_backup(tmp_path: Path):
+    """Only a name that does not resolve is a first install: a server that is down fails the Job,
+    and so `pulumi up` before the release changes."""
+    environment = {"PATH": f"{Path(postgres_program('pg_dump')).parent}{os.pathsep}{os.environ['PATH']}",
+                   "PGHOST": LOOPBACK, "PGPORT": str(free_port()), "PGDATABASE": "labelstudio",
+                   "PGUSER": "labelstudio", "DUMP_FILE": str(tmp_path / "x.dump"), "NOTHING_WITHOUT_DATABASE": "true"}
+    dumped = subprocess.run(["/bin/sh", "-c", backup.DUMP_SCRIPT], env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert dumped.returncode != 0 and "nothing to back up" not in dumped.stdout
+    assert "Connection refused" in dumped.stderr
+
+
 def test_a_nightly_dump_restores_what_was_lost(s3_endpoint, tmp_path: Path):
     with running_postgres(tmp_path) as libpq:
         environment = {**os.environ, **libpq}
@@ -137,7 +151,8 @@ def test_a_nightly_dump_restores_what_was_lost(s3_endpoint, tmp_path: Path):
         assert sql("SELECT count(*) FROM task") == "10"
 
         s3 = s3_client(s3_endpoint)
-        newest = max(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/labelstudio-")["Contents"])
+        dumps = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/labelstudio-")["Contents"]
+        newest = max(o["Key"] for o in dumps)
         fetched = tmp_path / "restore.dump"
         fetched.write_bytes(s3.get_object(Bucket=BUCKET, Key=newest)["Body"].read())
         subprocess.run([postgres_program("pg_restore"), *backup.RESTORE_COMMAND[1:], "--dbname=labelstudio",
