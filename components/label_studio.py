@@ -19,11 +19,14 @@ from components.chart_values import (
     ADMIN_PASSWORD_KEY, ADMIN_TOKEN_KEY, APP_CONTAINER, APP_POD_PORT, APP_SERVICE_PORT, DATABASE_ADMIN_PASSWORD_KEY,
     DATABASE_PASSWORD_KEY, DJANGO_SECRET_KEY_KEY, chart_values,
 )
-from components.conventions import LABEL_STUDIO_CHART, SecretKeyRef, app_selector_labels, child_of, in_cluster_url, labels
+from components.conventions import (
+    LABEL_STUDIO_CHART, SecretKeyRef, app_selector_labels, child_of, in_cluster_url, labels, postgresql_pod_labels,
+)
 from components.database import POSTGRES_PORT, DatabaseAccess, DatabaseConnection
 from components.network import dns, network_policy, pod_identity, to_networks, to_pods
 from components.settings import LabelStudioSettings, NetworkSettings
 from components.storage import StorageAccess
+from components.upgrade_backup import PreUpgradeBackup, PreUpgradeBackupArgs
 
 CHART_NAME = LABEL_STUDIO_CHART
 CHART_REPOSITORY = "https://charts.heartex.com/"
@@ -37,11 +40,6 @@ RELEASE_MAX_HISTORY = 10
 ADMIN_TOKEN_LENGTH = 40
 DJANGO_SECRET_KEY_LENGTH = 64
 PASSWORD_LENGTH = 32
-
-def postgresql_pod_labels(release_name: str) -> dict[str, str]:
-    """The labels the bitnami PostgreSQL subchart puts on its pods (not rendered here: see tools/chart_render.py)."""
-    return {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": release_name}
-
 
 @dataclass(frozen=True)
 class MlBackendPeer:
@@ -87,6 +85,7 @@ class LabelStudio(pulumi.ComponentResource):
 
     access: LabelStudioAccess
     database: DatabaseAccess
+    pre_upgrade_backup: PreUpgradeBackup
     admin_email: str
     admin_password: pulumi.Output[str]
     admin_token: pulumi.Output[str]
@@ -134,6 +133,25 @@ class LabelStudio(pulumi.ComponentResource):
             opts=child_of(self, protect=args.protect),
         )
         secret_name = secret.metadata.apply(lambda metadata: metadata["name"])
+        # The chart's PostgreSQL Service (bitnami names it `<release>-postgresql`), or the server outside.
+        self.database = DatabaseAccess(
+            host=(pulumi.Output.from_input(outside.host) if outside
+                  else namespace.apply(lambda ns: f"{release_name}-postgresql.{ns}.svc.cluster.local")),
+            port=outside.port if outside else POSTGRES_PORT,
+            name=settings.database.name,
+            user=settings.database.user,
+            password=SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY),
+            egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
+        )
+        # Label Studio migrates the schema forward on rollout: the release changes only after
+        # the database is backed up for these versions.
+        self.pre_upgrade_backup = PreUpgradeBackup(
+            f"{name}-pre-upgrade-backup",
+            PreUpgradeBackupArgs(settings=settings, namespace=namespace, database=self.database,
+                                 storage=args.storage, network=args.network,
+                                 rds_instance=outside.rds_instance if outside else None,
+                                 external=outside is not None and outside.rds_instance is None),
+            opts=pulumi.ResourceOptions(parent=self))
 
         release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -149,7 +167,7 @@ class LabelStudio(pulumi.ComponentResource):
             cleanup_on_fail=True,
             max_history=RELEASE_MAX_HISTORY,
             # Protected: deleting the release deletes the database StatefulSet.
-            opts=child_of(self, protect=args.protect),
+            opts=child_of(self, protect=args.protect, depends_on=self.pre_upgrade_backup.waits_on),
         )
 
         service = settings.app_service_name
@@ -160,17 +178,9 @@ class LabelStudio(pulumi.ComponentResource):
             service_name=service, service_port=APP_SERVICE_PORT, service_url=deployed_url, pod_port=APP_POD_PORT,
             public_url=settings.public_url,
             api_token=SecretKeyRef(secret_name, ADMIN_TOKEN_KEY), pod_labels=app_selector_labels(release_name))
-        # The chart's PostgreSQL Service (bitnami names it `<release>-postgresql`), or the server outside.
-        self.database = DatabaseAccess(
-            host=(pulumi.Output.from_input(outside.host) if outside
-                  else namespace.apply(lambda ns: f"{release_name}-postgresql.{ns}.svc.cluster.local")),
-            port=outside.port if outside else POSTGRES_PORT,
-            name=settings.database.name,
-            user=settings.database.user,
-            password=SecretKeyRef(secret_name, DATABASE_PASSWORD_KEY),
-            egress=outside.egress if outside else to_pods(postgresql_pod_labels(release_name), [POSTGRES_PORT]),
-        )
         self._egress_policy(name, namespace, args)
+        if outside is None:
+            self._database_egress_policy(name, namespace, args)
         self.admin_email = settings.admin_email
         self.log_command = namespace.apply(lambda ns: f"kubectl -n {ns} logs -f deploy/{service} -c {APP_CONTAINER}")
 
@@ -195,3 +205,12 @@ class LabelStudio(pulumi.ComponentResource):
                                 egress=egress, labels=labels(**{"app.kubernetes.io/instance": args.settings.release_name}))
         k8s.networking.v1.NetworkPolicy(f"{name}-egress-policy", metadata=policy["metadata"], spec=policy["spec"],
                                         opts=child_of(self))
+
+    def _database_egress_policy(self, name: str, namespace: pulumi.Output[str], args: LabelStudioArgs) -> None:
+        """The chart's PostgreSQL pods answer; they call nobody. DNS only (the server resolves
+        its own Service names); who may connect to them is the chart's ingress policy."""
+        release_name = args.settings.release_name
+        policy = network_policy(f"{release_name}-postgresql-egress", namespace, postgresql_pod_labels(release_name),
+                                egress=dns(args.network), labels=labels(**{"app.kubernetes.io/instance": release_name}))
+        k8s.networking.v1.NetworkPolicy(f"{name}-database-egress-policy", metadata=policy["metadata"],
+                                        spec=policy["spec"], opts=child_of(self))

@@ -243,6 +243,9 @@ class LabelingConfigurationArgs:
     network: NetworkSettings
     # The SAM backend's URL, resolving once it answers; None without SAM.
     sam_url: Optional[pulumi.Input[str]] = None
+    # A protected stack cannot delete the team Secret: it is the record of the accounts the
+    # reconciler created, which decides whose passwords the stack hands out.
+    protect: bool = False
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
@@ -278,7 +281,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
             f"{name}-team-access",
             metadata={"name": team_secret, "namespace": args.namespace, "labels": LABELS},
             type="Opaque",
-            opts=child_of(self, "team-access", ignore_changes=["data", "stringData"]),
+            opts=child_of(self, "team-access", ignore_changes=["data", "stringData"], protect=args.protect),
         )
         k8s.core.v1.ServiceAccount(
             f"{name}-service-account",

@@ -23,6 +23,7 @@ from components.labeling import LabelingConfiguration, LabelingConfigurationArgs
 from components.sam_backend import SamBackend, SamBackendArgs
 from components.settings import DatabaseMode, Settings, StorageMode
 from components.storage import ObjectStorage, ObjectStorageArgs
+from components.upgrade_backup import PRE_UPGRADE_NAME
 
 
 class LabelingPlatform(pulumi.ComponentResource):
@@ -69,15 +70,18 @@ class LabelingPlatform(pulumi.ComponentResource):
         # Everything in the namespace takes its name from here, and so waits for it.
         namespace_name = namespace.metadata.apply(lambda m: m["name"])
         label_studio_settings = settings.label_studio
+        database = label_studio_settings.database
 
         self.storage = ObjectStorage(
             f"{name}-storage",
             ObjectStorageArgs(settings=settings.storage, namespace=namespace_name,
                               cors_origin=label_studio_settings.public_url, protect=settings.protect,
-                              workload_service_account=label_studio_settings.app_service_name),
+                              workload_service_account=label_studio_settings.app_service_name,
+                              # The pre-upgrade backup runs before the chart makes the app's account.
+                              also_trusted_service_accounts=(
+                                  (PRE_UPGRADE_NAME,) if database.mode is DatabaseMode.IN_CLUSTER else ())),
             opts=in_cluster,
         )
-        database = label_studio_settings.database
         connection = None
         if database.mode is DatabaseMode.EXTERNAL:
             connection = external_connection(database)
@@ -145,7 +149,7 @@ class LabelingPlatform(pulumi.ComponentResource):
             LabelingConfigurationArgs(settings=settings.labeling, namespace=namespace_name,
                                       release_name=label_studio_settings.release_name, label_studio=access,
                                       storage=self.storage.access, network=settings.network,
-                                      sam_url=self.sam.url if self.sam else None),
+                                      sam_url=self.sam.url if self.sam else None, protect=settings.protect),
             opts=in_cluster,
         )
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)

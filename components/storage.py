@@ -66,9 +66,11 @@ def access_policy_document(bucket_arn: str) -> dict:
     }
 
 
-def service_account_trust_document(oidc_provider_arn: str, namespace: str, service_account: str) -> dict:
-    """IRSA: only the named service account of the cluster's OIDC provider may assume the role."""
+def service_account_trust_document(oidc_provider_arn: str, namespace: str, service_account: str,
+                                   also: Sequence[str] = ()) -> dict:
+    """IRSA: only the named service accounts of the cluster's OIDC provider may assume the role."""
     issuer = oidc_provider_arn.split(":oidc-provider/", 1)[-1]
+    subjects = [f"system:serviceaccount:{namespace}:{account}" for account in (service_account, *also)]
     return {
         "Version": "2012-10-17",
         "Statement": [{
@@ -76,7 +78,8 @@ def service_account_trust_document(oidc_provider_arn: str, namespace: str, servi
             "Principal": {"Federated": oidc_provider_arn},
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {"StringEquals": {
-                f"{issuer}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                # StringEquals with a list admits any one of them.
+                f"{issuer}:sub": subjects[0] if len(subjects) == 1 else subjects,
                 f"{issuer}:aud": "sts.amazonaws.com",
             }},
         }],
@@ -194,6 +197,9 @@ class ObjectStorageArgs:
     protect: bool
     # The service account an IRSA role trusts (Label Studio's app pods run as it).
     workload_service_account: str
+    # Other service accounts of the platform the role trusts: ones the stack creates itself,
+    # for pods that must run before the chart has made Label Studio's.
+    also_trusted_service_accounts: tuple[str, ...] = ()
 
 
 class ObjectStorage(pulumi.ComponentResource):
@@ -291,7 +297,8 @@ class ObjectStorage(pulumi.ComponentResource):
         if settings.oidc_provider_arn:
             trust = pulumi.Output.from_input(args.namespace).apply(
                 lambda ns: json.dumps(service_account_trust_document(
-                    settings.oidc_provider_arn, ns, args.workload_service_account)))
+                    settings.oidc_provider_arn, ns, args.workload_service_account,
+                    args.also_trusted_service_accounts)))
             role = aws.iam.Role(f"{name}-role", assume_role_policy=trust, opts=child_of(self, "label-studio"))
             aws.iam.RolePolicy(f"{name}-role-policy", role=role.id, policy=access_policy,
                                opts=child_of(self, "label-studio-bucket-access"))

@@ -1,9 +1,11 @@
 """Egress: every pod the stack runs is fenced by an egress NetworkPolicy, and no egress rule
 reaches the cloud metadata address, where any pod could pick up the node's credentials.
 
-"Every pod" is each workload the program declares and the Label Studio release's app pods,
-which the chart labels `app.kubernetes.io/name: ls-app`, `app.kubernetes.io/instance:
-<release>` (the CLI shows the pack the release, not what it renders).
+"Every pod" is each workload the program declares and the Label Studio release's pods (the
+CLI shows the pack the release, not what it renders): its app pods, which the chart labels
+`app.kubernetes.io/name: ls-app`, `app.kubernetes.io/instance: <release>`, and, unless
+`values.postgresql.enabled` is false, the bitnami PostgreSQL pods, labelled
+`app.kubernetes.io/name: postgresql`, `app.kubernetes.io/instance: <release>`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from pulumi_policy import PolicyResource, ReportViolation, StackValidationArgs
 
-from components.conventions import LABEL_STUDIO_CHART, app_selector_labels
+from components.conventions import LABEL_STUDIO_CHART, app_selector_labels, postgresql_pod_labels
 from components.settings.network import METADATA_ADDRESS
 
 NETWORK_POLICY_TYPE = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -71,19 +73,23 @@ def fences_egress(spec: Mapping[str, Any]) -> bool:
     return "Egress" in types if types else "egress" in spec
 
 
-def pods_of(resource: PolicyResource) -> Optional[tuple[Optional[str], Mapping[str, str]]]:
-    """(namespace, pod labels) of a workload, or of the Label Studio release's app pods."""
+def pods_of(resource: PolicyResource) -> Iterator[tuple[Optional[str], Mapping[str, str]]]:
+    """(namespace, pod labels) of a workload's pods, or of each kind of pod the Label Studio release runs."""
     props = resource.props
     if resource.resource_type == HELM_RELEASE_TYPE:
         if props.get("chart") != LABEL_STUDIO_CHART or not isinstance(props.get("name"), str):
-            return None
-        namespace = props.get("namespace")
-        return (namespace if isinstance(namespace, str) else None), app_selector_labels(props["name"])
+            return
+        namespace = props.get("namespace") if isinstance(props.get("namespace"), str) else None
+        yield namespace, app_selector_labels(props["name"])
+        # The chart's default runs the subchart's PostgreSQL.
+        if dig(props, ("values", "postgresql", "enabled")) is not False:
+            yield namespace, postgresql_pod_labels(props["name"])
+        return
     path = POD_TEMPLATE_PATHS.get(resource.resource_type)
     if path is None:
-        return None
+        return
     template = dig(props, path)
-    return _namespace(props), dict(dig(template, ("metadata", "labels")) or {})
+    yield _namespace(props), dict(dig(template, ("metadata", "labels")) or {})
 
 
 def admits_metadata(rule: Mapping[str, Any]) -> bool:
@@ -112,14 +118,11 @@ def egress_problems(resources: list[PolicyResource]) -> Iterator[tuple[str, str]
                 yield (f"{policy.name}: spec.egress[{index}] admits the cloud metadata address {METADATA_ADDRESS}; "
                        "cut 169.254.0.0/16 out of its ipBlock", policy.urn)
     for resource in resources:
-        pods = pods_of(resource)
-        if pods is None:
-            continue
-        namespace, labels = pods
-        # Unknown namespaces (a preview before the Namespace exists) match any.
-        if not any((namespace is None or fence_namespace is None or namespace == fence_namespace)
-                   and selects(spec.get("podSelector"), labels) for fence_namespace, spec, _ in fences):
-            yield (f"{resource.name}: no egress NetworkPolicy selects its pods {dict(labels)}", resource.urn)
+        for namespace, labels in pods_of(resource):
+            # Unknown namespaces (a preview before the Namespace exists) match any.
+            if not any((namespace is None or fence_namespace is None or namespace == fence_namespace)
+                       and selects(spec.get("podSelector"), labels) for fence_namespace, spec, _ in fences):
+                yield (f"{resource.name}: no egress NetworkPolicy selects its pods {dict(labels)}", resource.urn)
 
 
 def validate_egress(args: StackValidationArgs, report_violation: ReportViolation) -> None:

@@ -69,7 +69,7 @@ def rendered_app_container(evaluation: Evaluation) -> dict:
     return container
 
 
-def _secret_values(evaluation: Evaluation, local: LocalValues) -> dict[tuple[str, str], str]:
+def secret_values(evaluation: Evaluation, local: LocalValues) -> dict[tuple[str, str], str]:
     """(Secret, key) -> the value this run uses, for every key the stack's Secrets declare."""
     by_key = {ADMIN_PASSWORD_KEY: local.admin_password, ADMIN_TOKEN_KEY: local.admin_token,
               DJANGO_SECRET_KEY_KEY: local.django_secret_key, DATABASE_PASSWORD_KEY: "unused-trust-auth",
@@ -84,14 +84,14 @@ def _secret_values(evaluation: Evaluation, local: LocalValues) -> dict[tuple[str
 
 def app_environment(evaluation: Evaluation, local: LocalValues) -> dict[str, str]:
     """The rendered app container's env, Secret references resolved, LOCAL_REPLACEMENTS applied."""
-    secret_values = _secret_values(evaluation, local)
+    values = secret_values(evaluation, local)
     env: dict[str, str] = {}
     for variable in rendered_app_container(evaluation)["env"]:
         if "value" in variable:
             env[variable["name"]] = str(variable["value"])
             continue
         reference = variable["valueFrom"]["secretKeyRef"]
-        env[variable["name"]] = secret_values[(reference["name"], reference["key"])]
+        env[variable["name"]] = values[(reference["name"], reference["key"])]
     return {**env, **local_replacements(local, env)}
 
 

@@ -99,8 +99,15 @@ class LabelStudioServer:
         return self.url
 
 
-def package_dir() -> Path:
-    """The installed label_studio package (what the image has at /label-studio/label_studio)."""
+def package_dir(python: Optional[str] = None) -> Path:
+    """The installed label_studio package (what the image has at /label-studio/label_studio) of
+    `python`'s environment; by default the interpreter running the tests."""
+    if python is not None:
+        found = subprocess.run([python, "-c", "import importlib.util; print(importlib.util.find_spec('label_studio')"
+                                              ".origin)"], capture_output=True, text=True, timeout=60)
+        if found.returncode != 0:
+            raise FileNotFoundError(f"label-studio is not installed for {python}: {found.stderr.strip()}")
+        return Path(found.stdout.strip()).parent
     import importlib.util
 
     spec = importlib.util.find_spec("label_studio")
@@ -109,13 +116,18 @@ def package_dir() -> Path:
     return Path(spec.origin).parent
 
 
+def environment_script(name: str, python: Optional[str]) -> str:
+    """A console script of `python`'s environment, by default the tests' own."""
+    return str(Path(python).with_name(name)) if python is not None else console_script(name)
+
+
 def uwsgi_options(port: int, harakiri_seconds: int, processes: int, threads: int,
-                  work_dir: Path) -> list[tuple[str, str]]:
+                  work_dir: Path, python: Optional[str] = None) -> list[tuple[str, str]]:
     """The release's uwsgi.ini options for a local process (table in the module docstring)."""
     if processes < 2:
         raise ValueError("uwsgi.ini sets cheaper = true, which needs at least 2 processes")
     return [
-        ("chdir", str(package_dir())),
+        ("chdir", str(package_dir(python))),
         ("http", f"{LOOPBACK}:{port}"),
         ("module", "core.wsgi:application"),
         ("master", "true"),
@@ -156,7 +168,8 @@ def write_uwsgi_ini(path: Path, options: list[tuple[str, str]]) -> Path:
     return path
 
 
-def process_environment(env: Mapping[str, str], data_dir: Path, database: Mapping[str, str]) -> dict[str, str]:
+def process_environment(env: Mapping[str, str], data_dir: Path, database: Mapping[str, str],
+                        python: Optional[str] = None) -> dict[str, str]:
     """The image's ENV, then the caller's env, then what belongs to this local process."""
     base = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     return {
@@ -172,15 +185,16 @@ def process_environment(env: Mapping[str, str], data_dir: Path, database: Mappin
         "POSTGRE_NAME": database["PGDATABASE"],
         # the throwaway server trusts local connections; keep a caller's password if given
         "POSTGRE_PASSWORD": str(env.get("POSTGRE_PASSWORD") or database.get("PGPASSWORD") or "unused-trust-auth"),
-        "GIT_CEILING_DIRECTORIES": str(package_dir().parent),
+        "GIT_CEILING_DIRECTORIES": str(package_dir(python).parent),
     }
 
 
-def _run_step(name: str, command: list[str], env: dict[str, str], log_dir: Path, timeout: float) -> None:
+def _run_step(name: str, command: list[str], env: dict[str, str], log_dir: Path, timeout: float,
+              python: Optional[str] = None) -> None:
     log_path = log_dir / f"{name}.log"
     with open(log_path, "wb") as log:
         try:
-            result = subprocess.run(command, cwd=package_dir(), env=env, stdout=log, stderr=subprocess.STDOUT,
+            result = subprocess.run(command, cwd=package_dir(python), env=env, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"{name} did not finish within {timeout:.0f} s; see {log_path}") from None
@@ -189,17 +203,19 @@ def _run_step(name: str, command: list[str], env: dict[str, str], log_dir: Path,
         raise RuntimeError(f"{name} exited {result.returncode}\n--- last lines of {log_path} ---\n{tail}")
 
 
-def prepare_database(env: dict[str, str], log_dir: Path) -> None:
+def prepare_database(env: dict[str, str], log_dir: Path, python: Optional[str] = None) -> None:
     """Migrations as the init container runs them, then the admin as the app's init script makes it."""
-    _run_step("label-studio-migrate", [sys.executable, "manage.py", "locked_migrate"], env, log_dir,
-              MIGRATE_SECONDS)
-    _run_step("label-studio-init", [console_script("label-studio"), "init", "-q"], env, log_dir, INIT_SECONDS)
+    _run_step("label-studio-migrate", [python or sys.executable, "manage.py", "locked_migrate"], env, log_dir,
+              MIGRATE_SECONDS, python)
+    _run_step("label-studio-init", [environment_script("label-studio", python), "init", "-q"], env, log_dir,
+              INIT_SECONDS, python)
 
 
 @contextlib.contextmanager
 def serve_label_studio(env: Mapping[str, str], work_dir: Path, harakiri_seconds: int = 120,
                        processes: Optional[int] = None, database: Optional[Mapping[str, str]] = None,
-                       ready_seconds: float = READY_SECONDS, port: Optional[int] = None) -> Iterator[LabelStudioServer]:
+                       ready_seconds: float = READY_SECONDS, port: Optional[int] = None,
+                       python: Optional[str] = None) -> Iterator[LabelStudioServer]:
     """Serve Label Studio under uWSGI on 127.0.0.1 until the block ends.
 
     `env`: Label Studio's environment (e.g. the rendered app container's, with local
@@ -207,7 +223,9 @@ def serve_label_studio(env: Mapping[str, str], work_dir: Path, harakiri_seconds:
     `harakiri_seconds`: uWSGI kills a request running longer (the release: 120);
     `processes`: workers (default: env UWSGI_PROCESSES, else 2); `database`: the libpq
     environment of an existing database, else a throwaway PostgreSQL is started; `port`: where
-    to listen (default: a free one), for callers that put the address into `env` first.
+    to listen (default: a free one), for callers that put the address into `env` first; `python`:
+    the interpreter of another environment holding another Label Studio release (default: the
+    tests' own, 1.23.2).
     Yields a LabelStudioServer (`.url`, `str()` is the URL); readiness is GET /health = 200.
     """
     work_dir = Path(work_dir)
@@ -217,14 +235,15 @@ def serve_label_studio(env: Mapping[str, str], work_dir: Path, harakiri_seconds:
     with contextlib.ExitStack() as stack:
         if database is None:
             database = stack.enter_context(running_postgres(log_dir))
-        process_env = process_environment(env, work_dir / "data", database)
-        prepare_database(process_env, log_dir)
+        process_env = process_environment(env, work_dir / "data", database, python)
+        prepare_database(process_env, log_dir, python)
         port = port or free_port()
         workers = processes or int(env.get("UWSGI_PROCESSES") or DEFAULT_PROCESSES)
         threads = int(env.get("UWSGI_NUMBER_OF_THREADS") or 1)
         ini = write_uwsgi_ini(work_dir / "uwsgi.ini",
-                              uwsgi_options(port, harakiri_seconds, workers, threads, work_dir))
-        uwsgi = start_process("uwsgi", [console_script("uwsgi"), "--ini", str(ini)], log_dir, process_env)
+                              uwsgi_options(port, harakiri_seconds, workers, threads, work_dir, python))
+        uwsgi = start_process("uwsgi", [environment_script("uwsgi", python), "--ini", str(ini)], log_dir,
+                              process_env)
         stack.callback(uwsgi.stop)
         url = f"http://{LOOPBACK}:{port}"
         wait_for_process_url(uwsgi, f"{url}/health", ready_seconds, expect_status=200)

@@ -14,8 +14,10 @@ import pytest
 
 from components import backup
 from tests.live_services import (
+    LOOPBACK,
     MOTO_ACCESS_KEY_ID,
     MOTO_SECRET_ACCESS_KEY,
+    free_port,
     postgres_program,
     running_postgres,
     s3_client,
@@ -75,6 +77,59 @@ def test_upload_keeps_exactly_the_retention_window(s3_endpoint, tmp_path: Path):
     assert "uploaded labelstudio-" in result.stdout
 
 
+def test_pruning_leaves_the_pre_upgrade_dumps_alone(s3_endpoint, tmp_path: Path):
+    """`aws s3 ls` shows the pre-upgrade folder as a line without a key; the nightly prune skips it."""
+    s3 = s3_client(s3_endpoint)
+    pre_upgrade = f"{PREFIX}/pre-upgrade/to-1.23.2-chart-2.0.5/labelstudio-20200101T000000Z.dump"
+    s3.put_object(Bucket=BUCKET, Key=pre_upgrade, Body=b"dump before an upgrade")
+    dump = tmp_path / "labelstudio.dump"
+    dump.write_bytes(b"PGDMP nightly")
+
+    upload(dump, s3_endpoint, tmp_path)
+
+    assert s3.get_object(Bucket=BUCKET, Key=pre_upgrade)["Body"].read() == b"dump before an upgrade"
+
+
+def test_a_first_install_has_nothing_to_back_up_and_says_so_in_one_line(s3_endpoint, tmp_path: Path):
+    """The pre-upgrade Job before the chart made its PostgreSQL: the Service name does not
+    resolve, the dump says so and the upload uploads nothing; both succeed."""
+    dump = tmp_path / "labelstudio.dump"
+    environment = {"PATH": os.environ["PATH"], "PGHOST": "label-studio-postgresql.labeling.svc.cluster.local",
+                   "PGDATABASE": "labelstudio", "PGUSER": "labelstudio", "DUMP_FILE": str(dump),
+                   "NOTHING_WITHOUT_DATABASE": "true"}
+    dumped = subprocess.run(["/bin/sh", "-c", backup.DUMP_SCRIPT], env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert dumped.returncode == 0, dumped.stderr
+    assert dumped.stdout.splitlines() == [
+        "nothing to back up: label-studio-postgresql.labeling.svc.cluster.local does not resolve, "
+        "the database is not installed yet"]
+    before = s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0)
+    uploaded = upload(dump, s3_endpoint, tmp_path)
+    assert uploaded.stdout == "" and s3_client(s3_endpoint).list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == before
+
+
+def test_without_the_first_install_switch_a_missing_database_fails(tmp_path: Path):
+    """The nightly backup never takes a missing database for an empty one."""
+    environment = {"PATH": f"{Path(postgres_program('pg_dump')).parent}{os.pathsep}{os.environ['PATH']}",
+                   "PGHOST": "label-studio-postgresql.labeling.svc.cluster.local", "PGCONNECT_TIMEOUT": "5",
+                   "PGDATABASE": "labelstudio", "PGUSER": "labelstudio", "DUMP_FILE": str(tmp_path / "x.dump")}
+    dumped = subprocess.run(["/bin/sh", "-c", backup.DUMP_SCRIPT], env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert dumped.returncode != 0 and "could not translate host name" in dumped.stderr
+
+
+def test_a_database_that_resolves_but_refuses_fails_the_pre_upgrade_backup(tmp_path: Path):
+    """Only a name that does not resolve is a first install: a server that is down fails the Job,
+    and so `pulumi up` before the release changes."""
+    environment = {"PATH": f"{Path(postgres_program('pg_dump')).parent}{os.pathsep}{os.environ['PATH']}",
+                   "PGHOST": LOOPBACK, "PGPORT": str(free_port()), "PGDATABASE": "labelstudio",
+                   "PGUSER": "labelstudio", "DUMP_FILE": str(tmp_path / "x.dump"), "NOTHING_WITHOUT_DATABASE": "true"}
+    dumped = subprocess.run(["/bin/sh", "-c", backup.DUMP_SCRIPT], env=environment, capture_output=True, text=True,
+                            timeout=60)
+    assert dumped.returncode != 0 and "nothing to back up" not in dumped.stdout
+    assert "Connection refused" in dumped.stderr
+
+
 def test_a_nightly_dump_restores_what_was_lost(s3_endpoint, tmp_path: Path):
     with running_postgres(tmp_path) as libpq:
         environment = {**os.environ, **libpq}
@@ -87,15 +142,17 @@ def test_a_nightly_dump_restores_what_was_lost(s3_endpoint, tmp_path: Path):
         sql("INSERT INTO task SELECT n, 'kagglecatsanddogs/' || n || '.jpg' FROM generate_series(1, 250) n")
 
         dump = tmp_path / "labelstudio.dump"
-        subprocess.run([postgres_program("pg_dump"), *backup.DUMP_COMMAND[1:], f"--file={dump}"],
-                       env=environment, check=True, capture_output=True)
+        pg_bin = Path(postgres_program("pg_dump")).parent
+        subprocess.run(["/bin/sh", "-c", backup.DUMP_SCRIPT], check=True, capture_output=True,
+                       env={**environment, "PATH": f"{pg_bin}{os.pathsep}{os.environ['PATH']}", "DUMP_FILE": str(dump)})
         upload(dump, s3_endpoint, tmp_path)
 
         sql("DELETE FROM task WHERE id > 10")  # the loss
         assert sql("SELECT count(*) FROM task") == "10"
 
         s3 = s3_client(s3_endpoint)
-        newest = max(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=PREFIX)["Contents"])
+        dumps = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/labelstudio-")["Contents"]
+        newest = max(o["Key"] for o in dumps)
         fetched = tmp_path / "restore.dump"
         fetched.write_bytes(s3.get_object(Bucket=BUCKET, Key=newest)["Body"].read())
         subprocess.run([postgres_program("pg_restore"), *backup.RESTORE_COMMAND[1:], "--dbname=labelstudio",

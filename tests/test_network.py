@@ -157,3 +157,19 @@ def test_the_reconciler_reaches_the_api_server_where_it_is_said_to_be():
     egress = policy(evaluation("dev", apiServerCidrs=["172.20.0.1/32"]), "labeling-reconciler")["egress"]
     assert {"to": [{"ipBlock": {"cidr": "172.20.0.1/32"}}],
             "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]} in egress
+
+
+def test_the_chart_s_postgresql_pods_reach_dns_and_nothing_else():
+    """Only egress is fenced: who may connect to the database is the chart's ingress policy."""
+    fence = policy(evaluation("dev"), "label-studio-postgresql-egress")
+    assert fence["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "postgresql",
+                                                    "app.kubernetes.io/instance": "label-studio"}}
+    assert fence["policyTypes"] == ["Egress"]
+    assert fence["egress"] == [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+                                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+
+
+@pytest.mark.parametrize("variant", ["rds", "external-db"])
+def test_a_database_outside_the_chart_has_no_postgresql_fence(variant):
+    names = {r.inputs["metadata"]["name"] for r in evaluation(variant).of_type(NETWORK_POLICY)}
+    assert "label-studio-ls-app-egress" in names and "label-studio-postgresql-egress" not in names

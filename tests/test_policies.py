@@ -11,7 +11,7 @@ import json
 import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
-from components.conventions import app_selector_labels
+from components.conventions import app_selector_labels, postgresql_pod_labels
 from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES,
                                IAM_POLICY_TYPES, POD_SPEC_PATHS, PUBLIC_ACCESS_BLOCK_TYPES, RDS_TYPES, VERSIONING_TYPES,
                                literal_secrets_in_values, names_a_secret, stack_of)
@@ -257,12 +257,20 @@ CASES = [
     ("protected-stack-data-stores", [resource(RDS, {**GOOD_RDS, "skipFinalSnapshot": True}, stack="prod",
                                               protect=True)], "skips the final snapshot"),
     ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(WORKER_LABELS, PUBLIC_HTTPS),
-                           label_studio_release(), egress_policy(app_selector_labels("label-studio"), name="app")],
+                           label_studio_release(), egress_policy(app_selector_labels("label-studio"), name="app"),
+                           egress_policy(postgresql_pod_labels("label-studio"), name="database")],
      None),
+    ("k8s-egress-fenced", [label_studio_release(), egress_policy(app_selector_labels("label-studio"), name="app")],
+     "release: no egress NetworkPolicy selects its pods {'app.kubernetes.io/name': 'postgresql', "
+     "'app.kubernetes.io/instance': 'label-studio'}"),
+    ("k8s-egress-fenced", [resource(RELEASE, release(values_with("postgresql.enabled", False), name="label-studio",
+                                                     namespace="labeling"), name="release"),
+                           egress_policy(app_selector_labels("label-studio"), name="app")], None),
     ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS)], "worker: no egress NetworkPolicy selects its pods"),
     ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(WORKER_LABELS, namespace="elsewhere")],
      "worker: no egress NetworkPolicy"),
-    ("k8s-egress-fenced", [label_studio_release("annotate"), egress_policy(app_selector_labels("label-studio"))],
+    ("k8s-egress-fenced", [label_studio_release("annotate"), egress_policy(app_selector_labels("label-studio")),
+                           egress_policy(postgresql_pod_labels("annotate"), name="database")],
      "release: no egress NetworkPolicy selects its pods {'app.kubernetes.io/name': 'ls-app', "
      "'app.kubernetes.io/instance': 'annotate'}"),
     ("k8s-egress-fenced", [labelled_workload(WORKER_LABELS), egress_policy(

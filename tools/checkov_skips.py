@@ -34,7 +34,8 @@ class ScopedCheck:
 SAM = ("Deployment.*.sam-backend",)
 # The reconciler's Job, and its CronJob re-syncing the exports: the same image.
 RECONCILER_JOB = ("Job.*.labeling-reconciler-*", "CronJob.*.labeling-export-resync")
-BACKUP_CRONJOB = ("CronJob.*.database-backup",)
+# The nightly database backup and the pre-upgrade backup Job: the same two containers.
+DATABASE_BACKUPS = ("CronJob.*.database-backup", "Job.*.pre-upgrade-backup-*")
 # Rendered by the chart (release `label-studio`): the app Deployment.
 CHART_APP = ("Deployment.*.label-studio-ls-app",)
 
@@ -49,17 +50,17 @@ CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_35", SAM,
                 "label-studio-ml-backend reads its Label Studio token only from the environment "
                 "(LABEL_STUDIO_API_KEY); it comes by secretKeyRef, never inline"),
-    ScopedCheck("CKV_K8S_35", BACKUP_CRONJOB,
+    ScopedCheck("CKV_K8S_35", DATABASE_BACKUPS,
                 "pg_dump and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
                 "in their own formats (.pgpass, credentials ini), which the stack's Secrets do not hold"),
     ScopedCheck("CKV_K8S_43", SAM,
                 "an unprotected stack may run a moving SAM tag (dev runs the seed's on purpose): the config "
                 "contract warns there and refuses it in protected stacks, and policy k8s-image-moving-tag "
                 "reports it (advisory)"),
-    ScopedCheck("CKV_K8S_43", RECONCILER_JOB + BACKUP_CRONJOB,
+    ScopedCheck("CKV_K8S_43", RECONCILER_JOB + DATABASE_BACKUPS,
                 "exact release tags (python:3.12.8-slim-bookworm, bitnamilegacy/postgresql:17.6.0, "
                 "amazon/aws-cli:2.15.0; policy k8s-image-pinned); no registry is reachable here to resolve digests"),
-    ScopedCheck("CKV_K8S_15", RECONCILER_JOB + BACKUP_CRONJOB,
+    ScopedCheck("CKV_K8S_15", RECONCILER_JOB + DATABASE_BACKUPS,
                 "public images on exact release tags: IfNotPresent reuses the node's copy; Always would add a "
                 "registry round trip to every run and gain nothing (no private image to re-authorise)"),
     ScopedCheck("CKV_K8S_38", RECONCILER_JOB[:1],

@@ -270,6 +270,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["spec"] = spec
         elif args.typ.startswith("aws:rds/instance:Instance"):
             state.update(address=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com", port=state.get("port", 5432),
+                         identifier=state.get("identifier") or name,
                          endpoint=f"{name}.abcdefgh.us-east-1.rds.amazonaws.com:5432")
         return f"{name}-id", state
 
