@@ -92,6 +92,7 @@ def _hardened(container: dict) -> dict:
 # The variable aws-cli reads for its CA bundle.
 BACKUP_CA_VARIABLES = ("AWS_CA_BUNDLE",)
 
+
 @dataclass(frozen=True)
 class DatabaseBackupArgs:
     """What to dump and where to put it."""
