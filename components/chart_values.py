@@ -68,6 +68,7 @@ POSTGRESQL_SUBCHART_KEYS = frozenset({
     "postgresql.auth.secretKeys.userPasswordKey",
     "postgresql.auth.secretKeys.adminPasswordKey",
     "postgresql.primary.persistence.size",
+    "postgresql.primary.networkPolicy.allowExternalEgress",
 })
 
 # Label Studio's app Service port, templates/app-service.yaml; it forwards to the pod's
@@ -177,7 +178,13 @@ def _database_values(settings: LabelStudioSettings, secret_name: pulumi.Input[st
             "secretKeys": {"userPasswordKey": DATABASE_PASSWORD_KEY,
                            "adminPasswordKey": DATABASE_ADMIN_PASSWORD_KEY},
         },
-        "primary": {"persistence": {"size": database.storage_size}},
+        "primary": {
+            "persistence": {"size": database.storage_size},
+            # The subchart's own NetworkPolicy admits every egress by default, and policies
+            # add up: off, it admits DNS and read replicas (none here), and the stack's
+            # `<release>-postgresql-egress` (components/label_studio.py) DNS only.
+            "networkPolicy": {"allowExternalEgress": False},
+        },
     }
     return {"password": password_ref}, postgresql
 

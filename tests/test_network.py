@@ -173,3 +173,9 @@ def test_the_chart_s_postgresql_pods_reach_dns_and_nothing_else():
 def test_a_database_outside_the_chart_has_no_postgresql_fence(variant):
     names = {r.inputs["metadata"]["name"] for r in evaluation(variant).of_type(NETWORK_POLICY)}
     assert "label-studio-ls-app-egress" in names and "label-studio-postgresql-egress" not in names
+
+
+def test_the_subchart_s_own_policy_no_longer_opens_every_egress():
+    """Policies add up: the bitnami subchart's default NetworkPolicy admits all egress unless told not to."""
+    release = evaluation("dev").one("kubernetes:helm.sh/v3:Release")
+    assert release.inputs["values"]["postgresql"]["primary"]["networkPolicy"] == {"allowExternalEgress": False}
