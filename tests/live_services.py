@@ -14,6 +14,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -63,9 +64,9 @@ def wait_until(ready: Callable[[], bool], timeout_seconds: float, what: str,
     raise TimeoutError(f"{what} was not ready within {timeout_seconds:.0f} s")
 
 
-def http_answers(url: str, expect_status: int | None = None) -> bool:
+def http_answers(url: str, expect_status: int | None = None, context: ssl.SSLContext | None = None) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return expect_status is None or response.status == expect_status
     except urllib.error.HTTPError as error:
         return expect_status is None or error.code == expect_status
@@ -120,9 +121,9 @@ def start_process(name: str, command: list[str], log_dir: Path, env: dict[str, s
 
 
 def wait_for_process_url(process: ManagedProcess, url: str, timeout_seconds: float,
-                         expect_status: int | None = None) -> None:
+                         expect_status: int | None = None, context: ssl.SSLContext | None = None) -> None:
     try:
-        wait_until(lambda: http_answers(url, expect_status), timeout_seconds,
+        wait_until(lambda: http_answers(url, expect_status, context), timeout_seconds,
                    f"{process.name} at {url}", process.is_running)
     except (RuntimeError, TimeoutError) as error:
         raise RuntimeError(f"{error}\n--- last lines of {process.log_path} ---\n{process.log_tail()}") from None
@@ -130,19 +131,26 @@ def wait_for_process_url(process: ManagedProcess, url: str, timeout_seconds: flo
 
 # ---------------------------------------------------------------- moto (S3)
 
-def start_moto(log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
-    """moto on `port` (default: a free one); a restart on the same port starts empty."""
+def start_moto(log_dir: Path, port: int | None = None, tls: tuple[Path, Path, Path] | None = None
+               ) -> tuple[ManagedProcess, str]:
+    """moto on `port` (default: a free one); a restart on the same port starts empty. With
+    `tls` (CA file, certificate, key) it serves https with that certificate."""
     port = port or free_port()
-    endpoint = f"http://{LOOPBACK}:{port}"
-    moto = start_process("moto", [console_script("moto_server"), "-H", LOOPBACK, "-p", str(port)], log_dir)
-    wait_for_process_url(moto, f"{endpoint}/moto-api/", MOTO_READY_SECONDS)
+    command = [console_script("moto_server"), "-H", LOOPBACK, "-p", str(port)]
+    if tls:
+        command += ["-c", str(tls[1]), "-k", str(tls[2])]
+    endpoint = f"{'https' if tls else 'http'}://{LOOPBACK}:{port}"
+    moto = start_process("moto", command, log_dir)
+    context = ssl.create_default_context(cafile=str(tls[0])) if tls else None
+    wait_for_process_url(moto, f"{endpoint}/moto-api/", MOTO_READY_SECONDS, context=context)
     return moto, endpoint
 
 
-def s3_client(endpoint: str, region: str = "us-east-1"):
+def s3_client(endpoint: str, region: str = "us-east-1", verify: str | None = None):
+    """A boto3 client of the store; `verify`: the CA file of an https store with a private CA."""
     import boto3  # moto[server] brings boto3; the reconciler itself never needs it
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name=region,
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region, verify=verify,
                         aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY)
 
 
@@ -159,9 +167,10 @@ def png_bytes(index: int, side: int = 8) -> bytes:
             + chunk(b"IDAT", zlib.compress(row * side)) + chunk(b"IEND", b""))
 
 
-def upload_images(endpoint: str, bucket: str, prefix: str, count: int, workers: int = 16) -> list[str]:
+def upload_images(endpoint: str, bucket: str, prefix: str, count: int, workers: int = 16,
+                  verify: str | None = None) -> list[str]:
     """Create `bucket` if needed and put `count` small PNGs under `prefix/`; returns the keys."""
-    client = s3_client(endpoint)
+    client = s3_client(endpoint, verify=verify)
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(Bucket=bucket)
     keys = [f"{prefix}/{index}.png" for index in range(count)]
