@@ -58,9 +58,11 @@ def test_which_endpoints_need_their_networks_named(endpoint, needs_cidrs):
 
 # --------------------------------------------------------------------------- the store's private CA
 
+WORKLOAD_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob", "kubernetes:apps/v1:Deployment")
 CONSUMERS = {
-    # resource name -> the variables its store client reads the CA file from
+    # resource name (up to a version digest) -> the variables its store client reads the CA file from
     "labeling-backup-cronjob": ["AWS_CA_BUNDLE"],  # aws-cli
+    "labeling-label-studio-pre-upgrade-backup-job": ["AWS_CA_BUNDLE"],  # the same containers, once
     "labeling-configuration-job": ["SSL_CERT_FILE"],  # the reconciler's probe (ssl default context)
     "labeling-configuration-export-resync": ["SSL_CERT_FILE"],
     "labeling-sam-deployment": ["REQUESTS_CA_BUNDLE"],  # SAM follows presigned URLs with requests
@@ -80,7 +82,8 @@ def test_the_ca_bundle_reaches_every_client_of_the_store_from_one_config_map():
     assert config_map.inputs["data"] == {STORE_CA_KEY: STORE_CA_PEM.strip()}
     assert config_map.parent == evaluation.one("labeling:storage:ObjectStorage").urn
     for name, variables in CONSUMERS.items():
-        [resource] = [r for r in evaluation.resources if r.name == name]
+        [resource] = [r for r in evaluation.resources if r.type in WORKLOAD_TYPES
+                      and (r.name == name or r.name.startswith(f"{name}-"))]
         pod = _pod_spec(resource.kubernetes_manifest)
         assert StoreTrust(STORE_CA_CONFIG_MAP).volume() in pod["volumes"], name
         for container in pod["containers"]:
