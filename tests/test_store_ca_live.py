@@ -68,7 +68,8 @@ def test_the_stack_points_each_client_at_the_mounted_bundle(stack):
     assert stack.s3_endpoint.startswith("https://")
     rendered = {e["name"]: e.get("value") for e in rendered_app_container(stack.evaluation)["env"]}
     assert rendered["AWS_CA_BUNDLE"] == STORE_CA_FILE
-    job = stack.evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"]["spec"]["containers"][0]
+    job = stack.evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job").inputs["spec"]["template"][
+        "spec"]["containers"][0]
     assert {"name": "SSL_CERT_FILE", "value": STORE_CA_FILE} in job["env"]
 
 

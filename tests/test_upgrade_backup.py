@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 
 from components import PROJECT_ROOT, backup, upgrade_backup
+from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from tests.conftest import evaluate_cached, stack_settings
 from tests.variants import VARIANTS
 from tools.stack_eval import Evaluation, evaluate
@@ -21,6 +22,8 @@ SNAPSHOT = "aws:rds/snapshot:Snapshot"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 COMPONENT = "labeling:database:PreUpgradeBackup"
 NEXT_IMAGE = {"labelStudio.imageTag": "1.24.0"}
+# Dev on the tested release, whatever dev's file pins (dev moves first in a staged upgrade).
+TESTED_IMAGE = {"labelStudio.imageTag": DEFAULT_LABEL_STUDIO_IMAGE_TAG}
 
 
 def backup_jobs(evaluation: Evaluation) -> list:
@@ -33,7 +36,7 @@ def variant(name: str, **changes) -> Evaluation:
 
 
 def test_a_changed_image_tag_backs_up_before_the_release_changes():
-    before, after = evaluate_cached("dev"), evaluate_cached("dev", NEXT_IMAGE)
+    before, after = evaluate_cached("dev", TESTED_IMAGE), evaluate_cached("dev", NEXT_IMAGE)
     [old_job], [job] = backup_jobs(before), backup_jobs(after)
     assert job.inputs["metadata"]["name"] != old_job.inputs["metadata"]["name"]
     release = after.one(RELEASE)
@@ -59,7 +62,7 @@ def test_the_same_versions_declare_the_same_job_so_a_second_up_runs_nothing():
 
 
 def test_the_job_runs_the_nightly_dump_and_upload_into_the_pre_upgrade_prefix():
-    dev = evaluate_cached("dev")
+    dev = evaluate_cached("dev", TESTED_IMAGE)
     [job] = backup_jobs(dev)
     manifest = job.kubernetes_manifest
     kubernetes_validate.validate(manifest, "1.33", strict=True)
@@ -76,7 +79,8 @@ def test_the_job_runs_the_nightly_dump_and_upload_into_the_pre_upgrade_prefix():
     assert dump_env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "label-studio-platform-secrets",
                                                                     "key": "database-password"}
     upload_env = {e["name"]: e for e in upload["env"]}
-    assert upload_env["BACKUP_PREFIX"]["value"] == "label-studio/backups/pre-upgrade/to-1.23.2-chart-2.0.5"
+    assert upload_env["BACKUP_PREFIX"]["value"] == \
+        f"label-studio/backups/pre-upgrade/to-{DEFAULT_LABEL_STUDIO_IMAGE_TAG}-chart-2.0.5"
     assert "RETENTION_DAYS" not in upload_env  # kept until someone deletes them
     assert manifest["spec"]["backoffLimit"] >= 1 and manifest["spec"]["activeDeadlineSeconds"] > 0
     assert job.protect is False
@@ -100,13 +104,13 @@ def test_it_runs_without_the_nightly_backup():
 
 
 def test_rds_takes_a_retained_snapshot_named_per_version_pair():
-    rds, moved = variant("rds"), variant("rds", **NEXT_IMAGE)
+    rds, moved = variant("rds", **TESTED_IMAGE), variant("rds", **NEXT_IMAGE)
     assert backup_jobs(rds) == []
     snapshot, next_snapshot = rds.one(SNAPSHOT), moved.one(SNAPSHOT)
     instance = rds.one("aws:rds/instance:Instance")
     assert snapshot.inputs["dbInstanceIdentifier"] == instance.name  # the mock's identifier
     assert snapshot.inputs["dbSnapshotIdentifier"] == "labeling-platform-dev-pre-upgrade-" + \
-        upgrade_backup.version_digest(stack_settings("dev").label_studio)
+        upgrade_backup.version_digest(stack_settings("dev", TESTED_IMAGE).label_studio)
     assert next_snapshot.inputs["dbSnapshotIdentifier"] != snapshot.inputs["dbSnapshotIdentifier"]
     assert next_snapshot.name != snapshot.name  # a new snapshot, the old one retained
     # Retained, never protected: the next version's snapshot replaces it in the program.

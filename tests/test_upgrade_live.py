@@ -194,7 +194,8 @@ def test_an_upgrade_and_its_rollback_lose_nothing(previous_release, tmp_path: Pa
         local = LocalValues(public_url=f"http://{LOOPBACK}:{port}", s3_endpoint=s3_endpoint, bucket=BUCKET,
                             admin_email=admin.email, admin_password=admin.password, admin_token=admin.token,
                             s3_access_key_id=MOTO_ACCESS_KEY_ID, s3_secret_access_key=MOTO_SECRET_ACCESS_KEY)
-        stack: Evaluation = local_stack(local)
+        # The stack as it deploys the release this environment serves, whatever dev's file pins.
+        stack: Evaluation = local_stack(local, overrides={"labelStudio.imageTag": DEFAULT_LABEL_STUDIO_IMAGE_TAG})
         environment = app_environment(stack, local)
         reconciler = Reconciler(tmp_path, s3_endpoint)
         with running_postgres(log_dir) as libpq:
