@@ -200,6 +200,11 @@ def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectS
     else:
         existed = int((result.storage.get("meta") or {}).get("tasks_existed") or 0)
         report(f"{label}: unchanged (0 new tasks, {existed} already imported){suffix}")
+        if task_count() == 0:
+            # Nothing under the prefix matched: most often a mistyped prefix or a regex that
+            # misses the keys (it is matched against the whole key, prefix included).
+            report(f'{label}: warning: prefix "{spec.prefix}" with regexFilter "{spec.regex_filter}" imported 0 '
+                   "objects; check both against the bucket's keys")
     return result.created
 
 
