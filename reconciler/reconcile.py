@@ -116,9 +116,11 @@ def _run_lock(environment: RunEnvironment) -> RunLock | None:
 
 
 def reconcile_once(state: DesiredState, client: LabelStudioClient, environment: RunEnvironment,
-                   lock: RunLock | None, scheduled: bool, report: Callable[[str], None] = _print) -> bool:
+                   lock: RunLock | None, scheduled: bool, report: Callable[[str], None] = _print,
+                   **connections) -> bool:
     """A full run under the run lock, ending with the summary line; False when a scheduled run
-    found another run applying the state and left it alone (the next schedule catches up)."""
+    found another run applying the state and left it alone (the next schedule catches up).
+    `connections` go to `reconcile` (openers, the service-account directory, the sign-up)."""
     deadline = Deadline(environment.deadline_seconds)
     if lock is not None:
         if scheduled:
@@ -131,7 +133,7 @@ def reconcile_once(state: DesiredState, client: LabelStudioClient, environment: 
             lock.acquire(deadline.remaining, report)
     summary = RunSummary(report)
     try:
-        reconcile(state, client, environment, report=summary, deadline=deadline)
+        reconcile(state, client, environment, report=summary, deadline=deadline, **connections)
     finally:
         if lock is not None:
             lock.release()

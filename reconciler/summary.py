@@ -15,6 +15,8 @@ REPAIRED = ("created", "label config updated", "updated", "reconnected", "remove
 UNCHANGED = ("unchanged", "present")
 _OUTCOME = re.compile(r": (" + "|".join(re.escape(word) for word in REPAIRED + UNCHANGED) + r")\b")
 _IMPORTED = re.compile(r": synced (\d+) tasks\b")
+# Titles, e-mails and tab names are quoted in the lines and may hold any word: they are skipped.
+_QUOTED = re.compile(r'"[^"]*"')
 
 
 class RunSummary:
@@ -26,6 +28,7 @@ class RunSummary:
 
     def __call__(self, line: str) -> None:
         self._report(line)
+        line = _QUOTED.sub('""', line)
         imported = _IMPORTED.search(line)
         if imported:
             self.imported += int(imported[1])
