@@ -14,7 +14,9 @@ from components import reconciler_pods
 from reconciler import contract
 from tests.conftest import evaluate_cached
 from tests.variants import STORAGE_KEYS, VARIANTS
+from tools import plan, plan_labeling
 from tools.manifests import KUBERNETES_VERSION
+from tools.plan_labeling import labeling_plan
 from tools.stack_eval import evaluate
 
 CRONJOB = "kubernetes:batch/v1:CronJob"
@@ -144,3 +146,36 @@ def test_provider_namespaces_are_accepted():
     evaluation = evaluate("dev", overrides={"kubernetes:enableServerSideApply": "true", "pulumi:tags": "{}",
                                             "aws:skipMetadataApiCheck": "false"})
     assert evaluation.one(JOB)
+
+
+def test_the_plan_stops_with_one_line_when_the_committed_members_would_all_go(monkeypatch, capsys, tmp_path):
+    # The stack file as committed listed a member; the working copy (dev) lists none.
+    monkeypatch.setattr(plan, "committed_members", lambda stack: ["annotator@example.com"])
+    assert plan.main(["dev", "--out", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == ("error: labeling.members is empty: the accounts the stack created for "
+                            "annotator@example.com would be removed for good; to confirm, list annotator@example.com "
+                            "in labeling.removeMembers\n")
+
+
+def test_the_plan_prints_what_the_reconciler_applies():
+    projects = [{"title": "Cats and dogs", "labelConfig": "label_configs/image_classification.xml",
+                 "prefix": "kagglecatsanddogs"},
+                {"title": "Fruit segmentation with SAM", "labelConfig": "label_configs/sam_segmentation.xml",
+                 "prefix": "fruit", "sam": True, "split": True}]
+    evaluation = evaluate("dev", overrides={"labeling.members": TEAM[:2], "labeling.projects": projects,
+                                            "labeling.exportResync": "false"}, previous_members=TEAM[1:])
+    assert labeling_plan(evaluation, evaluation.previous_members) == [
+        'project "Cats and dogs": s3://labeling-dev-images-example/kagglecatsanddogs matching .*\\.(jpe?g|png)$, '
+        "SAM no, split no, images presigned URLs (60 min)",
+        'project "Fruit segmentation with SAM": s3://labeling-dev-images-example/fruit matching .*\\.(jpe?g|png)$, '
+        "SAM yes, split annotator@example.com, reviewer@example.com, images presigned URLs (60 min)",
+        "members: 2 configured; added: annotator@example.com; removed: lead@example.com",
+        "full reconcile: '0 * * * *' (labeling-scheduled-reconcile)",
+        "export re-sync: off",
+    ]
+
+
+def test_the_committed_members_come_from_the_stack_file_in_git():
+    assert plan_labeling.committed_members("dev", "HEAD") == []
+    assert plan_labeling.committed_members("no-such-stack") is None

@@ -83,6 +83,8 @@ class Evaluation:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     warnings: list[str] = field(default_factory=list)
+    # The accounts earlier runs created, as the mocked team Secret recorded them.
+    previous_members: list[str] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -397,4 +399,4 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                     secret_outputs.add(name)
 
         _sync_await(run_pulumi_func(program))
-    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings)
+    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous))
