@@ -25,7 +25,7 @@ from reconciler.projects import (
     check_token, ensure_project, ensure_sam_backend, find_project, list_projects, remove_sam_backends, wait_for_health,
 )
 from reconciler.storages import (
-    EXPORT_STORAGES, SOURCE_STORAGES, ensure_storage, export_storage_payload, import_storage_payload,
+    EXPORT_STORAGES, ensure_source_storage, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
 )
 from reconciler.members import CreatedRecord, SignUp, invite_sign_up, reconcile_members
@@ -53,8 +53,8 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     for spec in state.projects:
         project = ensure_project(client, spec, existing, report)
         projects[spec.title] = project
-        source = ensure_storage(client, "source", SOURCE_STORAGES, project,
-                                import_storage_payload(state, spec, environment), state, spec, report)
+        source = ensure_source_storage(client, project, import_storage_payload(state, spec, environment), state,
+                                       spec, report)
         ensure_storage(client, "export", EXPORT_STORAGES, project,
                        export_storage_payload(state, spec, environment), state, spec, report)
         sync_source_storage(client, source, spec, deadline, report)

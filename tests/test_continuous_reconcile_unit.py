@@ -162,3 +162,25 @@ def test_the_command_line_takes_the_scheduled_flag(monkeypatch, capsys):
     assert main(["--scheduled", "state.json"]) == 1
     assert capsys.readouterr().err.startswith("reconcile failed: ")
     assert main(["--scheduled"]) == 2
+
+
+def test_what_someone_deleted_comes_back_except_a_source_storage_over_existing_tasks():
+    sam_project = {"title": "SAM demo", "labelConfig": "<View></View>", "prefix": "sam-demo", "sam": True}
+    document = desired(projects=[*desired()["projects"], sam_project])
+    fake = FakeLabelStudio({"kagglecatsanddogs": 3, "sam-demo": 2})
+    run(fake, document)
+    [backend] = fake.backends
+    del fake.backends[backend]
+    export = next(i for i, s in fake.storages["export"].items() if s["project"] == 1)
+    del fake.storages["export"][export]
+    again = run(fake, document)
+    assert any(line.startswith('project "SAM demo": ml backend http://sam:9090: created') for line in again)
+    assert any(line.startswith('project "Cats and dogs": export storage') and ": created" in line for line in again)
+    assert len(fake.backends) == 1 and len(fake.storages["export"]) == 2
+
+    source = next(i for i, s in fake.storages["import"].items() if s["project"] == 1)
+    del fake.storages["import"][source]
+    with pytest.raises(ReconcileError, match=r'^project "Cats and dogs": its source storage was deleted while the '
+                                             r"project holds 3 tasks; a new one would import every object again"):
+        run(fake, document)
+    assert len(fake.storages["import"]) == 1, "no second storage, so no duplicate tasks"
