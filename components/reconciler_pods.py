@@ -136,25 +136,34 @@ def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], run: 
     }
 
 
-def scheduled_reconcile_manifest(*, namespace: pulumi.Input[str], schedule: str, run: FullRun) -> dict:
-    """The CronJob running the full reconcile on a schedule; it steps aside while the Job runs."""
+def reconciler_cronjob(*, name: str, namespace: pulumi.Input[str], pod_labels: Mapping[str, str], schedule: str,
+                       deadline_seconds: int, template: dict) -> dict:
+    """A CronJob of the reconciler's package. Forbid: a run still going when the next is due
+    finishes first (a second beside it would only do the same work twice); the next schedule
+    catches up. Its Jobs carry its labels too, so `kubectl get jobs -l` lists its runs."""
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {"name": SCHEDULED_RECONCILE_NAME, "namespace": namespace, "labels": SCHEDULED_RECONCILE_LABELS},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(pod_labels)},
         "spec": {
             "schedule": schedule,
-            # A run still going when the next is due finishes first; the next schedule catches up.
             "concurrencyPolicy": "Forbid",
             "successfulJobsHistoryLimit": 1,
             "failedJobsHistoryLimit": 3,
-            # Its Jobs carry its labels too, so `kubectl get jobs -l` lists its runs.
-            "jobTemplate": {"metadata": {"labels": SCHEDULED_RECONCILE_LABELS},
-                            "spec": {"backoffLimit": 1, "activeDeadlineSeconds": SCHEDULED_RECONCILE_DEADLINE_SECONDS,
-                                     "template": run.pod([SCHEDULED_FLAG], SCHEDULED_RECONCILE_LABELS,
-                                                         SCHEDULED_RECONCILE_DEADLINE_SECONDS)}},
+            "jobTemplate": {"metadata": {"labels": dict(pod_labels)},
+                            "spec": {"backoffLimit": 1, "activeDeadlineSeconds": deadline_seconds,
+                                     "template": template}},
         },
     }
+
+
+def scheduled_reconcile_manifest(*, namespace: pulumi.Input[str], schedule: str, run: FullRun) -> dict:
+    """The CronJob running the full reconcile on a schedule; it steps aside while the Job runs."""
+    return reconciler_cronjob(name=SCHEDULED_RECONCILE_NAME, namespace=namespace,
+                              pod_labels=SCHEDULED_RECONCILE_LABELS, schedule=schedule,
+                              deadline_seconds=SCHEDULED_RECONCILE_DEADLINE_SECONDS,
+                              template=run.pod([SCHEDULED_FLAG], SCHEDULED_RECONCILE_LABELS,
+                                               SCHEDULED_RECONCILE_DEADLINE_SECONDS))
 
 
 def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.Input[str], schedule: str,
@@ -166,18 +175,5 @@ def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.I
     template = reconciler_pod(command=["--export-resync"], config_map=config_map, modules=modules,
                               label_studio=label_studio, env=env, secrets={}, service_account=None,
                               pod_labels=EXPORT_RESYNC_LABELS, store_trust=store_trust)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": EXPORT_RESYNC_NAME, "namespace": namespace, "labels": EXPORT_RESYNC_LABELS},
-        "spec": {
-            "schedule": schedule,
-            # A pass re-saves everything: a second one beside it would only double the work.
-            "concurrencyPolicy": "Forbid",
-            "successfulJobsHistoryLimit": 1,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 1, "activeDeadlineSeconds": EXPORT_RESYNC_DEADLINE_SECONDS,
-                                     "template": template}},
-        },
-    }
-
+    return reconciler_cronjob(name=EXPORT_RESYNC_NAME, namespace=namespace, pod_labels=EXPORT_RESYNC_LABELS,
+                              schedule=schedule, deadline_seconds=EXPORT_RESYNC_DEADLINE_SECONDS, template=template)
