@@ -23,6 +23,7 @@ CRONJOB = "kubernetes:batch/v1:CronJob"
 SCHEDULED = "labeling-configuration-scheduled-reconcile"
 POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 JOB = "kubernetes:batch/v1:Job"
+RECONCILER_JOB = "labeling-configuration-job"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 TEAM = ["annotator@example.com", "reviewer@example.com", "lead@example.com"]
 
@@ -38,7 +39,7 @@ def test_the_scheduled_reconcile_is_the_jobs_pod_in_its_scheduled_mode():
     kubernetes_validate.validate(cronjob.kubernetes_manifest, KUBERNETES_VERSION, strict=True)
     spec = cronjob.inputs["spec"]
     assert spec["schedule"] == "0 * * * *" and spec["concurrencyPolicy"] == "Forbid"
-    scheduled, job = pod_of(cronjob), pod_of(evaluation.one(JOB))
+    scheduled, job = pod_of(cronjob), pod_of(evaluation.one(JOB, RECONCILER_JOB))
     [container], [job_container] = scheduled["containers"], job["containers"]
     assert container["command"] == ["python", "-m", "reconciler", contract.SCHEDULED_FLAG,
                                     f"{reconciler_pods.WORKING_DIR}/{reconciler_pods.DESIRED_STATE_FILE}"]
@@ -75,7 +76,7 @@ def test_the_schedule_is_set_or_switched_off_with_one_key(overrides, schedule):
 
 
 def _names(evaluation) -> tuple[str, str]:
-    return (evaluation.one(JOB).inputs["metadata"]["name"], evaluation.one(CONFIG_MAP).inputs["metadata"]["name"])
+    return (evaluation.one(JOB, RECONCILER_JOB).inputs["metadata"]["name"], evaluation.one(CONFIG_MAP).inputs["metadata"]["name"])
 
 
 def test_a_rotated_key_runs_the_job_again_and_nothing_else_changes():
@@ -145,7 +146,7 @@ def test_a_mistyped_namespace_stops_the_plan_with_a_did_you_mean():
 def test_provider_namespaces_are_accepted():
     evaluation = evaluate("dev", overrides={"kubernetes:enableServerSideApply": "true", "pulumi:tags": "{}",
                                             "aws:skipMetadataApiCheck": "false"})
-    assert evaluation.one(JOB)
+    assert evaluation.one(JOB, RECONCILER_JOB)
 
 
 def test_the_plan_stops_with_one_line_when_the_committed_members_would_all_go(monkeypatch, capsys, tmp_path):
