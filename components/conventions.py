@@ -45,6 +45,12 @@ class SecretKeyRef:
         return {"secretName": self.secret_name, "secretKey": self.key}
 
 
+def resource_version(metadata: dict) -> str:
+    """The API server's version of an object: it changes with every write and reveals nothing of the data.
+    The provider hands `metadata` over as its output type, keyed by Python names."""
+    return str(metadata.get("resource_version") or "")
+
+
 def child_of(parent: pulumi.Resource, formerly: Optional[str] = None, **options) -> pulumi.ResourceOptions:
     """Options of a component's child. `formerly` is the child's name before child names
     carried the component's name: the alias keeps the existing resource instead of replacing it."""

@@ -3,8 +3,9 @@
 A Kubernetes Job runs the reconciler package (reconciler/, standard library only, so a
 plain Python image needs no pip step) against the Label Studio Service. Its modules and
 the desired state travel in a ConfigMap; the API token and S3 keys arrive as read-only
-files from their Secrets. The Job's name carries a hash of both, so a change of desired
-state runs it again and an unchanged state leaves it alone. It has no TTL: a Job that
+files from their Secrets. The Job's name carries a hash of both and of the credential
+Secrets' resource versions (never their values), so a change of desired state or a rotated
+key runs it again and an unchanged stack leaves it alone. It has no TTL: a Job that
 deleted itself would be re-created by the next `pulumi up`. Pulumi waits for the Job to
 complete, so `pulumi up` finishes only when the platform is configured, and the Label
 Studio API never has to be reachable from where `pulumi up` runs.
@@ -12,7 +13,15 @@ Studio API never has to be reachable from where `pulumi up` runs.
 The members' passwords are generated here, one per e-mail, and reach the Job only as a
 file of their Secret; `memberPasswords` shows those of the accounts the reconciler recorded
 as its own in the team Secret. A CronJob runs the same package from the same ConfigMap with
---export-resync, writing to the bucket the annotations a submit could not.
+--export-resync, writing to the bucket the annotations a submit could not; another runs the
+full reconcile on a schedule (--scheduled), so images added since, and whatever someone
+deleted or changed in Label Studio, are taken care of without a `pulumi up`. The Job and the
+scheduled run share a lock in the team Secret (reconciler/lock.py): they never overlap.
+
+Removing members is final, so before the Job the stack reads back which accounts the
+reconciler created and names those the run will remove; several at once, or the last ones,
+stop the update unless labeling.removeMembers lists them (the reconciler applies the same
+rule, reconciler/members.py, so a run the plan could not check is held to it too).
 
 What the stack writes and the reconciler reads is defined once, in reconciler/contract.py.
 """
@@ -23,40 +32,29 @@ import base64
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import PROJECT_ROOT
-from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
+from components.conventions import child_of, resource_version
 from components.label_studio import LabelStudioAccess
 from components.network import dns, kubernetes_api, network_policy, pod_identity, to_pods
+from components.reconciler_pods import (
+    DEADLINE_SECONDS, DESIRED_STATE_FILE, EXPORT_RESYNC_LABELS, EXPORT_RESYNC_NAME, LABELS, RECONCILER_NAME,
+    SCHEDULED_RECONCILE_LABELS, SCHEDULED_RECONCILE_NAME, FullRun, export_resync_manifest, job_manifest,
+    scheduled_reconcile_manifest,
+)
 from components.settings import LabelingSettings, NetworkSettings
-from components.storage import StorageAccess, StorageKeys, StoreTrust
+from components.storage import StorageAccess, StorageKeys
 from reconciler import contract
 from reconciler.contract import DesiredState, ProjectSpec, StorageSpec
+from reconciler.members import removal_refusal, removal_warning
 
 RECONCILER_PACKAGE = PROJECT_ROOT / "reconciler"
-RECONCILER_NAME = "labeling-reconciler"
-# Pinned: a plain CPython image; the reconciler needs nothing beyond the standard library.
-RECONCILER_IMAGE = "python:3.12.8-slim-bookworm"
-RECONCILER_UID = 65534
-# The store probe's default SSL context reads the CA file from this variable.
-RECONCILER_CA_VARIABLES = ("SSL_CERT_FILE",)
 TEAM_SECRET_SUFFIX = "team-access"
-# The ConfigMap is mounted here: the package under reconciler/, the state beside it.
-WORKING_DIR = "/opt/labeling"
-DESIRED_STATE_FILE = "desired.json"
-SECRETS_PATH = "/secrets"
-# First installs pull images, run migrations and wait for SAM to load its model.
-DEADLINE_SECONDS = 1800
-LABELS = labels(RECONCILER_NAME)
-EXPORT_RESYNC_NAME = "labeling-export-resync"
-EXPORT_RESYNC_LABELS = labels(EXPORT_RESYNC_NAME)
-# One pass re-saves every annotation inside a request (reconciler/sync.py).
-EXPORT_RESYNC_DEADLINE_SECONDS = 1800
 MEMBER_SECRET_SUFFIX = "member-passwords"
 MEMBER_PASSWORD_LENGTH = 24
 
@@ -78,122 +76,29 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
         projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam, p.split)
                        for p in settings.projects),
         members=settings.members,
+        remove_members=settings.remove_members,
     )
 
 
-def job_name(state_json: str, modules: Mapping[str, str]) -> str:
-    """A name that changes exactly when what the Job would do changes."""
+def job_name(state_json: str, modules: Mapping[str, str], credential_versions: Sequence[str] = ()) -> str:
+    """A name that changes exactly when what the Job would do changes: the state, the code and,
+    for the Job, the resource versions of the credential Secrets it applies (a rotated key must
+    reach the storages). Without versions it is also the ConfigMap's name."""
     digest = hashlib.sha256()
-    for part in (state_json, *(f"{name}\0{text}" for name, text in sorted(modules.items()))):
+    for part in (state_json, *(f"{name}\0{text}" for name, text in sorted(modules.items())), *credential_versions):
         digest.update(part.encode() + b"\0")
     return f"{RECONCILER_NAME}-{digest.hexdigest()[:10]}"
 
 
-def reconciler_pod(*, command: list[str], config_map: pulumi.Input[str], modules: Mapping[str, str],
-                   label_studio: LabelStudioAccess, env: list[dict], secrets: Mapping[str, dict],
-                   service_account: Optional[str], pod_labels: Mapping[str, str],
-                   store_trust: Optional[StoreTrust] = None) -> dict:
-    """The pod template of the Job and the CronJob: the package and state from the ConfigMap, each
-    of `secrets` (volume name -> secret volume source) mounted read-only under /secrets/<name>,
-    credentials only as files. Without `service_account` the pod gets no API token at all."""
-    token = label_studio.api_token
-    items = [{"key": module, "path": f"reconciler/{module}"} for module in sorted(modules)]
-    items.append({"key": DESIRED_STATE_FILE, "path": DESIRED_STATE_FILE})
-    secrets = {"label-studio": {"secretName": token.secret_name, "items": [{"key": token.key, "path": "api-token"}]},
-               **secrets}
-    mounts = [{"name": "reconciler", "mountPath": WORKING_DIR, "readOnly": True},
-              *({"name": volume, "mountPath": f"{SECRETS_PATH}/{volume}", "readOnly": True} for volume in secrets)]
-    volumes = [{"name": "reconciler", "configMap": {"name": config_map, "items": items}},
-               *({"name": volume, "secret": source} for volume, source in secrets.items())]
-    env = [
-        {"name": contract.LABEL_STUDIO_URL, "value": label_studio.service_url},
-        {"name": contract.API_TOKEN + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/label-studio/api-token"},
-        *env,
-        # The ConfigMap is read-only: no bytecode caches next to the modules.
-        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-    ]
-    identity = ({"serviceAccountName": service_account} if service_account
-                else {"automountServiceAccountToken": False})
-    spec = {
-        "restartPolicy": "Never",
-        **identity,
-        "securityContext": non_root_pod(RECONCILER_UID),
-        "containers": [{
-            "name": "reconcile",
-            "image": RECONCILER_IMAGE,
-            "imagePullPolicy": "IfNotPresent",
-            "workingDir": WORKING_DIR,
-            "command": ["python", "-m", "reconciler", *command, f"{WORKING_DIR}/{DESIRED_STATE_FILE}"],
-            "env": env,
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                          "limits": {"cpu": "500m", "memory": "256Mi"}},
-            "securityContext": dict(HARDENED_CONTAINER),
-            "volumeMounts": mounts,
-        }],
-        "volumes": volumes,
-    }
-    if store_trust:
-        # Only the store probe uses the default SSL context: Label Studio is plain HTTP in
-        # the cluster and the Kubernetes API client loads the service account's CA file.
-        spec = store_trust.pod_spec_trusting(spec, RECONCILER_CA_VARIABLES)
-    return {"metadata": {"labels": dict(pod_labels)}, "spec": spec}
-
-
-def job_manifest(*, name: pulumi.Input[str], namespace: pulumi.Input[str], config_map: pulumi.Input[str],
-                 modules: Mapping[str, str], label_studio: LabelStudioAccess, team_secret: str,
-                 member_secret: pulumi.Input[str], storage_keys: Optional[StorageKeys] = None,
-                 store_trust: Optional[StoreTrust] = None) -> dict:
-    """The Job; credentials arrive as read-only files from their Secrets, never as env values."""
-    env = [
-        {"name": contract.PUBLIC_URL, "value": label_studio.public_url},
-        {"name": contract.TEAM_SECRET_NAME, "value": team_secret},
-        {"name": contract.TIMEOUT_SECONDS, "value": str(DEADLINE_SECONDS - 60)},
-        {"name": contract.MEMBER_PASSWORDS + contract.FILE_SUFFIX,
-         "value": f"{SECRETS_PATH}/members/{contract.MEMBER_PASSWORDS_KEY}"},
-    ]
-    secrets = {"members": {"secretName": member_secret}}
-    if storage_keys is not None:
-        secrets["storage"] = {"secretName": storage_keys.secret_name}
-        env += [{"name": variable + contract.FILE_SUFFIX, "value": f"{SECRETS_PATH}/storage/{ref.key}"}
-                for variable, ref in ((contract.ACCESS_KEY_ID, storage_keys.access_key_id),
-                                      (contract.SECRET_ACCESS_KEY, storage_keys.secret_access_key))]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name, "namespace": namespace, "labels": LABELS},
-        "spec": {
-            "backoffLimit": 3,
-            "activeDeadlineSeconds": DEADLINE_SECONDS,
-            "template": reconciler_pod(command=[], config_map=config_map, modules=modules, label_studio=label_studio,
-                                       env=env, secrets=secrets, service_account=RECONCILER_NAME, pod_labels=LABELS,
-                                       store_trust=store_trust),
-        },
-    }
-
-
-def export_resync_manifest(*, namespace: pulumi.Input[str], config_map: pulumi.Input[str], schedule: str,
-                           modules: Mapping[str, str], label_studio: LabelStudioAccess,
-                           store_trust: Optional[StoreTrust] = None) -> dict:
-    """The CronJob re-saving every annotation into the export storages: the reconciler's package
-    in its --export-resync mode. It needs the API token only: the storages hold their S3 keys."""
-    env = [{"name": contract.TIMEOUT_SECONDS, "value": str(EXPORT_RESYNC_DEADLINE_SECONDS - 60)}]
-    template = reconciler_pod(command=["--export-resync"], config_map=config_map, modules=modules,
-                              label_studio=label_studio, env=env, secrets={}, service_account=None,
-                              pod_labels=EXPORT_RESYNC_LABELS, store_trust=store_trust)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": {"name": EXPORT_RESYNC_NAME, "namespace": namespace, "labels": EXPORT_RESYNC_LABELS},
-        "spec": {
-            "schedule": schedule,
-            # A pass re-saves everything: a second one beside it would only double the work.
-            "concurrencyPolicy": "Forbid",
-            "successfulJobsHistoryLimit": 1,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {"spec": {"backoffLimit": 1, "activeDeadlineSeconds": EXPORT_RESYNC_DEADLINE_SECONDS,
-                                     "template": template}},
-        },
-    }
+def member_removal_check(created: frozenset[str], settings: LabelingSettings) -> list[str]:
+    """What the plan says about the accounts the next run removes: [] or one warning line naming
+    them; a removal that needs confirming (removal_refusal) stops the update with one line."""
+    removing = sorted(created - {email.lower() for email in settings.members})
+    refusal = removal_refusal(removing, settings.members, settings.remove_members)
+    if refusal:
+        raise pulumi.RunError(refusal)
+    warning = removal_warning(removing)
+    return [warning] if warning else []
 
 
 def member_passwords_document(passwords: Mapping[str, str]) -> str:
@@ -267,17 +172,17 @@ class LabelingConfiguration(pulumi.ComponentResource):
         state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
             lambda values: json.dumps(desired_state(settings, values[0], values[1]).to_document(),
                                       indent=2, sort_keys=True))
-        job = state_json.apply(lambda text: job_name(text, modules))
+        bundle = state_json.apply(lambda text: job_name(text, modules))
 
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-configmap",
-            metadata={"name": job, "namespace": args.namespace, "labels": LABELS},
+            metadata={"name": bundle, "namespace": args.namespace, "labels": LABELS},
             data={**modules, DESIRED_STATE_FILE: state_json},
             opts=child_of(self, "reconciler"),
         )
         team_secret = f"{args.release_name}-{TEAM_SECRET_SUFFIX}"
         # The reconciler writes the invite link here; Pulumi only makes the empty Secret.
-        k8s.core.v1.Secret(
+        team_access = k8s.core.v1.Secret(
             f"{name}-team-access",
             metadata={"name": team_secret, "namespace": args.namespace, "labels": LABELS},
             type="Opaque",
@@ -295,11 +200,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(f"{name}-role-binding", metadata=rbac["binding"]["metadata"],
                                 role_ref=rbac["binding"]["roleRef"], subjects=rbac["binding"]["subjects"],
                                 opts=child_of(self, "reconciler"))
-        # It serves nothing; it reaches DNS, Label Studio, the store (its probe) and the
-        # Kubernetes API (the team Secret).
-        isolation = network_policy(RECONCILER_NAME, args.namespace, LABELS, ingress=[], egress=[
-            *dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
-            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network)])
+        isolation = network_policy(RECONCILER_NAME, args.namespace, LABELS, ingress=[], egress=full_run_egress(args))
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, "reconciler"))
 
@@ -321,11 +222,26 @@ class LabelingConfiguration(pulumi.ComponentResource):
 
         storage_keys = args.storage.credentials if isinstance(args.storage.credentials, StorageKeys) else None
         config_map_name = config_map.metadata.apply(lambda m: m["name"])
-        manifest = job_manifest(
-            name=job, namespace=args.namespace, config_map=config_map_name,
-            modules=modules, label_studio=args.label_studio, team_secret=team_secret,
-            member_secret=member_secret.metadata.apply(lambda m: m["name"]), storage_keys=storage_keys,
-            store_trust=args.storage.trust)
+        run = FullRun(config_map_name, modules, args.label_studio, team_secret,
+                      member_secret.metadata.apply(lambda m: m["name"]), storage_keys, args.storage.trust)
+        # Before the Job: which accounts the reconciler created (read from the team Secret; unknown
+        # in the preview of a new stack, which has none) and so which the run would remove.
+        recorded = k8s.core.v1.Secret.get(
+            f"{name}-team-access-record",
+            team_access.metadata.apply(lambda metadata: f"{metadata['namespace']}/{metadata['name']}"),
+            opts=child_of(self))
+        # The Secret's data is secret; the e-mails it yields are in the stack's config already.
+        removal_warnings = pulumi.Output.unsecret(recorded.data.apply(
+            lambda data: member_removal_check(created_members_from_secret_data(data), settings)))
+        removal_warnings.apply(lambda lines: [pulumi.log.warn(line, self) for line in lines])
+        # The Job runs again when the state, the code or a credential Secret changes; it waits
+        # for the removal check, so a refused removal never reaches the cluster.
+        versions = [member_secret.metadata.apply(resource_version)]
+        if storage_keys is not None:
+            versions.append(storage_keys.version)
+        job = pulumi.Output.all(state_json, removal_warnings, *versions).apply(
+            lambda values: job_name(values[0], modules, [str(v) for v in values[2:]]))
+        manifest = job_manifest(name=job, namespace=args.namespace, run=run)
         # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
         # once both are up, and Pulumi then waits for it to complete.
         job_resource = k8s.batch.v1.Job(
@@ -347,6 +263,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
                             if email.lower() in created_members_from_secret_data(values[0])}))
         if settings.export_resync_schedule:
             self._export_resync(name, args, config_map_name, modules, settings.export_resync_schedule)
+        if settings.reconcile_schedule:
+            self._scheduled_reconcile(name, args, run, settings.reconcile_schedule)
         self.register_outputs({"jobName": job, "teamSecretName": team_secret, "inviteUrl": self.invite_url,
                                "memberPasswords": self.member_passwords})
 
@@ -363,3 +281,19 @@ class LabelingConfiguration(pulumi.ComponentResource):
             args.storage.egress])
         k8s.networking.v1.NetworkPolicy(f"{name}-export-resync-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self))
+
+    def _scheduled_reconcile(self, name: str, args: LabelingConfigurationArgs, run: FullRun, schedule: str) -> None:
+        manifest = scheduled_reconcile_manifest(namespace=args.namespace, schedule=schedule, run=run)
+        k8s.batch.v1.CronJob(f"{name}-scheduled-reconcile", metadata=manifest["metadata"], spec=manifest["spec"],
+                             opts=child_of(self))
+        isolation = network_policy(SCHEDULED_RECONCILE_NAME, args.namespace, SCHEDULED_RECONCILE_LABELS, ingress=[],
+                                   egress=full_run_egress(args))
+        k8s.networking.v1.NetworkPolicy(f"{name}-scheduled-reconcile-network-policy",
+                                        metadata=isolation["metadata"], spec=isolation["spec"], opts=child_of(self))
+
+
+def full_run_egress(args: LabelingConfigurationArgs) -> list[dict]:
+    """A full run serves nothing; it reaches DNS, Label Studio, the store (its probe) and the
+    Kubernetes API (the team Secret)."""
+    return [*dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
+            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network)]

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.conventions import PART_OF, PLATFORM, SecretKeyRef, child_of
+from components.conventions import PART_OF, PLATFORM, SecretKeyRef, child_of, resource_version
 from components.network import Rule, endpoint_egress
 from components.settings import StorageMode, StorageSettings
 
@@ -120,6 +120,8 @@ class StorageKeys:
 
     access_key_id: SecretKeyRef
     secret_access_key: SecretKeyRef
+    # The Secret's resourceVersion: it changes when the keys are rotated, and says nothing about them.
+    version: pulumi.Input[str] = ""
 
     @property
     def secret_name(self) -> pulumi.Input[str]:
@@ -250,7 +252,8 @@ class ObjectStorage(pulumi.ComponentResource):
             opts=child_of(self, "credentials"),
         )
         name = secret.metadata.apply(lambda m: m["name"])
-        return StorageKeys(SecretKeyRef(name, ACCESS_KEY_ID_KEY), SecretKeyRef(name, SECRET_ACCESS_KEY_KEY))
+        version = secret.metadata.apply(resource_version)
+        return StorageKeys(SecretKeyRef(name, ACCESS_KEY_ID_KEY), SecretKeyRef(name, SECRET_ACCESS_KEY_KEY), version)
 
     def _declare_bucket(self, args: ObjectStorageArgs) -> tuple[pulumi.Output[str], Union[StorageKeys, WorkloadIdentity]]:
         settings = args.settings

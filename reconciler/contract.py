@@ -32,6 +32,10 @@ FILE_SUFFIX = "_FILE"
 INVITE_URL_KEY = "invite-url"
 # ... and the e-mails of the accounts it created (a JSON list): the only ones it ever removes.
 CREATED_MEMBERS_KEY = "created-members"
+# ... and which run is applying the state right now, so the Job and the scheduled run never overlap.
+RUN_LOCK_KEY = "reconcile-lock"
+# The command-line flag of the scheduled reconcile: a full run that steps aside while another holds the lock.
+SCHEDULED_FLAG = "--scheduled"
 # The key of the member Secret holding MEMBER_PASSWORDS.
 MEMBER_PASSWORDS_KEY = "member-passwords.json"
 # The SAM backend's Service name: an ML backend the reconciler manages points at it.
@@ -71,6 +75,8 @@ class DesiredState:
     sam_url: str | None
     projects: tuple[ProjectSpec, ...]
     members: tuple[str, ...]
+    # Accounts the reconciler created that may go when several go at once or the last ones go.
+    remove_members: tuple[str, ...] = ()
 
     def to_document(self) -> dict:
         """The JSON document `parse_desired_state` reads."""
@@ -85,6 +91,7 @@ class DesiredState:
                           "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
                          for p in self.projects],
             "members": list(self.members),
+            "removeMembers": list(self.remove_members),
         }
 
 
@@ -141,6 +148,7 @@ def parse_desired_state(document: dict) -> DesiredState:
         sam_url=sam_url,
         projects=tuple(projects),
         members=members,
+        remove_members=tuple(document.get("removeMembers") or ()),
     )
 
 

@@ -22,7 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from reconciler.client import REQUEST_TIMEOUT_SECONDS, LabelStudioClient, one_line
 from reconciler.contract import CREATED_MEMBERS_KEY
@@ -118,13 +118,44 @@ class CreatedRecord:
         self._secret.write(CREATED_MEMBERS_KEY, json.dumps(sorted(self.emails)))
 
 
+def removal_refusal(removing: Iterable[str], members: Iterable[str], approved: Iterable[str]) -> Optional[str]:
+    """None when the accounts in `removing` (made by the stack) may go, else the one line that
+    stops the run. Removal is final, so more than one at once, or the last ones, must be named
+    in removeMembers: an emptied or mistyped list then cannot take the whole team."""
+    removing = sorted({email.lower() for email in removing})
+    members = list(members)
+    confirmed = {email.lower() for email in approved}
+    unconfirmed = [email for email in removing if email not in confirmed]
+    if not unconfirmed or (len(removing) <= 1 and members):
+        return None
+    why = "labeling.members is empty" if not members else f"{len(removing)} members leave labeling.members at once"
+    return (f"{why}: the accounts the stack created for {', '.join(removing)} would be removed for good; "
+            f"to confirm, list {', '.join(unconfirmed)} in labeling.removeMembers")
+
+
+def removal_warning(removing: Iterable[str]) -> Optional[str]:
+    """The plan's line naming the accounts the next run removes."""
+    removing = sorted({email.lower() for email in removing})
+    if not removing:
+        return None
+    return (f"labeling.members: the next run removes {', '.join(removing)} from the organization for good "
+            "(accounts the stack created; Label Studio cannot add them back)")
+
+
 def reconcile_members(client: LabelStudioClient, members: tuple[str, ...], passwords: dict[str, str],
-                      record: CreatedRecord, sign_up: SignUp, report: Callable[[str], None]) -> MemberCounts:
-    """Create missing accounts, remove delisted ones the reconciler created; one line each, then the counts."""
+                      record: CreatedRecord, sign_up: SignUp, report: Callable[[str], None],
+                      approved_removals: tuple[str, ...] = ()) -> MemberCounts:
+    """Create missing accounts, remove delisted ones the reconciler created; one line each, then the counts.
+    Removals beyond one at a time, or of the last members, need `approved_removals` (removal_refusal)."""
     me = client.get("/api/current-user/whoami")
     # A removed member is listed with the e-mail "Deleted": only current members match an address.
     current = {str(user.get("email", "")).lower(): user for user in client.get_all_pages("/api/users/")}
     wanted = {email.lower() for email in members}
+    # Removed before, or the owner the API token belongs to (Label Studio refuses that): nothing to remove.
+    removing = [key for key in sorted(record.emails - wanted) if key in current and current[key]["id"] != me["id"]]
+    refusal = removal_refusal(removing, members, approved_removals)
+    if refusal:
+        raise ReconcileError(refusal)
     counts = MemberCounts()
     for email in members:
         key = email.lower()
@@ -149,10 +180,8 @@ def reconcile_members(client: LabelStudioClient, members: tuple[str, ...], passw
             report(f"{label}: {CANNOT_READD} (sign-up says: {refused})")
         else:
             raise ReconcileError(f"{label}: Label Studio refused the sign-up: {refused}")
-    for key in sorted(record.emails - wanted):
-        user = current.get(key)
-        if user is None or user["id"] == me["id"]:
-            continue  # removed before, or the owner the API token belongs to (Label Studio refuses that)
+    for key in removing:
+        user = current[key]
         client.call("DELETE", f"/api/organizations/{me['active_organization']}/memberships/{user['id']}/")
         counts.removed += 1
         report(f'member "{key}": removed from the organization (no access to projects, tasks or annotations)')

@@ -1,5 +1,7 @@
 """Bring a Label Studio instance to a desired state: projects, S3 storages, SAM backend, tabs,
 team access and members; or, with --export-resync, only re-sync the export storages.
+With --scheduled (the scheduled reconcile) it is the same full run, skipped while the Job or
+another run holds the run lock (reconciler/lock.py).
 
 Runs as `python -m reconciler /opt/labeling/desired.json` in a plain python image, so it
 uses the standard library only. Every action and every no-op prints one line; a failure
@@ -11,21 +13,24 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Callable
 
 from reconciler.client import Deadline, LabelStudioClient, Opener, client_from_environment, one_line
-from reconciler.contract import DesiredState, RunEnvironment, parse_desired_state
+from reconciler.contract import SCHEDULED_FLAG, DesiredState, RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
 from reconciler.projects import (
     check_token, ensure_project, ensure_sam_backend, find_project, list_projects, remove_sam_backends, wait_for_health,
 )
 from reconciler.storages import (
-    EXPORT_STORAGES, SOURCE_STORAGES, ensure_storage, export_storage_payload, import_storage_payload,
+    EXPORT_STORAGES, ensure_source_storage, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
 )
 from reconciler.members import CreatedRecord, SignUp, invite_sign_up, reconcile_members
+from reconciler.lock import RunLock
+from reconciler.summary import RunSummary
 from reconciler.tabs import ensure_tabs
 from reconciler.team import SERVICE_ACCOUNT_DIR, TeamSecret, absolute_invite_url, fetch_invite, store_invite_in_secret
 
@@ -48,8 +53,8 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     for spec in state.projects:
         project = ensure_project(client, spec, existing, report)
         projects[spec.title] = project
-        source = ensure_storage(client, "source", SOURCE_STORAGES, project,
-                                import_storage_payload(state, spec, environment), state, spec, report)
+        source = ensure_source_storage(client, project, import_storage_payload(state, spec, environment), state,
+                                       spec, report)
         ensure_storage(client, "export", EXPORT_STORAGES, project,
                        export_storage_payload(state, spec, environment), state, spec, report)
         sync_source_storage(client, source, spec, deadline, report)
@@ -67,7 +72,7 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
         store_invite_in_secret(absolute_invite_url(environment.public_url or client.base_url, invite["invite_url"]),
                                secret, report)
         reconcile_members(client, state.members, environment.member_passwords, CreatedRecord(secret),
-                          sign_up or invite_sign_up(client.base_url, invite["token"]), report)
+                          sign_up or invite_sign_up(client.base_url, invite["token"]), report, state.remove_members)
     elif state.members:
         # Without the record the reconciler could not tell its accounts from anyone else's later.
         report("members: not managed (the accounts it creates are recorded in the team Secret, out of reach here)")
@@ -102,22 +107,61 @@ def resync_exports(state: DesiredState, client: LabelStudioClient, environment: 
     return exported
 
 
+def _run_lock(environment: RunEnvironment) -> RunLock | None:
+    """The lock in the team Secret, held in the pod's name (its host name); None outside a pod
+    (no Kubernetes API to keep it in)."""
+    if not environment.team_secret_name or not (SERVICE_ACCOUNT_DIR / "token").exists():
+        return None
+    return RunLock(TeamSecret(environment.team_secret_name), socket.gethostname(), environment.deadline_seconds)
+
+
+def reconcile_once(state: DesiredState, client: LabelStudioClient, environment: RunEnvironment,
+                   lock: RunLock | None, scheduled: bool, report: Callable[[str], None] = _print,
+                   **connections) -> bool:
+    """A full run under the run lock, ending with the summary line; False when a scheduled run
+    found another run applying the state and left it alone (the next schedule catches up).
+    `connections` go to `reconcile` (openers, the service-account directory, the sign-up)."""
+    deadline = Deadline(environment.deadline_seconds)
+    if lock is not None:
+        if scheduled:
+            holder = lock.try_acquire()
+            if holder is not None:
+                report(f"reconcile: skipped, another run ({holder}) is applying the state")
+                return False
+            report(f"run lock: taken by {lock.holder}")
+        else:
+            lock.acquire(deadline.remaining, report)
+    summary = RunSummary(report)
+    try:
+        reconcile(state, client, environment, report=summary, deadline=deadline, **connections)
+    finally:
+        if lock is not None:
+            lock.release()
+    report(summary.line())
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    export_only = argv[:1] == [EXPORT_RESYNC_FLAG]
-    argv = argv[1:] if export_only else argv
+    mode = argv[0] if argv[:1] in ([EXPORT_RESYNC_FLAG], [SCHEDULED_FLAG]) else None
+    argv = argv[1:] if mode else argv
     if len(argv) != 1:
-        print(f"usage: python -m reconciler [{EXPORT_RESYNC_FLAG}] DESIRED_STATE.json", file=sys.stderr)
+        print(f"usage: python -m reconciler [{EXPORT_RESYNC_FLAG} | {SCHEDULED_FLAG}] DESIRED_STATE.json",
+              file=sys.stderr)
         return 2
     try:
-        client = client_from_environment(dict(os.environ))
+        environ = dict(os.environ)
+        client = client_from_environment(environ)
         try:
             document = json.loads(Path(argv[0]).read_text())
         except (OSError, ValueError) as error:
             raise ReconcileError(f"cannot read desired state {argv[0]}: {error}") from None
         state = parse_desired_state(document)
-        environment = RunEnvironment.from_environment(dict(os.environ))
-        (resync_exports if export_only else reconcile)(state, client, environment)
+        environment = RunEnvironment.from_environment(environ)
+        if mode == EXPORT_RESYNC_FLAG:
+            resync_exports(state, client, environment)
+        else:
+            reconcile_once(state, client, environment, _run_lock(environment), mode == SCHEDULED_FLAG)
     except ReconcileError as error:
         print(f"reconcile failed: {error}", file=sys.stderr, flush=True)
         return 1
@@ -127,4 +171,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("reconcile: done", flush=True)
     return 0
-

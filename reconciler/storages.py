@@ -181,6 +181,22 @@ def ensure_storage(client: LabelStudioClient, kind: str, collection: str, projec
         raise _storage_error(kind, spec.title, state.storage, error) from None
 
 
+def ensure_source_storage(client: LabelStudioClient, project: dict, desired: dict, state: DesiredState,
+                          spec: ProjectSpec, report: Callable[[str], None]) -> dict:
+    """The source storage, as ensure_storage makes it; except in a project that already holds
+    tasks while its managed source storage is gone (deleted by hand). Label Studio links each
+    task to the storage that imported it and deletes the links with the storage, so a new
+    storage would import every object again as a second task beside the annotated first."""
+    if _managed(client, SOURCE_STORAGES, project, desired["title"]) is None:
+        tasks = int(client.get(f"/api/projects/{project['id']}/").get("task_number") or 0)
+        if tasks:
+            raise ReconcileError(
+                f'project "{spec.title}": its source storage was deleted while the project holds {tasks} tasks; '
+                "a new one would import every object again as a duplicate task, so none is made: add new "
+                "images to another project, or delete the project's tasks to import them afresh")
+    return ensure_storage(client, "source", SOURCE_STORAGES, project, desired, state, spec, report)
+
+
 def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectSpec, deadline: Deadline,
                         report: Callable[[str], None], sleep: Callable[[float], None] = time.sleep) -> int:
     """Import new objects as tasks, through requests the server cuts short (reconciler/sync.py)."""
@@ -200,6 +216,11 @@ def sync_source_storage(client: LabelStudioClient, storage: dict, spec: ProjectS
     else:
         existed = int((result.storage.get("meta") or {}).get("tasks_existed") or 0)
         report(f"{label}: unchanged (0 new tasks, {existed} already imported){suffix}")
+        if task_count() == 0:
+            # Nothing under the prefix matched: most often a mistyped prefix or a regex that
+            # misses the keys (it is matched against the whole key, prefix included).
+            report(f'{label}: warning: prefix "{spec.prefix}" with regexFilter "{spec.regex_filter}" imported 0 '
+                   "objects; check both against the bucket's keys")
     return result.created
 
 

@@ -16,6 +16,11 @@ from reconciler.contract import INVITE_URL_KEY
 from reconciler.errors import ReconcileError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+CONFLICT = 409
+
+
+class WriteConflict(ReconcileError):
+    """A conditional write lost against another writer."""
 
 
 def absolute_invite_url(base_url: str, invite_path: str) -> str:
@@ -64,14 +69,33 @@ class TeamSecret:
             status, raw = self._open(request, REQUEST_TIMEOUT_SECONDS)
         except OSError as error:
             raise ReconcileError(f"{self.label}: Kubernetes API unreachable ({error})") from None
+        if status == CONFLICT:
+            raise WriteConflict(f"{self.label}: changed by someone else since it was read")
         if status >= 400:
             raise ReconcileError(f"{self.label}: {method} answered {status}: {describe_error_body(raw)}")
         return json.loads(raw) if raw else {}
 
     def read(self) -> dict[str, str]:
         """The Secret's data, decoded."""
-        data = self._send("GET").get("data") or {}
-        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+        return self.read_versioned()[0]
+
+    def read_versioned(self) -> tuple[dict[str, str], str]:
+        """The Secret's data, decoded, and the resourceVersion it was read at."""
+        secret = self._send("GET")
+        data = secret.get("data") or {}
+        return ({key: base64.b64decode(value).decode() for key, value in data.items()},
+                str((secret.get("metadata") or {}).get("resourceVersion") or ""))
+
+    def write_if_unchanged(self, key: str, value: str | None, version: str) -> bool:
+        """Set (or, with None, delete) `key` only if the Secret is still at `version`; False when
+        another writer came first (the API server refuses a patch carrying an old resourceVersion)."""
+        encoded = None if value is None else base64.b64encode(value.encode()).decode()
+        try:
+            self._send("PATCH", {"metadata": {"resourceVersion": version}, "data": {key: encoded}},
+                       "application/merge-patch+json")
+        except WriteConflict:
+            return False
+        return True
 
     def write(self, key: str, value: str) -> bool:
         """Store `value` under `key` unless it is there already; True when it was written."""

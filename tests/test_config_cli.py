@@ -103,6 +103,9 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "labeling.projects[0].split": ("dev", ("true", "false")),
     "labeling.exportResync": ("dev", ("true", "false")),
     "labeling.exportResyncSchedule": ("dev", ("30 * * * *", "@hourly", "*/15 8-18 * * MON-FRI")),
+    "labeling.reconcile": ("dev", ("true", "false")),
+    "labeling.removeMembers[0]": ("dev", ("gone@example.com",)),
+    "labeling.reconcileSchedule": ("dev", ("0 * * * *", "@hourly", "*/30 6-20 * * *")),
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},

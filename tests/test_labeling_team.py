@@ -6,7 +6,7 @@ import json
 
 import kubernetes_validate
 
-from components import labeling
+from components import labeling, reconciler_pods
 from reconciler import contract
 from tests.conftest import evaluate_cached
 from tools.manifests import KUBERNETES_VERSION
@@ -79,7 +79,7 @@ def test_export_resync_is_a_hardened_cronjob_of_the_reconciler_in_its_export_mod
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["command"] == ["python", "-m", "reconciler", "--export-resync",
-                                    f"{labeling.WORKING_DIR}/{labeling.DESIRED_STATE_FILE}"]
+                                    f"{reconciler_pods.WORKING_DIR}/{reconciler_pods.DESIRED_STATE_FILE}"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False

@@ -65,7 +65,7 @@ def test_values_the_chart_refuses_stop_the_plan_with_one_error(monkeypatch, caps
 
     evaluation = copy.deepcopy(evaluate_cached("dev"))
     evaluation.one("kubernetes:helm.sh/v3:Release").inputs["values"]["app"]["replicas"] = "two"
-    monkeypatch.setattr(plan, "evaluate", lambda stack: evaluation)
+    monkeypatch.setattr(plan, "evaluate", lambda stack, **options: evaluation)
     assert plan.main(["dev", "--out", str(tmp_path)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: the chart does not render the release's values: ") and "replicas" in line

@@ -34,8 +34,9 @@ from reconciler.team import TeamSecret, absolute_invite_url, store_invite_in_sec
 
 CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
               '<Choice value="Cat"/><Choice value="Dog"/></Choices></View>'
+# A warning changes nothing: the 0-objects warning repeats on every run until the bucket or the prefix changes.
 NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|: present$|: present, not managed|"
-                        r"^members: 0 created, \d+ present, 0 removed$")
+                        r"^members: 0 created, \d+ present, 0 removed$|: warning: ")
 
 
 def desired(projects=None, endpoint="http://minio:9000", sam_url="http://sam:9090", members=()) -> dict:

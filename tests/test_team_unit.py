@@ -11,7 +11,9 @@ from hypothesis import given, strategies as st
 from reconciler.client import LabelStudioClient
 from reconciler.contract import MEMBER_PASSWORDS, RunEnvironment, parse_desired_state, parse_member_passwords
 from reconciler.errors import ReconcileError
-from reconciler.members import CANNOT_READD, CreatedRecord, form_errors, reconcile_members
+from reconciler.members import (
+    CANNOT_READD, CreatedRecord, form_errors, reconcile_members, removal_refusal, removal_warning,
+)
 from reconciler.reconcile import main, resync_exports
 from reconciler.restore import read_export, restore, task_key
 from reconciler.tabs import ALL_UNANNOTATED, UNANNOTATED_TITLE, ensure_tabs, shares, tab_data
@@ -26,11 +28,12 @@ def secret(tmp_path) -> TeamSecret:
     return TeamSecret("labeling-team", FakeKubernetes(), tmp_path, "https://k")
 
 
-def members_run(fake: FakeLabelStudio, secret: TeamSecret, members: list[str]) -> list[str]:
+def members_run(fake: FakeLabelStudio, secret: TeamSecret, members: list[str], remove: tuple[str, ...] = ()
+                ) -> list[str]:
     lines: list[str] = []
     client = LabelStudioClient("http://ls", "good-token", fake)
     passwords = {m.lower(): f"pw-{m}" for m in members}
-    reconcile_members(client, tuple(members), passwords, CreatedRecord(secret), fake.sign_up, lines.append)
+    reconcile_members(client, tuple(members), passwords, CreatedRecord(secret), fake.sign_up, lines.append, remove)
     return lines
 
 
@@ -48,8 +51,8 @@ def test_members_are_created_kept_and_removed_only_when_the_reconciler_created_t
     again = members_run(fake, secret, ["new@example.com", "before@example.com", "admin@example.com"])
     assert again[0] == 'member "new@example.com": present' and again[-1] == "members: 0 created, 3 present, 0 removed"
 
-    # Delisting everyone removes only the account the reconciler made; never the owner, never "before".
-    removed = members_run(fake, secret, [])
+    # Delisting everyone (confirmed) removes only the account the reconciler made; never the owner, never "before".
+    removed = members_run(fake, secret, [], remove=("NEW@example.com",))
     assert removed == ['member "new@example.com": removed from the organization (no access to projects, tasks '
                        'or annotations)', "members: 0 created, 0 present, 1 removed"]
     assert [u["email"] for u in fake.users] == ["admin@example.com", "before@example.com", "Deleted"]
@@ -57,6 +60,36 @@ def test_members_are_created_kept_and_removed_only_when_the_reconciler_created_t
 
     back = members_run(fake, secret, ["new@example.com"])
     assert back == [f'member "new@example.com": {CANNOT_READD}', "members: 0 created, 0 present, 0 removed"]
+
+
+def test_removing_several_members_or_the_last_one_needs_them_confirmed(secret):
+    fake = FakeLabelStudio()
+    fake.sign_up = fake_sign_up(fake)
+    team = ["a@example.com", "b@example.com", "c@example.com"]
+    members_run(fake, secret, team)
+    # An emptied list (or a mistyped namespace that hides it) must not take the whole team.
+    with pytest.raises(ReconcileError, match=r"^labeling.members is empty: the accounts the stack created for "
+                                             r"a@example.com, b@example.com, c@example.com would be removed for good; "
+                                             r"to confirm, list a@example.com, b@example.com, c@example.com in "
+                                             r"labeling.removeMembers$"):
+        members_run(fake, secret, [])
+    with pytest.raises(ReconcileError, match=r"^2 members leave labeling.members at once: .* to confirm, list "
+                                             r"c@example.com in labeling.removeMembers$"):
+        members_run(fake, secret, ["a@example.com"], remove=("b@example.com",))
+    assert not any(method == "DELETE" for method, _, _ in fake.requests), "refused before anything was removed"
+    # One at a time needs no confirmation; several go once each is named.
+    assert members_run(fake, secret, team[:2])[-1] == "members: 0 created, 2 present, 1 removed"
+    assert members_run(fake, secret, [], remove=("a@example.com", "B@example.com"))[-1] == (
+        "members: 0 created, 0 present, 2 removed")
+
+
+@pytest.mark.parametrize("removing, members, approved, refused", [
+    ([], [], [], False), (["a@x.io"], ["b@x.io"], [], False), (["a@x.io"], [], [], True),
+    (["a@x.io"], [], ["A@x.io"], False), (["a@x.io", "c@x.io"], ["b@x.io"], ["a@x.io"], True),
+    (["a@x.io", "c@x.io"], ["b@x.io"], ["a@x.io", "c@x.io"], False)])
+def test_removal_refusal(removing, members, approved, refused):
+    assert (removal_refusal(removing, members, approved) is not None) is refused
+    assert (removal_warning(removing) is not None) is bool(removing)
 
 
 def test_a_soft_deleted_email_that_the_reconciler_never_made_gets_the_same_clear_line(secret):
@@ -169,7 +202,7 @@ def test_export_resync_syncs_each_projects_export_storage_and_nothing_else():
 def test_the_command_line_takes_the_export_resync_flag(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     assert main(["--export-resync", "a", "b"]) == 2
-    assert "usage: python -m reconciler [--export-resync] DESIRED_STATE.json" in capsys.readouterr().err
+    assert "usage: python -m reconciler [--export-resync | --scheduled] DESIRED_STATE.json" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- restore

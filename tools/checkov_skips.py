@@ -32,8 +32,9 @@ class ScopedCheck:
 
 
 SAM = ("Deployment.*.sam-backend",)
-# The reconciler's Job, and its CronJob re-syncing the exports: the same image.
-RECONCILER_JOB = ("Job.*.labeling-reconciler-*", "CronJob.*.labeling-export-resync")
+# The reconciler's Job, its scheduled run and its CronJob re-syncing the exports: the same image.
+RECONCILER_JOB = ("Job.*.labeling-reconciler-*", "CronJob.*.labeling-export-resync",
+                  "CronJob.*.labeling-scheduled-reconcile")
 # The nightly database backup and the pre-upgrade backup Job: the same two containers.
 DATABASE_BACKUPS = ("CronJob.*.database-backup", "Job.*.pre-upgrade-backup-*")
 # Rendered by the chart (release `label-studio`): the app Deployment.
@@ -63,9 +64,10 @@ CHECKOV_SKIPS = [
     ScopedCheck("CKV_K8S_15", RECONCILER_JOB + DATABASE_BACKUPS,
                 "public images on exact release tags: IfNotPresent reuses the node's copy; Always would add a "
                 "registry round trip to every run and gain nothing (no private image to re-authorise)"),
-    ScopedCheck("CKV_K8S_38", RECONCILER_JOB[:1],
-                "the reconciler writes the team invite link into its one Secret through the API; its Role "
-                "allows get/patch on that Secret only"),
+    ScopedCheck("CKV_K8S_38", (RECONCILER_JOB[0], RECONCILER_JOB[2]),
+                "the reconciler (the Job and its scheduled run) writes the team invite link, its record of "
+                "created accounts and its run lock into its one Secret through the API; its Role allows "
+                "get/patch on that Secret only"),
     # The chart's app Deployment: its defaults where the stack's values do not change them.
     *(ScopedCheck(check, CHART_APP,
                   "the chart renders its nginx sidecar and db-migrations init container without requests and "

@@ -28,6 +28,7 @@ from components import PROJECT_ROOT
 from components.settings.stack_file import StackFileError, stack_file_path
 from tools.chart_render import render_errors
 from tools.manifests import StackObjects, stack_objects, type_token
+from tools.plan_labeling import committed_members, labeling_plan
 from tools.stack_eval import DeclaredResource, Evaluation, evaluate, project_dir
 
 import pulumi
@@ -133,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.perf_counter()
+    # The accounts the last deploy made, as far as the plan can tell offline (tools/plan_labeling.py).
+    previous = committed_members(args.stack)
     try:
-        evaluation = evaluate(args.stack)
+        evaluation = evaluate(args.stack, previous_members=previous)
     except (pulumi.RunError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -151,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Offline plan of stack {args.stack!r}: {len(evaluation.resources)} resources"
           + (f", {len(objects.rendered)} objects rendered by the chart" if objects.renders else "") + "\n")
     print_tree(evaluation, objects=objects)
+    print("\nWhat the reconciler applies (the Job after `pulumi up`, then on its schedule):")
+    for line in labeling_plan(evaluation, evaluation.previous_members):
+        print(f"  {line}")
     print("\nOutputs:")
     print(yaml.safe_dump(_masked_outputs(evaluation), sort_keys=False).rstrip())
     if evaluation.warnings:

@@ -20,7 +20,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -83,6 +83,8 @@ class Evaluation:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     warnings: list[str] = field(default_factory=list)
+    # The accounts earlier runs created, as the mocked team Secret recorded them.
+    previous_members: list[str] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -237,12 +239,27 @@ def mock_cluster_ip(resource_name: str) -> str:
     return f"10.96.{zlib.crc32(resource_name.encode()) % 250}.{len(resource_name) % 250 + 1}"
 
 
+# The read of the team Secret before the Job (components/labeling.py): what earlier runs recorded.
+TEAM_RECORD_READ_SUFFIX = "-team-access-record"
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
-    """Answers as the providers would, with values that are obviously fake and traceable."""
+    """Answers as the providers would, with values that are obviously fake and traceable.
+
+    `previous_members` are the accounts earlier runs of the reconciler created, as the team
+    Secret records them before this update's Job runs."""
+
+    def __init__(self, previous_members: Sequence[str] = ()):
+        super().__init__()
+        self.previous_members = [email.lower() for email in previous_members]
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         name = args.name
+        if args.typ == "kubernetes:core/v1:Secret" and name.endswith(TEAM_RECORD_READ_SUFFIX):
+            created = base64.b64encode(json.dumps(self.previous_members).encode()).decode()
+            state["data"] = pulumi.Output.secret({"created-members": created} if self.previous_members else {})
+            return args.resource_id, state
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = pulumi.Output.secret(f"mock-generated-{name}-value")
         elif args.typ == "aws:s3/bucket:Bucket":
@@ -263,6 +280,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
             created = base64.b64encode(b'["annotator@example.com"]')
             state["data"] = pulumi.Output.secret({"invite-url": link.decode(), "created-members": created.decode()})
             return args.resource_id, state
+        elif args.typ == "kubernetes:core/v1:Secret":
+            # The API server gives every write a new resourceVersion; a digest of the inputs
+            # changes exactly when a write would.
+            metadata = dict(state.get("metadata") or {})
+            metadata["resourceVersion"] = str(zlib.crc32(json.dumps(state, sort_keys=True, default=str).encode()))
+            state["metadata"] = metadata
         elif args.typ == "kubernetes:core/v1:Service":
             # The API server assigns a ClusterIP from the Service range; a stable stand-in.
             spec = dict(state.get("spec") or {})
@@ -326,14 +349,27 @@ def _alias_dict(alias: Any) -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 
+def configured_members(config: Mapping[str, Any], project: str) -> list[str]:
+    """labeling.members as the configuration holds it (a list, or its JSON text)."""
+    section = config.get(f"{project}:labeling") or {}
+    if isinstance(section, str):
+        section = json.loads(section)
+    members = section.get("members") if isinstance(section, Mapping) else None
+    return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
+
+
 def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-             secrets: Optional[Mapping[str, Any]] = None) -> Evaluation:
+             secrets: Optional[Mapping[str, Any]] = None, previous_members: Optional[Sequence[str]] = None
+             ) -> Evaluation:
     """Run __main__.py for `stack` (plus overrides) under mocks and return what it declared.
 
-    A configuration error surfaces as the `pulumi.RunError` the program raises.
+    `previous_members`: the accounts earlier runs created (default: this configuration's members,
+    as if the last update had the same list). A configuration error surfaces as the
+    `pulumi.RunError` the program raises.
     """
     project, config, secret_keys = stack_config(stack, overrides, secrets)
-    monitor = RecordingMonitor(PlatformMocks())
+    previous = configured_members(config, project) if previous_members is None else previous_members
+    monitor = RecordingMonitor(PlatformMocks(previous))
     warnings: list[str] = []
 
     class _WarningLog:
@@ -363,4 +399,4 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                     secret_outputs.add(name)
 
         _sync_await(run_pulumi_func(program))
-    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings)
+    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous))

@@ -14,6 +14,9 @@ from components.settings.reader import MISSING, Section, show
 DEFAULT_REGEX_FILTER = r".*\.(jpe?g|png)$"
 # Half past every hour: annotations a submit could not write to S3 reach the bucket within the hour.
 DEFAULT_EXPORT_RESYNC_SCHEDULE = "30 * * * *"
+# Every hour on the hour, half an hour away from the export re-sync: images added to the
+# bucket become tasks within the hour, and what someone deleted or changed comes back.
+DEFAULT_RECONCILE_SCHEDULE = "0 * * * *"
 # Label Studio trims titles and refuses one outside 3-50 characters (400 validation_errors.title).
 TITLE_LENGTH = (3, 50)
 
@@ -100,8 +103,24 @@ def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> L
                               DEFAULT_EXPORT_RESYNC_SCHEDULE, check=check_cron, kind="cron schedule")
     if not resync:
         section.inapplicable(("exportResyncSchedule",), "while labeling.exportResync is false")
+    scheduled = section.boolean("reconcile", "Run the full reconciler on a schedule as well: new images become "
+                                "tasks, deleted or changed projects, storages and ML backends come back, tabs are "
+                                "rebalanced.", True)
+    reconcile_schedule = section.string("reconcileSchedule", "Cron schedule of the scheduled reconcile (cluster "
+                                        "time zone).", DEFAULT_RECONCILE_SCHEDULE, check=check_cron,
+                                        kind="cron schedule")
+    if not scheduled:
+        section.inapplicable(("reconcileSchedule",), "while labeling.reconcile is false")
+    removals_raw = section.items("removeMembers", "E-mails whose accounts (made by the stack) may be removed when "
+                                 "several members leave labeling.members at once or the list becomes empty; "
+                                 "removal is final.", "list of emails")
     section.finish()
     members = _members(section, members_raw)
+    remove_members = _members(section, removals_raw, "removeMembers")
+    for i, email in enumerate(remove_members):
+        if email.lower() in (m.lower() for m in members):
+            section.problems.error(section.key(f"removeMembers[{i}]"), f"{show(email)} is still in labeling.members; "
+                                   "expected only e-mails that leave the list")
     projects: list[LabelingProject] = []
     for i, raw in enumerate(projects_raw):
         item = Section(section.key(f"projects[{i}]"), raw, section.problems)
@@ -112,10 +131,12 @@ def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> L
             item.error("title", f"{show(project.title)} is used twice (after trimming); expected unique titles")
         else:
             projects.append(project)
-    return LabelingSettings(tuple(projects), members, (schedule or DEFAULT_EXPORT_RESYNC_SCHEDULE) if resync else None)
+    return LabelingSettings(tuple(projects), members, (schedule or DEFAULT_EXPORT_RESYNC_SCHEDULE) if resync else None,
+                            (reconcile_schedule or DEFAULT_RECONCILE_SCHEDULE) if scheduled else None,
+                            remove_members)
 
 
-def _members(section: Section, members_raw: list) -> tuple[str, ...]:
+def _members(section: Section, members_raw: list, key: str = "members") -> tuple[str, ...]:
     members: list[str] = []
     for i, raw in enumerate(members_raw):
         email = raw.strip() if isinstance(raw, str) else raw
@@ -123,7 +144,7 @@ def _members(section: Section, members_raw: list) -> tuple[str, ...]:
         if not problem and email.lower() in (m.lower() for m in members):
             problem = "is listed twice (e-mails match without regard to case); expected each member once"
         if problem:
-            section.problems.error(section.key(f"members[{i}]"), f"{show(raw)} {problem}")
+            section.problems.error(section.key(f"{key}[{i}]"), f"{show(raw)} {problem}")
         else:
             members.append(email)
     return tuple(members)

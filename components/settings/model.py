@@ -183,6 +183,10 @@ class LabelingSettings:
     members: tuple[str, ...]
     # Cron schedule of the export re-sync; None when it is switched off.
     export_resync_schedule: Optional[str] = None
+    # Cron schedule of the scheduled full reconcile; None when it is switched off.
+    reconcile_schedule: Optional[str] = None
+    # Accounts the stack created that may go when several go at once, or the last ones go.
+    remove_members: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

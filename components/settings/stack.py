@@ -21,6 +21,7 @@ from components.settings.ingress import read_ingress
 from components.settings.label_studio import read_label_studio
 from components.settings.labeling import read_labeling
 from components.settings.model import DatabaseMode, Settings, StorageMode
+from components.settings.namespaces import namespace_problems
 from components.settings.network import read_network
 from components.settings.reader import PROJECT, ConfigError, FieldDoc, Problems, Section
 from components.settings.sam import read_sam
@@ -109,7 +110,15 @@ def load_settings(stack: Optional[str] = None) -> Settings:
         plaintext = plaintext_paths(stack_file_config(stack_file_path(project_dir, stack)), PROJECT)
     except StackFileError as error:
         raise ConfigError([str(error)]) from None
-    return parse_settings(values, stack=stack, secret_keys=secret_keys, plaintext_paths=plaintext)
+    # A mistyped namespace hides its section from the reader: report it beside the rest.
+    misplaced = namespace_problems(raw)
+    try:
+        settings = parse_settings(values, stack=stack, secret_keys=secret_keys, plaintext_paths=plaintext)
+    except ConfigError as error:
+        raise ConfigError([*misplaced, *error.problems]) from None
+    if misplaced:
+        raise ConfigError(misplaced)
+    return settings
 
 
 def _decode(value: Any) -> Any:
