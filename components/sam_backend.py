@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
 from components.settings import NetworkSettings, SamSettings
+from components.settings.checks import quantity_value
 from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
 
@@ -36,6 +37,15 @@ HEALTH_PATH = "/health"
 # directory and the baked checkpoints stay visible.
 BAKED_CHECKPOINT_DIR = "/app/models"
 MODEL_CACHE_DIR = "/model-cache"
+
+# label-studio-sdk's get_local_path caches every downloaded task image under
+# $XDG_CACHE_HOME/label-studio and never evicts one: the cache gets a sized emptyDir of its
+# own instead of growing on the container's writable layer.
+IMAGE_CACHE_DIR = "/image-cache"
+# The example keeps one predictor per process and gunicorn's THREADS=8 default lets
+# concurrent clicks on different images overwrite each other's image in it (masks come back
+# shaped like another image). One thread per worker: a worker answers one request at a time.
+THREADS_PER_WORKER = 1
 
 STARTUP_PROBE_PERIOD_SECONDS = 10
 # A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on
@@ -102,13 +112,29 @@ def _strategy(settings: SamSettings) -> dict:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
+def compute_threads(settings: SamSettings) -> int:
+    """Threads each worker's torch may use: its share of the CPU limit, at least one. Without
+    it torch starts one thread per core of the node, far more than the limit grants."""
+    cpu_limit = settings.resources.limits.get("cpu")
+    if not cpu_limit:
+        return 1
+    return max(1, math.floor(quantity_value(cpu_limit) / settings.workers))
+
+
 def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api_token: SecretKeyRef) -> list[dict]:
+    threads = str(compute_threads(settings))
     return [
         {"name": "SAM_CHOICE", "value": settings.model.value},
         *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
         *(api_token.env(name) for name in LABEL_STUDIO_TOKEN_VARIABLES),
         {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},
         {"name": "LOG_LEVEL", "value": "INFO"},
+        # Read by the image's start command (gunicorn --workers $WORKERS --threads $THREADS).
+        {"name": "WORKERS", "value": str(settings.workers)},
+        {"name": "THREADS", "value": str(THREADS_PER_WORKER)},
+        # torch sizes its intra-op pool from OMP_NUM_THREADS; MKL and OpenBLAS read their own.
+        *({"name": name, "value": threads} for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")),
+        {"name": "XDG_CACHE_HOME", "value": IMAGE_CACHE_DIR},
     ]
 
 
@@ -132,6 +158,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "image-cache", "mountPath": IMAGE_CACHE_DIR},
         ],
     }
     pod_spec = {
@@ -148,6 +175,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
             {"name": "model-cache", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
+            {"name": "image-cache", "emptyDir": {"sizeLimit": settings.image_cache_size}},
         ],
     }
     if store_trust:

@@ -36,6 +36,10 @@ CREATED_MEMBERS_KEY = "created-members"
 MEMBER_PASSWORDS_KEY = "member-passwords.json"
 # The SAM backend's Service name: an ML backend the reconciler manages points at it.
 SAM_SERVICE_NAME = "sam-backend"
+# What a failed SAM self-test does to the run (sam.selfTest).
+SELF_TEST_FAIL = "fail"
+SELF_TEST_WARN = "warn"
+SELF_TEST_MODES = (SELF_TEST_FAIL, SELF_TEST_WARN)
 # Presigned image URLs a browser gets are valid this long.
 PRESIGN_TTL_MINUTES = 60
 DEFAULT_DEADLINE_SECONDS = 1500

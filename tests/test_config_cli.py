@@ -86,6 +86,9 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sam.resources.limits.ephemeral-storage": ("dev", ("20Gi",)),
     "sam.shmSize": ("dev", ("2Gi", "1073741824")),
     "sam.startupTimeoutSeconds": ("dev", ("600", "3600")),
+    "sam.workers": ("dev", ("1", "4")),
+    "sam.imageCacheSize": ("dev", ("5Gi", "1073741824")),
+    "sam.selfTest": ("dev", ("warn", "fail")),
     'sam.nodeSelector["nvidia.com/gpu.family"]': ("prod", ("ampere", "true", "2")),
     "sam.tolerations[0].key": ("prod", ("nvidia.com/gpu", "dedicated")),
     "sam.tolerations[0].value": ("prod", ("sam", "true", "1")),  # after sam.tolerations[0].key (SETUP)

@@ -163,6 +163,12 @@ class SamSettings:
     resources: Resources
     shm_size: str
     startup_timeout_seconds: int
+    # gunicorn worker processes, each with its own predictor answering one request at a time.
+    workers: int = 1
+    # The emptyDir the backend caches downloaded task images in.
+    image_cache_size: str = "10Gi"
+    # What a failed deploy-time self-test does to the run: fail it, or only warn.
+    self_test: str = "fail"
 
 
 @dataclass(frozen=True)
