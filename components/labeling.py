@@ -66,7 +66,8 @@ def reconciler_modules() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(RECONCILER_PACKAGE.glob("*.py"))}
 
 
-def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str]) -> DesiredState:
+def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str],
+                  sam_self_test: str = contract.SELF_TEST_FAIL) -> DesiredState:
     """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
     return DesiredState(
         # Label Studio has the endpoint as S3_ENDPOINT (components/chart_values.py): the
@@ -78,6 +79,7 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
         projects=tuple(ProjectSpec(p.title, p.label_config, p.prefix, p.regex_filter, p.sam, p.split)
                        for p in settings.projects),
         members=settings.members,
+        sam_self_test=sam_self_test,
     )
 
 
@@ -241,16 +243,25 @@ class LabelingConfigurationArgs:
     label_studio: LabelStudioAccess
     storage: StorageAccess
     network: NetworkSettings
-    # The SAM backend's URL, resolving once it answers; None without SAM.
+    # The SAM backend's Service URL; None without SAM. The reconciler waits for the backend
+    # itself, so syncing starts without waiting for the model to load.
     sam_url: Optional[pulumi.Input[str]] = None
     # A protected stack cannot delete the team Secret: it is the record of the accounts the
     # reconciler created, which decides whose passwords the stack hands out.
     protect: bool = False
+    # What a failed SAM self-test does (sam.selfTest).
+    sam_self_test: str = contract.SELF_TEST_FAIL
+    # The SAM pods and port: the self-test asks the backend itself for the cause of a failure.
+    sam_pod_labels: Optional[Mapping[str, str]] = None
+    sam_port: int = 0
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
     """The reconciler Job and what it needs: modules, desired state, identity, team Secret, the
     members' passwords; and the CronJob re-syncing the export storages."""
+
+    # The Job's pods: the SAM backend admits them for the self-test's diagnosis.
+    pod_labels = LABELS
 
     invite_url: pulumi.Output[Optional[str]]
     # e-mail -> password of each configured member whose account the reconciler created.
@@ -265,7 +276,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
         resolved_storage = pulumi.Output.from_input(args.storage.bucket).apply(
             lambda bucket: replace(args.storage, bucket=bucket))
         state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
-            lambda values: json.dumps(desired_state(settings, values[0], values[1]).to_document(),
+            lambda values: json.dumps(desired_state(settings, values[0], values[1], args.sam_self_test).to_document(),
                                       indent=2, sort_keys=True))
         job = state_json.apply(lambda text: job_name(text, modules))
 
@@ -295,11 +306,12 @@ class LabelingConfiguration(pulumi.ComponentResource):
         k8s.rbac.v1.RoleBinding(f"{name}-role-binding", metadata=rbac["binding"]["metadata"],
                                 role_ref=rbac["binding"]["roleRef"], subjects=rbac["binding"]["subjects"],
                                 opts=child_of(self, "reconciler"))
-        # It serves nothing; it reaches DNS, Label Studio, the store (its probe) and the
-        # Kubernetes API (the team Secret).
+        # It serves nothing; it reaches DNS, Label Studio, the store (its probe and the self-test's
+        # image downloads), the Kubernetes API (the team Secret) and the SAM backend (the self-test).
+        sam = [to_pods(args.sam_pod_labels, [args.sam_port])] if wants_sam and args.sam_pod_labels else []
         isolation = network_policy(RECONCILER_NAME, args.namespace, LABELS, ingress=[], egress=[
             *dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
-            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network)])
+            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network), *sam])
         k8s.networking.v1.NetworkPolicy(f"{name}-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self, "reconciler"))
 
@@ -326,8 +338,9 @@ class LabelingConfiguration(pulumi.ComponentResource):
             modules=modules, label_studio=args.label_studio, team_secret=team_secret,
             member_secret=member_secret.metadata.apply(lambda m: m["name"]), storage_keys=storage_keys,
             store_trust=args.storage.trust)
-        # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
-        # once both are up, and Pulumi then waits for it to complete.
+        # Its inputs carry Label Studio's deployed URL: it runs once Label Studio is up (the SAM
+        # backend may still be loading; the reconciler waits for it after the syncs), and Pulumi
+        # then waits for it to complete.
         job_resource = k8s.batch.v1.Job(
             f"{name}-job", metadata=manifest["metadata"], spec=manifest["spec"],
             opts=child_of(self, "reconciler", custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s")),

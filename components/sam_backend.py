@@ -223,17 +223,20 @@ def _service(namespace: pulumi.Input[str]) -> dict:
 
 
 def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
-                    egress: Sequence[Rule]) -> dict:
-    # Only Label Studio calls the backend; the backend calls Label Studio back for task
-    # images. It downloads nothing at start: the checkpoints are baked into the image.
-    ingress = [{"from": [{"podSelector": {"matchLabels": dict(label_studio_pod_labels)}}],
+                    egress: Sequence[Rule], self_test_pod_labels: Optional[Mapping[str, str]] = None) -> dict:
+    # Label Studio calls the backend, and the reconciler's self-test asks it directly for the
+    # cause of a failure; the backend calls Label Studio back for task images. It downloads
+    # nothing at start: the checkpoints are baked into the image.
+    callers = [label_studio_pod_labels, *([self_test_pod_labels] if self_test_pod_labels else [])]
+    ingress = [{"from": [{"podSelector": {"matchLabels": dict(caller)}} for caller in callers],
                 "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     return network_policy(SAM_NAME, namespace, SAM_LABELS, egress=egress, ingress=ingress)
 
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
                   api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
-                  egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None) -> dict[str, dict]:
+                  egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None,
+                  self_test_pod_labels: Optional[Mapping[str, str]] = None) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
@@ -243,7 +246,7 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     return {
         "Deployment": _deployment(settings, namespace, label_studio_url, api_token, store_trust),
         "Service": _service(namespace),
-        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress),
+        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress, self_test_pod_labels),
     }
 
 
@@ -266,10 +269,12 @@ class SamBackendArgs:
     object_store: Optional[Rule] = None
     # The store's private CA, when the backend follows presigned URLs to an https store that has one.
     store_trust: Optional[StoreTrust] = None
+    # The reconciler's pods: its self-test asks the backend directly why a prediction failed.
+    self_test_pod_labels: Optional[Mapping[str, str]] = None
 
 
 class SamBackend(pulumi.ComponentResource):
-    """The SAM ML backend; `url` resolves once the model is loaded and the backend answers."""
+    """The SAM ML backend; `url` (its Service's) resolves before the model is loaded."""
 
     url: pulumi.Output[str]
     log_command: pulumi.Output[str]
@@ -284,9 +289,9 @@ class SamBackend(pulumi.ComponentResource):
         egress = [*dns(args.network), to_pods(args.label_studio_pod_labels, [args.label_studio_pod_port]),
                   *([args.object_store] if args.object_store else [])]
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
-                                  args.label_studio_pod_labels, egress, args.store_trust)
+                                  args.label_studio_pod_labels, egress, args.store_trust, args.self_test_pod_labels)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
-        deployment = k8s.apps.v1.Deployment(
+        k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
             opts=child_of(self, SAM_NAME))
         service = k8s.core.v1.Service(
@@ -296,10 +301,10 @@ class SamBackend(pulumi.ComponentResource):
             f"{name}-network-policy", metadata=manifests["NetworkPolicy"]["metadata"],
             spec=manifests["NetworkPolicy"]["spec"], opts=child_of(self, SAM_NAME))
 
-        # From the Service and the ready Deployment: whoever registers the backend in Label
-        # Studio (the reconciler) waits until it answers.
-        self.url = pulumi.Output.all(service.metadata, deployment.metadata).apply(
-            lambda metadata: service_url(metadata[0]["namespace"]))
+        # From the Service alone: the reconciler starts syncing while the model loads, and
+        # waits for the backend to answer before it registers it. Pulumi still waits for the
+        # Deployment's rollout, beside the reconciler.
+        self.url = service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
         self.cluster_ip = service.spec.cluster_ip
         self.log_command = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")

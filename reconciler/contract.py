@@ -75,6 +75,8 @@ class DesiredState:
     sam_url: str | None
     projects: tuple[ProjectSpec, ...]
     members: tuple[str, ...]
+    # What a failed SAM self-test does: SELF_TEST_FAIL or SELF_TEST_WARN.
+    sam_self_test: str = SELF_TEST_FAIL
 
     def to_document(self) -> dict:
         """The JSON document `parse_desired_state` reads."""
@@ -85,6 +87,7 @@ class DesiredState:
                         "endpointFromLabelStudio": self.storage.endpoint_from_label_studio},
             "exportPrefix": self.export_prefix,
             "samUrl": self.sam_url,
+            "samSelfTest": self.sam_self_test,
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
                           "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
                          for p in self.projects],
@@ -112,6 +115,9 @@ def parse_desired_state(document: dict) -> DesiredState:
         endpoint_from_label_studio=bool(storage.get("endpointFromLabelStudio", False)),
     )
     sam_url = document.get("samUrl") or None
+    sam_self_test = document.get("samSelfTest") or SELF_TEST_FAIL
+    if sam_self_test not in SELF_TEST_MODES:
+        raise ReconcileError(f"desired state: samSelfTest is {sam_self_test!r}; expected one of {', '.join(SELF_TEST_MODES)}")
     members = tuple(document.get("members") or ())
     known = {member.lower() for member in members}
     projects = []
@@ -145,6 +151,7 @@ def parse_desired_state(document: dict) -> DesiredState:
         sam_url=sam_url,
         projects=tuple(projects),
         members=members,
+        sam_self_test=sam_self_test,
     )
 
 

@@ -362,14 +362,18 @@ def test_service_exposes_the_http_port_in_cluster_only(stack_eval):
 
 @pytest.mark.parametrize(("stack", "overrides"), [("dev", {}), ("prod", {}), ("dev", {"labelStudio.releaseName": "annotate"})],
                          ids=["dev", "prod", "dev-release-annotate"])
-def test_network_policy_admits_only_the_chart_app_pods(chart_dir, stack, overrides):
+def test_network_policy_admits_only_the_chart_app_pods_and_the_self_test(chart_dir, stack, overrides):
     release_name = stack_settings(stack, overrides).label_studio.release_name
-    resources = sam_resources(evaluate_cached(stack, overrides))
+    evaluation = evaluate_cached(stack, overrides)
+    resources = sam_resources(evaluation)
     spec = resources["NetworkPolicy"].inputs["spec"]
     assert spec["podSelector"] == {"matchLabels": resources["Deployment"].inputs["spec"]["template"]["metadata"]["labels"]}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     app_pods = {"podSelector": {"matchLabels": chart_app_selector_labels(chart_dir, release_name)}}
-    assert spec["ingress"] == [{"from": [app_pods], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    # The reconciler's Job asks the backend directly for the cause of a failed self-test.
+    job_pods = {"podSelector": {"matchLabels": evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"][
+        "metadata"]["labels"]}}
+    assert spec["ingress"] == [{"from": [app_pods, job_pods], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     # Out: Label Studio's app pods, for task images through Label Studio's nginx on 8085.
     assert {"to": [app_pods], "ports": [{"protocol": "TCP", "port": 8085}]} in spec["egress"]
 
