@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
-from components.settings import NetworkSettings, SamSettings
+from components.settings import NetworkSettings, SamModel, SamSettings
 from components.settings.checks import quantity_value
 from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
@@ -121,10 +121,18 @@ def compute_threads(settings: SamSettings) -> int:
     return max(1, math.floor(quantity_value(cpu_limit) / settings.workers))
 
 
+def _model_environment(settings: SamSettings) -> list[dict]:
+    if settings.model is SamModel.SAM2:
+        # segment_anything_2_image reads these three; its checkpoints sit under the image's checkpoints/.
+        return [{"name": "DEVICE", "value": "cuda"}, {"name": "MODEL_CONFIG", "value": settings.model_config},
+                {"name": "MODEL_CHECKPOINT", "value": settings.model_checkpoint}]
+    return [{"name": "SAM_CHOICE", "value": settings.model.value}]
+
+
 def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api_token: SecretKeyRef) -> list[dict]:
     threads = str(compute_threads(settings))
     return [
-        {"name": "SAM_CHOICE", "value": settings.model.value},
+        *_model_environment(settings),
         *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
         *(api_token.env(name) for name in LABEL_STUDIO_TOKEN_VARIABLES),
         {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},

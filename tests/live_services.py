@@ -285,10 +285,12 @@ class BrowserSession:
 class SamBackendStub:
     """Answers like label_studio_ml's server: GET /health, POST /setup, POST /predict.
 
-    `healthy_after_calls` lets a test mimic a backend that is still loading its model.
+    `healthy_after_calls` lets a test mimic a backend that is still loading its model;
+    `predict` answers /predict (status, document), else every task gets an empty result.
     """
 
     healthy_after_calls: int = 0
+    predict: Callable[[dict], tuple[int, dict]] | None = None
     model_version: str = "sam-stub-1"
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     url: str = ""
@@ -306,6 +308,8 @@ class SamBackendStub:
                 return 200, {"status": "UP", "model_class": "SamStub"}
         if method == "POST" and path == "/setup":
             return 200, {"model_version": self.model_version}
+        if method == "POST" and path == "/predict" and self.predict:
+            return self.predict(body)
         if method == "POST" and path == "/predict":
             return 200, {"results": [{"result": [], "score": 0.0, "model_version": self.model_version}
                                      for _ in body.get("tasks", [])],

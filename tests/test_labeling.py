@@ -194,5 +194,5 @@ def test_the_job_may_reach_the_sam_backend_for_its_self_test_only_while_a_projec
     assert {"to": [{"podSelector": {"matchLabels": sam_pods}}], "ports": [{"protocol": "TCP", "port": 9090}]} in egress
     without = evaluate_cached(stack_eval.stack, {"labeling.projects": [
         {"title": "Cats", "labelConfig": "label_configs/image_classification.xml", "prefix": "cats"}]})
-    assert not any(9090 in {port["port"] for port in rule["ports"]}
+    assert not any(9090 in {port["port"] for port in rule.get("ports", [])}
                    for rule in reconciler_objects(without)["NetworkPolicy"].inputs["spec"]["egress"])

@@ -13,6 +13,9 @@ from reconciler.contract import SELF_TEST_FAIL, SELF_TEST_MODES
 
 DEFAULT_SHM_SIZE = "2Gi"
 DEFAULT_IMAGE_CACHE_SIZE = "10Gi"
+# The segment_anything_2_image example's defaults: SAM 2.1 Hiera Large, baked into its image.
+DEFAULT_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
+DEFAULT_SAM2_CHECKPOINT = "sam2.1_hiera_large.pt"
 # On CPU a second worker answers a click (and the probes) while the first computes an
 # embedding; on a GPU each worker would hold its own copy of the model in GPU memory.
 DEFAULT_CPU_WORKERS = 2
@@ -33,7 +36,7 @@ def _toleration(path: str, raw: Any, problems: Problems) -> Optional[Toleration]
     return Toleration(key, operator, value, effect) if key else None
 
 
-def _check_image(section: Section, image: Optional[str], production: bool) -> None:
+def _check_image(section: Section, image: Optional[str], production: bool, unpinned_reason: Optional[str]) -> None:
     if image is None:
         if not section.has("image"):
             section.error("image", "is required when sam.enabled is true; expected repository:tag, pinned")
@@ -41,9 +44,13 @@ def _check_image(section: Section, image: Optional[str], production: bool) -> No
     problem, moving = image_reference_problem(image)
     if problem:
         section.error("image", f"{show(image)} {problem}")
-    elif moving and production:
+    elif moving and production and not unpinned_reason:
         section.error("image", f"{show(image)} uses a moving tag without a digest; "
-                               "expected repository:tag@sha256:<digest> in a protected stack")
+                               "expected repository:tag@sha256:<digest> in a protected stack "
+                               "(or sam.unpinnedImageReason saying why not yet)")
+    elif moving and production:
+        section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag in a protected stack, "
+                                         f"accepted because: {unpinned_reason}")
     elif moving:
         section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag; pin a digest before production")
 
@@ -59,8 +66,9 @@ def _check_image_cache(section: Section, size: Optional[str], resources: Resourc
 
 def read_sam(section: Section, production: bool) -> SamSettings:
     enabled = section.boolean("enabled", "Deploy the SAM ML backend and connect it to SAM-assisted projects.", True)
-    model = section.choice("model", "SAM_CHOICE: MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU).",
-                           [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
+    model = section.choice("model", "MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU): the "
+                           "segment_anything_model example's SAM_CHOICE; SAM2: the segment_anything_2_image example "
+                           "(GPU only).", [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
     image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
                            kind="image reference")
     gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
@@ -84,6 +92,11 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                                         "below resources.limits.ephemeral-storage.", DEFAULT_IMAGE_CACHE_SIZE)
     self_test = section.choice("selfTest", "What a failed deploy-time SAM self-test does: fail the run or warn.",
                                SELF_TEST_MODES, SELF_TEST_FAIL)
+    model_config = section.string("modelConfig", "SAM 2's MODEL_CONFIG (model SAM2 only).", DEFAULT_SAM2_CONFIG)
+    model_checkpoint = section.string("modelCheckpoint", "SAM 2's MODEL_CHECKPOINT, a file under the image's "
+                                      "checkpoints/ (model SAM2 only).", DEFAULT_SAM2_CHECKPOINT)
+    unpinned_reason = section.string("unpinnedImageReason", "Why a protected stack runs sam.image on a moving tag "
+                                     "without a digest; without it that is an error.")
     section.finish()
     tolerations = tuple(
         t for i, raw in enumerate(tolerations_raw)
@@ -93,17 +106,21 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     if not enabled:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
-                              "startupTimeoutSeconds", "workers", "imageCacheSize", "selfTest"),
-                             "while sam.enabled is false")
+                              "startupTimeoutSeconds", "workers", "imageCacheSize", "selfTest", "modelConfig",
+                              "modelCheckpoint", "unpinnedImageReason"), "while sam.enabled is false")
     else:
-        _check_image(section, image, production)
+        _check_image(section, image, production, unpinned_reason)
         _check_image_cache(section, image_cache_size, resources)
-        if model is SamModel.SAM and gpus == 0:
-            section.error("model", "\"SAM\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+        if model in (SamModel.SAM, SamModel.SAM2) and gpus == 0:
+            section.error("model", f"\"{model.value}\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+        if model is not SamModel.SAM2:
+            section.inapplicable(("modelConfig", "modelCheckpoint"), "unless sam.model is SAM2")
     if gpus > 0 and not tolerations_raw:
         tolerations = (DEFAULT_GPU_TOLERATION,)
     return SamSettings(enabled, model, image, gpus, node_selector, tolerations, resources,
                        shm_size or DEFAULT_SHM_SIZE, startup,
                        workers=workers or (DEFAULT_GPU_WORKERS if gpus > 0 else DEFAULT_CPU_WORKERS),
                        image_cache_size=image_cache_size or DEFAULT_IMAGE_CACHE_SIZE,
-                       self_test=self_test or SELF_TEST_FAIL)
+                       self_test=self_test or SELF_TEST_FAIL,
+                       model_config=(model_config or DEFAULT_SAM2_CONFIG) if model is SamModel.SAM2 else None,
+                       model_checkpoint=(model_checkpoint or DEFAULT_SAM2_CHECKPOINT) if model is SamModel.SAM2 else None)
