@@ -441,3 +441,18 @@ def test_image_cache_is_a_sized_empty_dir_inside_the_ephemeral_storage_limit(sta
     limit = container["resources"]["limits"]["ephemeral-storage"]
     assert quantity_value(settings.image_cache_size) < quantity_value(limit)
     assert "ephemeral-storage" in container["resources"]["requests"]
+
+
+def test_sam2_gets_its_own_environment_instead_of_sam_choice():
+    overrides = {"sam.model": "SAM2", "sam.image": "heartexlabs/label-studio-ml-backend:sa2-master"}
+    settings = stack_settings("prod", overrides).sam
+    env = environment(sam_container(sam_resources(evaluate_cached("prod", overrides))["Deployment"].inputs))
+    assert {name: env[name]["value"] for name in ("DEVICE", "MODEL_CONFIG", "MODEL_CHECKPOINT")} == {
+        "DEVICE": "cuda", "MODEL_CONFIG": "configs/sam2.1/sam2.1_hiera_l.yaml",
+        "MODEL_CHECKPOINT": "sam2.1_hiera_large.pt"}
+    assert "SAM_CHOICE" not in env and settings.workers == 1 and env["THREADS"]["value"] == "1"
+    chosen = {**overrides, "sam.modelCheckpoint": "sam2.1_hiera_base_plus.pt",
+              "sam.modelConfig": "configs/sam2.1/sam2.1_hiera_b+.yaml"}
+    env = environment(sam_container(sam_resources(evaluate_cached("prod", chosen))["Deployment"].inputs))
+    assert (env["MODEL_CONFIG"]["value"], env["MODEL_CHECKPOINT"]["value"]) == (
+        "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt")
