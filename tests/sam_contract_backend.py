@@ -21,17 +21,21 @@ Modes:
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import re
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path
 from label_studio_sdk.converter import brush
 from PIL import Image
 
-ADDRESS = "127.0.0.2"
+if __name__ == "__main__":  # run as a script: the project's tests package is importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.live_services import SamBackendStub  # noqa: E402 - after the path above
+
 MODEL_VERSION = "sam-contract-stand-in"
 # The racy predictor waits at most this long for a second request to overwrite its image.
 RACE_WAIT_SECONDS = 3
@@ -98,37 +102,11 @@ def answer_predict(body: dict, predictor: SharedPredictor, with_task_id: bool = 
 
 
 def serve(port: int, mode: str) -> None:
-    predictor = SharedPredictor(racy=mode == "racy")
-
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, document: dict) -> None:
-            payload = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self._send(200, {"status": "UP", "model_class": "SamContractStandIn"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-            path = self.path.split("?")[0]
-            if path == "/setup":
-                self._send(200, {"model_version": MODEL_VERSION})
-            elif path == "/predict":
-                self._send(*answer_predict(body, predictor, with_task_id=mode != "no-task-id"))
-            else:
-                self._send(404, {"error": f"no route {path}"})
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server_class = ThreadingHTTPServer if mode == "racy" else HTTPServer
-    # Waiting clicks queue in the listen backlog, as in gunicorn's (2048).
-    server_class.request_queue_size = 128
-    server_class((ADDRESS, port), Handler).serve_forever()
+    """label_studio_ml's routes (tests/live_services.py's stand-in) with this module's /predict."""
+    predict_here = functools.partial(answer_predict, predictor=SharedPredictor(racy=mode == "racy"),
+                                     with_task_id=mode != "no-task-id")
+    SamBackendStub(predict=predict_here, port=port, one_at_a_time=mode != "racy").start()
+    threading.Event().wait()
 
 
 if __name__ == "__main__":
