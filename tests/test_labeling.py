@@ -15,7 +15,7 @@ from components.settings import parse_settings
 from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from reconciler import contract
 from reconciler.contract import parse_desired_state
-from tests.conftest import evaluate_cached, stack_settings
+from tests.conftest import stacks_running_sam, evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
 
 JOB = "kubernetes:batch/v1:Job"
@@ -187,11 +187,15 @@ def test_the_desired_state_carries_what_a_failed_sam_self_test_does(overrides, m
     assert parse_desired_state(json.loads(data[labeling.DESIRED_STATE_FILE])).sam_self_test == mode
 
 
-def test_the_job_may_reach_the_sam_backend_for_its_self_test_only_while_a_project_wants_sam(stack_eval):
+@pytest.mark.parametrize("stack", stacks_running_sam())
+def test_the_job_may_reach_the_sam_backend_for_its_self_test_only_while_a_project_wants_sam(stack):
+    stack_eval = evaluate_cached(stack)
     sam_pods = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment").inputs["spec"]["template"][
         "metadata"]["labels"]
-    egress = reconciler_objects(stack_eval)["NetworkPolicy"].inputs["spec"]["egress"]
-    assert {"to": [{"podSelector": {"matchLabels": sam_pods}}], "ports": [{"protocol": "TCP", "port": 9090}]} in egress
+    objects = reconciler_objects(stack_eval)
+    wants_sam = bool(json.loads(objects["ConfigMap"].inputs["data"][labeling.DESIRED_STATE_FILE])["samUrl"])
+    sam_rule = {"to": [{"podSelector": {"matchLabels": sam_pods}}], "ports": [{"protocol": "TCP", "port": 9090}]}
+    assert (sam_rule in objects["NetworkPolicy"].inputs["spec"]["egress"]) == wants_sam
     without = evaluate_cached(stack_eval.stack, {"labeling.projects": [
         {"title": "Cats", "labelConfig": "label_configs/image_classification.xml", "prefix": "cats"}]})
     assert not any(9090 in {port["port"] for port in rule.get("ports", [])}

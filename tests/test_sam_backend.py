@@ -371,8 +371,8 @@ def test_network_policy_admits_only_the_chart_app_pods_and_the_self_test(chart_d
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     app_pods = {"podSelector": {"matchLabels": chart_app_selector_labels(chart_dir, release_name)}}
     # The reconciler's Job asks the backend directly for the cause of a failed self-test.
-    job_pods = {"podSelector": {"matchLabels": evaluation.one("kubernetes:batch/v1:Job").inputs["spec"]["template"][
-        "metadata"]["labels"]}}
+    job_pods = {"podSelector": {"matchLabels": evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job")
+                                .inputs["spec"]["template"]["metadata"]["labels"]}}
     assert spec["ingress"] == [{"from": [app_pods, job_pods], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     # Out: Label Studio's app pods, for task images through Label Studio's nginx on 8085.
     assert {"to": [app_pods], "ports": [{"protocol": "TCP", "port": 8085}]} in spec["egress"]

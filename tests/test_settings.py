@@ -150,7 +150,7 @@ def test_moving_image_tag_warns_in_dev_and_fails_when_protected_unless_a_reason_
         "expected repository:tag@sha256:<digest> in a protected stack (or sam.unpinnedImageReason saying why not yet)"]
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", EXAMPLE_STACKS)
 def test_no_committed_stack_carries_a_made_up_digest(stack):
     image = stack_values(stack)["sam"]["image"]
     digest = image.partition("@sha256:")[2]
