@@ -64,7 +64,8 @@ def reconciler_modules() -> dict[str, str]:
     return {path.name: path.read_text() for path in sorted(RECONCILER_PACKAGE.glob("*.py"))}
 
 
-def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str]) -> DesiredState:
+def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str],
+                  sam_self_test: str = contract.SELF_TEST_FAIL) -> DesiredState:
     """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
     return DesiredState(
         # Label Studio has the endpoint as S3_ENDPOINT (components/chart_values.py): the
@@ -77,6 +78,7 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
                        for p in settings.projects),
         members=settings.members,
         remove_members=settings.remove_members,
+        sam_self_test=sam_self_test,
     )
 
 
@@ -146,16 +148,26 @@ class LabelingConfigurationArgs:
     label_studio: LabelStudioAccess
     storage: StorageAccess
     network: NetworkSettings
-    # The SAM backend's URL, resolving once it answers; None without SAM.
+    # The SAM backend's Service URL; None without SAM. The reconciler waits for the backend
+    # itself, so syncing starts without waiting for the model to load.
     sam_url: Optional[pulumi.Input[str]] = None
     # A protected stack cannot delete the team Secret: it is the record of the accounts the
     # reconciler created, which decides whose passwords the stack hands out.
     protect: bool = False
+    # What a failed SAM self-test does (sam.selfTest).
+    sam_self_test: str = contract.SELF_TEST_FAIL
+    # The SAM pods and port: the self-test asks the backend itself for the cause of a failure.
+    sam_pod_labels: Optional[Mapping[str, str]] = None
+    sam_port: int = 0
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
     """The reconciler Job and what it needs: modules, desired state, identity, team Secret, the
     members' passwords; and the CronJob re-syncing the export storages."""
+
+    # The pods of the full runs (the Job, the scheduled reconcile): the SAM backend admits them
+    # for the self-test's diagnosis.
+    full_run_pod_labels = (LABELS, SCHEDULED_RECONCILE_LABELS)
 
     invite_url: pulumi.Output[Optional[str]]
     # e-mail -> password of each configured member whose account the reconciler created.
@@ -170,7 +182,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
         resolved_storage = pulumi.Output.from_input(args.storage.bucket).apply(
             lambda bucket: replace(args.storage, bucket=bucket))
         state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
-            lambda values: json.dumps(desired_state(settings, values[0], values[1]).to_document(),
+            lambda values: json.dumps(desired_state(settings, values[0], values[1], args.sam_self_test).to_document(),
                                       indent=2, sort_keys=True))
         bundle = state_json.apply(lambda text: job_name(text, modules))
 
@@ -242,8 +254,9 @@ class LabelingConfiguration(pulumi.ComponentResource):
         job = pulumi.Output.all(state_json, removal_warnings, *versions).apply(
             lambda values: job_name(values[0], modules, [str(v) for v in values[2:]]))
         manifest = job_manifest(name=job, namespace=args.namespace, run=run)
-        # Its inputs carry Label Studio's deployed URL and the ready SAM backend's: it runs
-        # once both are up, and Pulumi then waits for it to complete.
+        # Its inputs carry Label Studio's deployed URL: it runs once Label Studio is up (the SAM
+        # backend may still be loading; the reconciler waits for it after the syncs), and Pulumi
+        # then waits for it to complete.
         job_resource = k8s.batch.v1.Job(
             f"{name}-job", metadata=manifest["metadata"], spec=manifest["spec"],
             opts=child_of(self, "reconciler", custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s")),
@@ -293,7 +306,10 @@ class LabelingConfiguration(pulumi.ComponentResource):
 
 
 def full_run_egress(args: LabelingConfigurationArgs) -> list[dict]:
-    """A full run serves nothing; it reaches DNS, Label Studio, the store (its probe) and the
-    Kubernetes API (the team Secret)."""
+    """A full run serves nothing; it reaches DNS, Label Studio, the store (its probe and the
+    self-test's image downloads), the Kubernetes API (the team Secret) and the SAM backend (the
+    self-test), where a project wants SAM."""
+    wants_sam = any(p.sam for p in args.settings.projects)
+    sam = [to_pods(args.sam_pod_labels, [args.sam_port])] if wants_sam and args.sam_pod_labels else []
     return [*dns(args.network), to_pods(args.label_studio.pod_labels, [args.label_studio.pod_port]),
-            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network)]
+            args.storage.egress, kubernetes_api(args.network), *pod_identity(args.network), *sam]

@@ -139,6 +139,7 @@ class LabelingPlatform(pulumi.ComponentResource):
                     # Presigned image URLs send the backend to the store itself.
                     object_store=self.storage.access.egress if self.storage.access.presign else None,
                     store_trust=self.storage.access.trust if self.storage.access.presign else None,
+                    self_test_pod_labels=LabelingConfiguration.full_run_pod_labels,
                 ),
                 opts=in_cluster,
             )
@@ -149,7 +150,9 @@ class LabelingPlatform(pulumi.ComponentResource):
             LabelingConfigurationArgs(settings=settings.labeling, namespace=namespace_name,
                                       release_name=label_studio_settings.release_name, label_studio=access,
                                       storage=self.storage.access, network=settings.network,
-                                      sam_url=self.sam.url if self.sam else None, protect=settings.protect),
+                                      sam_url=self.sam.url if self.sam else None, protect=settings.protect,
+                                      sam_self_test=settings.sam.self_test,
+                                      sam_pod_labels=SamBackend.pod_labels, sam_port=SamBackend.port),
             opts=in_cluster,
         )
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)

@@ -19,7 +19,8 @@ import pulumi_kubernetes as k8s
 
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
-from components.settings import NetworkSettings, SamSettings
+from components.settings import NetworkSettings, SamModel, SamSettings
+from components.settings.checks import quantity_value
 from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
 
@@ -36,6 +37,15 @@ HEALTH_PATH = "/health"
 # directory and the baked checkpoints stay visible.
 BAKED_CHECKPOINT_DIR = "/app/models"
 MODEL_CACHE_DIR = "/model-cache"
+
+# label-studio-sdk's get_local_path caches every downloaded task image under
+# $XDG_CACHE_HOME/label-studio and never evicts one: the cache gets a sized emptyDir of its
+# own instead of growing on the container's writable layer.
+IMAGE_CACHE_DIR = "/image-cache"
+# The example keeps one predictor per process and gunicorn's THREADS=8 default lets
+# concurrent clicks on different images overwrite each other's image in it (masks come back
+# shaped like another image). One thread per worker: a worker answers one request at a time.
+THREADS_PER_WORKER = 1
 
 STARTUP_PROBE_PERIOD_SECONDS = 10
 # A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on
@@ -102,13 +112,37 @@ def _strategy(settings: SamSettings) -> dict:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
+def compute_threads(settings: SamSettings) -> int:
+    """Threads each worker's torch may use: its share of the CPU limit, at least one. Without
+    it torch starts one thread per core of the node, far more than the limit grants."""
+    cpu_limit = settings.resources.limits.get("cpu")
+    if not cpu_limit:
+        return 1
+    return max(1, math.floor(quantity_value(cpu_limit) / settings.workers))
+
+
+def _model_environment(settings: SamSettings) -> list[dict]:
+    if settings.model is SamModel.SAM2:
+        # segment_anything_2_image reads these three; its checkpoints sit under the image's checkpoints/.
+        return [{"name": "DEVICE", "value": "cuda"}, {"name": "MODEL_CONFIG", "value": settings.model_config},
+                {"name": "MODEL_CHECKPOINT", "value": settings.model_checkpoint}]
+    return [{"name": "SAM_CHOICE", "value": settings.model.value}]
+
+
 def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api_token: SecretKeyRef) -> list[dict]:
+    threads = str(compute_threads(settings))
     return [
-        {"name": "SAM_CHOICE", "value": settings.model.value},
+        *_model_environment(settings),
         *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
         *(api_token.env(name) for name in LABEL_STUDIO_TOKEN_VARIABLES),
         {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},
         {"name": "LOG_LEVEL", "value": "INFO"},
+        # Read by the image's start command (gunicorn --workers $WORKERS --threads $THREADS).
+        {"name": "WORKERS", "value": str(settings.workers)},
+        {"name": "THREADS", "value": str(THREADS_PER_WORKER)},
+        # torch sizes its intra-op pool from OMP_NUM_THREADS; MKL and OpenBLAS read their own.
+        *({"name": name, "value": threads} for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")),
+        {"name": "XDG_CACHE_HOME", "value": IMAGE_CACHE_DIR},
     ]
 
 
@@ -132,6 +166,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             {"name": "dshm", "mountPath": "/dev/shm"},
             {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "image-cache", "mountPath": IMAGE_CACHE_DIR},
         ],
     }
     pod_spec = {
@@ -148,6 +183,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
             {"name": "model-cache", "emptyDir": {}},
             {"name": "tmp", "emptyDir": {}},
+            {"name": "image-cache", "emptyDir": {"sizeLimit": settings.image_cache_size}},
         ],
     }
     if store_trust:
@@ -195,17 +231,20 @@ def _service(namespace: pulumi.Input[str]) -> dict:
 
 
 def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
-                    egress: Sequence[Rule]) -> dict:
-    # Only Label Studio calls the backend; the backend calls Label Studio back for task
-    # images. It downloads nothing at start: the checkpoints are baked into the image.
-    ingress = [{"from": [{"podSelector": {"matchLabels": dict(label_studio_pod_labels)}}],
+                    egress: Sequence[Rule], self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict:
+    # Label Studio calls the backend, and the reconciler's self-test asks it directly for the
+    # cause of a failure; the backend calls Label Studio back for task images. It downloads
+    # nothing at start: the checkpoints are baked into the image.
+    callers = [label_studio_pod_labels, *self_test_pod_labels]
+    ingress = [{"from": [{"podSelector": {"matchLabels": dict(caller)}} for caller in callers],
                 "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     return network_policy(SAM_NAME, namespace, SAM_LABELS, egress=egress, ingress=ingress)
 
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
                   api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
-                  egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None) -> dict[str, dict]:
+                  egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None,
+                  self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
@@ -215,7 +254,7 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     return {
         "Deployment": _deployment(settings, namespace, label_studio_url, api_token, store_trust),
         "Service": _service(namespace),
-        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress),
+        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress, self_test_pod_labels),
     }
 
 
@@ -238,10 +277,13 @@ class SamBackendArgs:
     object_store: Optional[Rule] = None
     # The store's private CA, when the backend follows presigned URLs to an https store that has one.
     store_trust: Optional[StoreTrust] = None
+    # The full reconciler runs' pods (the Job's, the scheduled run's): the self-test asks the
+    # backend directly why a prediction failed.
+    self_test_pod_labels: Sequence[Mapping[str, str]] = ()
 
 
 class SamBackend(pulumi.ComponentResource):
-    """The SAM ML backend; `url` resolves once the model is loaded and the backend answers."""
+    """The SAM ML backend; `url` (its Service's) resolves before the model is loaded."""
 
     url: pulumi.Output[str]
     log_command: pulumi.Output[str]
@@ -256,9 +298,9 @@ class SamBackend(pulumi.ComponentResource):
         egress = [*dns(args.network), to_pods(args.label_studio_pod_labels, [args.label_studio_pod_port]),
                   *([args.object_store] if args.object_store else [])]
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
-                                  args.label_studio_pod_labels, egress, args.store_trust)
+                                  args.label_studio_pod_labels, egress, args.store_trust, args.self_test_pod_labels)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
-        deployment = k8s.apps.v1.Deployment(
+        k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
             opts=child_of(self, SAM_NAME))
         service = k8s.core.v1.Service(
@@ -268,10 +310,10 @@ class SamBackend(pulumi.ComponentResource):
             f"{name}-network-policy", metadata=manifests["NetworkPolicy"]["metadata"],
             spec=manifests["NetworkPolicy"]["spec"], opts=child_of(self, SAM_NAME))
 
-        # From the Service and the ready Deployment: whoever registers the backend in Label
-        # Studio (the reconciler) waits until it answers.
-        self.url = pulumi.Output.all(service.metadata, deployment.metadata).apply(
-            lambda metadata: service_url(metadata[0]["namespace"]))
+        # From the Service alone: the reconciler starts syncing while the model loads, and
+        # waits for the backend to answer before it registers it. Pulumi still waits for the
+        # Deployment's rollout, beside the reconciler.
+        self.url = service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
         self.cluster_ip = service.spec.cluster_ip
         self.log_command = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")

@@ -98,12 +98,17 @@ class LabelStudioClient:
         self._token = token
         self._open = opener or urllib_opener()
 
+    @property
+    def authorization(self) -> str:
+        """The Authorization header value, for requests the client does not send itself (downloads)."""
+        return f"Token {self._token}"
+
     def call(self, method: str, path: str, body: dict | None = None,
              timeout: float = REQUEST_TIMEOUT_SECONDS) -> tuple[int, object]:
         """Send one request; returns (status, decoded JSON or None). Network errors raise OSError."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
-        request.add_header("Authorization", f"Token {self._token}")
+        request.add_header("Authorization", self.authorization)
         request.add_header("Accept", "application/json")
         if data is not None:
             request.add_header("Content-Type", "application/json")

@@ -40,6 +40,10 @@ SCHEDULED_FLAG = "--scheduled"
 MEMBER_PASSWORDS_KEY = "member-passwords.json"
 # The SAM backend's Service name: an ML backend the reconciler manages points at it.
 SAM_SERVICE_NAME = "sam-backend"
+# What a failed SAM self-test does to the run (sam.selfTest).
+SELF_TEST_FAIL = "fail"
+SELF_TEST_WARN = "warn"
+SELF_TEST_MODES = (SELF_TEST_FAIL, SELF_TEST_WARN)
 # Presigned image URLs a browser gets are valid this long.
 PRESIGN_TTL_MINUTES = 60
 DEFAULT_DEADLINE_SECONDS = 1500
@@ -77,6 +81,8 @@ class DesiredState:
     members: tuple[str, ...]
     # Accounts the reconciler created that may go when several go at once or the last ones go.
     remove_members: tuple[str, ...] = ()
+    # What a failed SAM self-test does: SELF_TEST_FAIL or SELF_TEST_WARN.
+    sam_self_test: str = SELF_TEST_FAIL
 
     def to_document(self) -> dict:
         """The JSON document `parse_desired_state` reads."""
@@ -87,6 +93,7 @@ class DesiredState:
                         "endpointFromLabelStudio": self.storage.endpoint_from_label_studio},
             "exportPrefix": self.export_prefix,
             "samUrl": self.sam_url,
+            "samSelfTest": self.sam_self_test,
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
                           "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
                          for p in self.projects],
@@ -115,6 +122,9 @@ def parse_desired_state(document: dict) -> DesiredState:
         endpoint_from_label_studio=bool(storage.get("endpointFromLabelStudio", False)),
     )
     sam_url = document.get("samUrl") or None
+    sam_self_test = document.get("samSelfTest") or SELF_TEST_FAIL
+    if sam_self_test not in SELF_TEST_MODES:
+        raise ReconcileError(f"desired state: samSelfTest is {sam_self_test!r}; expected one of {', '.join(SELF_TEST_MODES)}")
     members = tuple(document.get("members") or ())
     known = {member.lower() for member in members}
     projects = []
@@ -149,6 +159,7 @@ def parse_desired_state(document: dict) -> DesiredState:
         projects=tuple(projects),
         members=members,
         remove_members=tuple(document.get("removeMembers") or ()),
+        sam_self_test=sam_self_test,
     )
 
 

@@ -28,6 +28,7 @@ from reconciler.storages import (
     EXPORT_STORAGES, ensure_source_storage, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
 )
+from reconciler.sam_selftest import SamSelfTest
 from reconciler.members import CreatedRecord, SignUp, invite_sign_up, reconcile_members
 from reconciler.lock import RunLock
 from reconciler.summary import RunSummary
@@ -44,7 +45,8 @@ def _print(line: str) -> None:
 def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEnvironment,
               report: Callable[[str], None] = _print, deadline: Deadline | None = None,
               s3_opener: Opener | None = None, kubernetes_opener: Opener | None = None,
-              service_account_dir: Path = SERVICE_ACCOUNT_DIR, sign_up: SignUp | None = None) -> dict[str, dict]:
+              service_account_dir: Path = SERVICE_ACCOUNT_DIR, sign_up: SignUp | None = None,
+              sam_self_test: SamSelfTest | None = None) -> dict[str, dict]:
     """Apply `state`; returns the Label Studio project of each desired title."""
     deadline = deadline or Deadline(environment.deadline_seconds)
     _check_services(state, client, deadline, report, s3_opener)
@@ -58,11 +60,16 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
         ensure_storage(client, "export", EXPORT_STORAGES, project,
                        export_storage_payload(state, spec, environment), state, spec, report)
         sync_source_storage(client, source, spec, deadline, report)
-        if spec.sam:
-            ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
-        else:
+        if not spec.sam:
             remove_sam_backends(client, project, spec, report)
         ensure_tabs(client, project, spec, report)
+    # Only now SAM: the backend may still be loading its model, and labeling without it can
+    # start as soon as the tasks are in.
+    sam_projects = [spec for spec in state.projects if spec.sam]
+    for spec in sam_projects:
+        project = projects[spec.title]
+        backend = ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
+        (sam_self_test or SamSelfTest(client, state.sam_url)).run(project, backend, spec, report, state.sam_self_test)
     invite = fetch_invite(client)
     report("invite link: available (kept out of logs)")
     secret = None

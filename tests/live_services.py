@@ -27,7 +27,7 @@ import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -285,10 +285,15 @@ class BrowserSession:
 class SamBackendStub:
     """Answers like label_studio_ml's server: GET /health, POST /setup, POST /predict.
 
-    `healthy_after_calls` lets a test mimic a backend that is still loading its model.
+    `healthy_after_calls` lets a test mimic a backend that is still loading its model;
+    `predict` answers /predict (status, document), else every task gets an empty result.
     """
 
     healthy_after_calls: int = 0
+    predict: Callable[[dict], tuple[int, dict]] | None = None
+    # 0: a free port. one_at_a_time: requests wait for each other, like gunicorn with THREADS=1.
+    port: int = 0
+    one_at_a_time: bool = False
     model_version: str = "sam-stub-1"
     requests: list[tuple[str, str, dict]] = field(default_factory=list)
     url: str = ""
@@ -306,6 +311,8 @@ class SamBackendStub:
                 return 200, {"status": "UP", "model_class": "SamStub"}
         if method == "POST" and path == "/setup":
             return 200, {"model_version": self.model_version}
+        if method == "POST" and path == "/predict" and self.predict:
+            return self.predict(body)
         if method == "POST" and path == "/predict":
             return 200, {"results": [{"result": [], "score": 0.0, "model_version": self.model_version}
                                      for _ in body.get("tasks", [])],
@@ -337,7 +344,10 @@ class SamBackendStub:
             def log_message(self, *args) -> None:
                 pass  # keep pytest output to the reconciler's lines
 
-        self._server = ThreadingHTTPServer((SAM_STUB_ADDRESS, 0), Handler)
+        server_class = HTTPServer if self.one_at_a_time else ThreadingHTTPServer
+        # Waiting requests queue in the listen backlog, as in gunicorn's (2048).
+        server_class.request_queue_size = 128
+        self._server = server_class((SAM_STUB_ADDRESS, self.port), Handler)
         self.url = f"http://{SAM_STUB_ADDRESS}:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -5,6 +5,7 @@ Label Studio served by uWSGI on PostgreSQL with the env of the rendered app cont
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from components.labeling import DESIRED_STATE_FILE, reconciler_modules
 from reconciler import contract
 from tests.app_environment import LocalValues, app_environment, local_stack
 from tests.label_studio_server import LabelStudioServer, serve_label_studio
+from tests.sam_contract_backend import SharedPredictor, answer_predict
 from tests.live_services import (
     LOOPBACK,
     MOTO_ACCESS_KEY_ID,
@@ -29,6 +31,8 @@ from tests.live_services import (
 )
 from tools.stack_eval import Evaluation
 
+# The line of a passing SAM self-test: a run that changes nothing still prints it.
+SAM_SELF_TEST_PASSED = r"SAM self-test: masks of each image's own size"
 # The release's uwsgi.ini: requests running longer are killed.
 RELEASE_HARAKIRI_SECONDS = 120
 
@@ -71,9 +75,14 @@ def label_studio_stack(work_dir: Path, s3_endpoint: str, bucket: str, image_keys
     sets it); `overrides` change the stack's configuration before it is rendered."""
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    sam = SamBackendStub()
     admin = LabelStudioAdmin.generate()
     port = free_port()
+    (work_dir / "sam-image-cache").mkdir(parents=True, exist_ok=True)
+    # It downloads each task image from Label Studio as the backend does and answers with a
+    # mask of the image's size (tests/sam_contract_backend.py), so the self-test passes.
+    sam = SamBackendStub(predict=functools.partial(
+        answer_predict, predictor=SharedPredictor(racy=False), hostname=f"http://{LOOPBACK}:{port}",
+        access_token=admin.token, cache_dir=str(work_dir / "sam-image-cache")))
     local = LocalValues(public_url=f"http://{LOOPBACK}:{port}", s3_endpoint=s3_endpoint, bucket=bucket,
                         admin_email=admin.email, admin_password=admin.password, admin_token=admin.token,
                         s3_access_key_id=MOTO_ACCESS_KEY_ID, s3_secret_access_key=MOTO_SECRET_ACCESS_KEY,

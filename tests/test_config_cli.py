@@ -4,6 +4,8 @@ before any resource, and every config recipe in the README and docs run on each 
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import re
 
@@ -86,6 +88,10 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sam.resources.limits.ephemeral-storage": ("dev", ("20Gi",)),
     "sam.shmSize": ("dev", ("2Gi", "1073741824")),
     "sam.startupTimeoutSeconds": ("dev", ("600", "3600")),
+    "sam.workers": ("dev", ("1", "4")),
+    "sam.imageCacheSize": ("dev", ("5Gi", "1073741824")),
+    "sam.selfTest": ("dev", ("warn", "fail")),
+    "sam.unpinnedImageReason": ("prod", ("no digest verified yet", "1")),
     'sam.nodeSelector["nvidia.com/gpu.family"]': ("prod", ("ampere", "true", "2")),
     "sam.tolerations[0].key": ("prod", ("nvidia.com/gpu", "dedicated")),
     "sam.tolerations[0].value": ("prod", ("sam", "true", "1")),  # after sam.tolerations[0].key (SETUP)
@@ -114,7 +120,7 @@ SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},
 NOT_TYPED_ALONE = {"kubernetes.kubeconfig", "labelStudio.database.password", "storage.accessKeyId",
                    "storage.secretAccessKey", "labelStudio.database.host", "labelStudio.database.sslMode",
                    "labelStudio.database.mode", "storage.mode", "storage.endpoint", "storage.allowPrivateEndpoint",
-                   "sam.model", "ingress.tls.secretName", "sam.tolerations[].operator", "sam.tolerations[].effect",
+                   "sam.model", "sam.modelConfig", "sam.modelCheckpoint", "ingress.tls.secretName", "sam.tolerations[].operator", "sam.tolerations[].effect",
                    "labeling.projects[].labelConfig",
                    # a file's contents (`< ca.pem`): the docs' recipe sets it, tests/test_onprem_store.py checks it
                    "storage.caBundle"}
@@ -202,7 +208,8 @@ def _after(stack: str, *commands: str):
     ("dev", "pulumi config set --path ingress.enabled false", "ingress.host, ingress.className, ingress.tls, ingress.maxBodySize"),
     ("prod", "pulumi config set --path ingress.enabled false", "ingress.host, ingress.className, ingress.tls, ingress.maxBodySize"),
     ("dev", "pulumi config set --path sam.enabled false", "sam.model, sam.image, sam.gpus, sam.resources"),
-    ("prod", "pulumi config set --path sam.enabled false", "sam.model, sam.image, sam.gpus, sam.nodeSelector, sam.resources"),
+    ("prod", "pulumi config set --path sam.enabled false",
+     "sam.model, sam.image, sam.gpus, sam.nodeSelector, sam.resources, sam.unpinnedImageReason"),
     ("dev", "pulumi config set --path labelStudio.database.backup.enabled false", None),
     ("prod", "pulumi config set --path labelStudio.database.mode inCluster", "labelStudio.database.rds"),
 ])
@@ -348,7 +355,8 @@ INLINE = re.compile(r"`(pulumi config (?:set|rm)(?: --[\w-]+)* [^-`\s][^`]*)`")
 # "# on prod this stops with: <the start of the one error line>"
 STOPS = re.compile(r"#\s*on (\w+)\b[^:]*stops with: (.+)$", re.M)
 # Placeholders the docs use for values only the operator knows.
-PLACEHOLDERS = {"<snapshot>": "labeling-platform-prod-final", "<digest>": "0123456789abcdef" * 4}
+# A digest as a registry prints one (random hex): the config check refuses made-up patterns.
+PLACEHOLDERS = {"<snapshot>": "labeling-platform-prod-final", "<digest>": hashlib.sha256(b"a verified build").hexdigest()}
 
 
 def recipes() -> list[tuple[str, list[str], dict[str, str]]]:

@@ -8,6 +8,8 @@ type, an integer out of range, a bad quantity, a contradiction) always end in on
 
 from __future__ import annotations
 
+import hashlib
+
 import copy
 import re
 
@@ -35,7 +37,7 @@ host_name = st.builds(lambda a, b: f"{a}.{b}.example.com", dns_label, dns_label)
 hex_id = st.from_regex(r"[0-9a-f]{8,17}", fullmatch=True)
 PINNED_IMAGES = ["heartexlabs/label-studio-ml-backend:sam-1.0.0",
                  "registry.example.com/ml/sam:2024.06.1",
-                 "heartexlabs/label-studio-ml-backend:sam-master@sha256:" + "0123456789abcdef" * 4]
+                 "heartexlabs/label-studio-ml-backend:sam-master@sha256:" + hashlib.sha256(b"a verified build").hexdigest()]
 MOVING_IMAGES = ["t9kpublic/label-studio-sam:main", "heartexlabs/label-studio-ml-backend:sam-master"]
 LABEL_CONFIGS = ["label_configs/image_classification.xml", "label_configs/sam_segmentation.xml"]
 

@@ -18,6 +18,7 @@ from reconciler.reconcile import main, reconcile_once
 from reconciler.summary import RunSummary
 from reconciler.team import TeamSecret
 from tests.test_reconciler_unit import FakeLabelStudio, desired, reachable_s3, run
+from tests.sam_fakes import SAM_CONFIG
 
 
 class VersionedSecret:
@@ -165,7 +166,7 @@ def test_the_command_line_takes_the_scheduled_flag(monkeypatch, capsys):
 
 
 def test_what_someone_deleted_comes_back_except_a_source_storage_over_existing_tasks():
-    sam_project = {"title": "SAM demo", "labelConfig": "<View></View>", "prefix": "sam-demo", "sam": True}
+    sam_project = {"title": "SAM demo", "labelConfig": SAM_CONFIG, "prefix": "sam-demo", "sam": True}
     document = desired(projects=[*desired()["projects"], sam_project])
     fake = FakeLabelStudio({"kagglecatsanddogs": 3, "sam-demo": 2})
     run(fake, document)

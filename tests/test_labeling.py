@@ -15,7 +15,7 @@ from components.settings import parse_settings
 from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from reconciler import contract
 from reconciler.contract import parse_desired_state
-from tests.conftest import evaluate_cached, stack_settings
+from tests.conftest import stacks_running_sam, evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
 
 JOB = "kubernetes:batch/v1:Job"
@@ -23,12 +23,18 @@ JOB = "kubernetes:batch/v1:Job"
 RECONCILER_JOB = "labeling-configuration-job"
 
 
+# The CronJobs' objects carry these in their names; the Job's objects are the others.
+CRONJOB_OBJECT_NAMES = ("-export-resync", "-scheduled-reconcile")
+
+
 def reconciler_objects(evaluation):
-    """The component's Kubernetes objects by kind; the first declared of a kind (the Job's own)."""
+    """The Job's Kubernetes objects by kind, told from the CronJobs' by name, not by declaration
+    order: resources register asynchronously, in no fixed order."""
     component = evaluation.one("labeling:app:LabelingConfiguration")
     objects: dict = {}
     for resource in evaluation.children_of(component):
-        objects.setdefault(resource.type.rsplit(":", 1)[-1], resource)
+        if not any(part in resource.name for part in CRONJOB_OBJECT_NAMES):
+            objects.setdefault(resource.type.rsplit(":", 1)[-1], resource)
     return objects
 
 
@@ -80,15 +86,19 @@ def test_credentials_reach_the_job_only_as_files_from_their_secrets(stack_eval):
     assert re.fullmatch(r"http://[a-z0-9-]+-ls-app\.[a-z0-9-]+\.svc\.cluster\.local:80", env["LABEL_STUDIO_URL"]["value"])
 
 
-def test_job_waits_for_label_studio_and_sam(stack_eval):
-    """Through the data it uses: Label Studio's deployed URL, and the ready backend's URL in its state."""
+def test_job_waits_for_label_studio_but_not_for_sam_to_load_its_model(stack_eval):
+    """Through the data it uses: Label Studio's deployed URL; the SAM Service's URL in its state,
+    never the Deployment's readiness, so syncing starts while the model loads (the reconciler
+    waits for the backend itself, after the syncs)."""
     job = stack_eval.one(JOB, RECONCILER_JOB)
     release = stack_eval.one("kubernetes:helm.sh/v3:Release")
     config_map = reconciler_objects(stack_eval)["ConfigMap"]
     assert release.urn in job.dependencies and release.urn not in config_map.dependencies
     if json.loads(config_map.inputs["data"]["desired.json"])["samUrl"]:  # a project asks for SAM
         sam = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
-        assert sam.urn in job.dependencies and sam.urn in config_map.dependencies
+        service = stack_eval.one("kubernetes:core/v1:Service", "labeling-sam-service")
+        assert sam.urn not in job.dependencies and sam.urn not in config_map.dependencies
+        assert service.urn in config_map.dependencies
 
 
 def test_config_map_carries_the_reconciler_package_and_the_desired_state(stack_eval):
@@ -175,3 +185,24 @@ def test_the_reconciler_reads_the_state_the_stack_writes(stack_eval):
     env = {e["name"] for e in job_container(stack_eval)["env"]}
     assert {contract.LABEL_STUDIO_URL, contract.PUBLIC_URL, contract.TEAM_SECRET_NAME, contract.TIMEOUT_SECONDS,
             contract.API_TOKEN + contract.FILE_SUFFIX} <= env
+
+
+@pytest.mark.parametrize(("overrides", "mode"), [({}, "fail"), ({"sam.selfTest": "warn"}, "warn")])
+def test_the_desired_state_carries_what_a_failed_sam_self_test_does(overrides, mode):
+    data = reconciler_objects(evaluate_cached("dev", overrides))["ConfigMap"].inputs["data"]
+    assert parse_desired_state(json.loads(data[labeling.DESIRED_STATE_FILE])).sam_self_test == mode
+
+
+@pytest.mark.parametrize("stack", stacks_running_sam())
+def test_the_job_may_reach_the_sam_backend_for_its_self_test_only_while_a_project_wants_sam(stack):
+    stack_eval = evaluate_cached(stack)
+    sam_pods = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment").inputs["spec"]["template"][
+        "metadata"]["labels"]
+    objects = reconciler_objects(stack_eval)
+    wants_sam = bool(json.loads(objects["ConfigMap"].inputs["data"][labeling.DESIRED_STATE_FILE])["samUrl"])
+    sam_rule = {"to": [{"podSelector": {"matchLabels": sam_pods}}], "ports": [{"protocol": "TCP", "port": 9090}]}
+    assert (sam_rule in objects["NetworkPolicy"].inputs["spec"]["egress"]) == wants_sam
+    without = evaluate_cached(stack_eval.stack, {"labeling.projects": [
+        {"title": "Cats", "labelConfig": "label_configs/image_classification.xml", "prefix": "cats"}]})
+    assert not any(9090 in {port["port"] for port in rule.get("ports", [])}
+                   for rule in reconciler_objects(without)["NetworkPolicy"].inputs["spec"]["egress"])

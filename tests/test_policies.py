@@ -405,7 +405,7 @@ def test_the_skips_cover_the_chart_sidecars_and_nothing_else():
 def test_dev_reports_its_moving_sam_tag_as_advisory():
     advisory = [v for v in run_pack(objects_cached("dev")) if v.level == EnforcementLevel.ADVISORY]
     assert [v.policy for v in advisory] == ["k8s-image-moving-tag"]
-    assert "t9kpublic/label-studio-sam:main" in advisory[0].message
+    assert "heartexlabs/label-studio-ml-backend:sam-master" in advisory[0].message
 
 
 @pytest.mark.parametrize("stack", ALL_STACKS)

@@ -25,7 +25,7 @@ from reconciler.errors import ApiError
 from tests.live_services import (
     MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, BrowserSession, SamBackendStub, free_port, s3_client,
 )
-from tests.live_stack import job_environment, live_stack, run_job
+from tests.live_stack import SAM_SELF_TEST_PASSED, job_environment, live_stack, run_job
 
 BUCKET = "labeling-data"
 CATS_PREFIX = "kagglecatsanddogs"
@@ -34,7 +34,8 @@ IMAGES = {CATS_PREFIX: 30, SAM_PREFIX: 5}
 CATS_TITLE = "Cats and dogs"
 SAM_TITLE = "SAM segmentation"
 # Lines a run prints when it changes nothing.
-NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|^members: not managed|^reconcile: done$")
+NO_OP_LINE = re.compile(r"unchanged|: healthy$|: accepted|: reachable$|: available|^members: not managed|^reconcile: done$|"
+                        + SAM_SELF_TEST_PASSED)
 
 pytestmark = pytest.mark.slow
 
@@ -184,7 +185,7 @@ def test_invalid_label_config_reports_label_studios_validation_text(first_run, a
 
 
 def test_backend_still_loading_its_model_is_retried(first_run, api, settings, desired_document, stack):
-    loading_backend = SamBackendStub(healthy_after_calls=1).start()
+    loading_backend = SamBackendStub(healthy_after_calls=1, predict=stack.sam.predict).start()
     try:
         document = {**desired_document, "samUrl": loading_backend.url,
                     "projects": [{**desired_document["projects"][1], "title": "SAM, slow start"}]}

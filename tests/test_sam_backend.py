@@ -15,6 +15,7 @@ import pytest
 from components.sam_backend import (
     BAKED_CHECKPOINT_DIR,
     HEALTH_PATH,
+    IMAGE_CACHE_DIR,
     LABEL_STUDIO_TOKEN_VARIABLES,
     LABEL_STUDIO_URL_VARIABLES,
     SAM_LABELS,
@@ -26,7 +27,7 @@ from components.sam_backend import (
 )
 from components.conventions import SecretKeyRef
 from components.network import to_pods
-from components.settings import Resources, SamModel, SamSettings, Toleration
+from components.settings import Resources, SamModel, SamSettings, Toleration, quantity_value
 from tests.conftest import evaluate_cached, stack_settings, stacks_running_sam
 from tools.manifests import KUBERNETES_VERSION
 from tools.stack_eval import DeclaredResource, Evaluation
@@ -361,14 +362,23 @@ def test_service_exposes_the_http_port_in_cluster_only(stack_eval):
 
 @pytest.mark.parametrize(("stack", "overrides"), [("dev", {}), ("prod", {}), ("dev", {"labelStudio.releaseName": "annotate"})],
                          ids=["dev", "prod", "dev-release-annotate"])
-def test_network_policy_admits_only_the_chart_app_pods(chart_dir, stack, overrides):
+def test_network_policy_admits_only_the_chart_app_pods_and_the_self_test(chart_dir, stack, overrides):
     release_name = stack_settings(stack, overrides).label_studio.release_name
-    resources = sam_resources(evaluate_cached(stack, overrides))
+    evaluation = evaluate_cached(stack, overrides)
+    resources = sam_resources(evaluation)
     spec = resources["NetworkPolicy"].inputs["spec"]
     assert spec["podSelector"] == {"matchLabels": resources["Deployment"].inputs["spec"]["template"]["metadata"]["labels"]}
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     app_pods = {"podSelector": {"matchLabels": chart_app_selector_labels(chart_dir, release_name)}}
-    assert spec["ingress"] == [{"from": [app_pods], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    # The full runs (the reconciler's Job, the scheduled reconcile) ask the backend directly for
+    # the cause of a failed self-test.
+    job_pods = {"podSelector": {"matchLabels": evaluation.one("kubernetes:batch/v1:Job", "labeling-configuration-job")
+                                .inputs["spec"]["template"]["metadata"]["labels"]}}
+    scheduled = evaluation.one("kubernetes:batch/v1:CronJob", "labeling-configuration-scheduled-reconcile")
+    scheduled_pods = {"podSelector": {"matchLabels": scheduled.inputs["spec"]["jobTemplate"]["spec"]["template"]
+                                      ["metadata"]["labels"]}}
+    assert spec["ingress"] == [{"from": [app_pods, job_pods, scheduled_pods],
+                                "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     # Out: Label Studio's app pods, for task images through Label Studio's nginx on 8085.
     assert {"to": [app_pods], "ports": [{"protocol": "TCP", "port": 8085}]} in spec["egress"]
 
@@ -389,3 +399,65 @@ def test_disabled_backend_declares_nothing():
     for type_ in SAM_TYPES.values():
         assert [r.name for r in evaluation.of_type(type_) if SAM_NAME in (r.name, r.inputs["metadata"].get("name"))] == []
     assert evaluation.outputs["samBackendUrl"] is None
+
+
+# --------------------------------------------------------------------------- safe for a team
+
+
+@pytest.mark.parametrize(("stack", "overrides", "workers"),
+                         [("dev", {}, 2), ("prod", {}, 1), ("dev", {"sam.workers": 3}, 3)],
+                         ids=["dev-cpu", "prod-gpu", "dev-3-workers"])
+def test_every_worker_answers_one_request_at_a_time(stack, overrides, workers):
+    """The image starts `gunicorn --workers $WORKERS --threads $THREADS` around one predictor per
+    process: with one thread no two requests ever share a predictor."""
+    env = environment(sam_container(sam_resources(evaluate_cached(stack, overrides))["Deployment"].inputs))
+    assert env["WORKERS"]["value"] == str(workers)
+    assert env["THREADS"]["value"] == "1"
+
+
+@pytest.mark.parametrize(("limit", "workers", "threads"), [("8", 2, 4), ("4", 1, 4), ("3", 2, 1), ("500m", 1, 1),
+                                                           ("7500m", 2, 3)])
+def test_torch_threads_are_each_workers_share_of_the_cpu_limit(limit, workers, threads):
+    settings = plain_settings(workers=workers, resources=Resources({"cpu": "100m", "memory": "4Gi"},
+                                                                   {"cpu": limit, "memory": "8Gi"}))
+    env = environment(sam_container(plain_manifests(settings)["Deployment"]))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        assert env[name]["value"] == str(threads)
+
+
+def test_committed_stacks_keep_threads_times_workers_within_the_cpu_limit(stack_eval):
+    settings = stack_settings(stack_eval.stack).sam
+    env = environment(sam_container(sam_resources(stack_eval)["Deployment"].inputs))
+    used = int(env["OMP_NUM_THREADS"]["value"]) * int(env["WORKERS"]["value"])
+    assert 1 <= used <= max(1, quantity_value(settings.resources.limits["cpu"]))
+
+
+@pytest.mark.parametrize(("stack", "overrides"), [("dev", {}), ("prod", {"sam.imageCacheSize": "4Gi"})],
+                         ids=["dev", "prod-4Gi"])
+def test_image_cache_is_a_sized_empty_dir_inside_the_ephemeral_storage_limit(stack, overrides):
+    settings = stack_settings(stack, overrides).sam
+    deployment = sam_resources(evaluate_cached(stack, overrides))["Deployment"].inputs
+    container = sam_container(deployment)
+    # label-studio-sdk's get_local_path caches under $XDG_CACHE_HOME/label-studio.
+    assert environment(container)["XDG_CACHE_HOME"]["value"] == IMAGE_CACHE_DIR
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == IMAGE_CACHE_DIR]
+    volume = next(v for v in pod_spec(deployment)["volumes"] if v["name"] == mount["name"])
+    assert volume["emptyDir"] == {"sizeLimit": settings.image_cache_size}
+    limit = container["resources"]["limits"]["ephemeral-storage"]
+    assert quantity_value(settings.image_cache_size) < quantity_value(limit)
+    assert "ephemeral-storage" in container["resources"]["requests"]
+
+
+def test_sam2_gets_its_own_environment_instead_of_sam_choice():
+    overrides = {"sam.model": "SAM2", "sam.image": "heartexlabs/label-studio-ml-backend:sa2-master"}
+    settings = stack_settings("prod", overrides).sam
+    env = environment(sam_container(sam_resources(evaluate_cached("prod", overrides))["Deployment"].inputs))
+    assert {name: env[name]["value"] for name in ("DEVICE", "MODEL_CONFIG", "MODEL_CHECKPOINT")} == {
+        "DEVICE": "cuda", "MODEL_CONFIG": "configs/sam2.1/sam2.1_hiera_l.yaml",
+        "MODEL_CHECKPOINT": "sam2.1_hiera_large.pt"}
+    assert "SAM_CHOICE" not in env and settings.workers == 1 and env["THREADS"]["value"] == "1"
+    chosen = {**overrides, "sam.modelCheckpoint": "sam2.1_hiera_base_plus.pt",
+              "sam.modelConfig": "configs/sam2.1/sam2.1_hiera_b+.yaml"}
+    env = environment(sam_container(sam_resources(evaluate_cached("prod", chosen))["Deployment"].inputs))
+    assert (env["MODEL_CONFIG"]["value"], env["MODEL_CHECKPOINT"]["value"]) == (
+        "configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt")

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
+from components.settings.checks import placeholder_pattern
 from components.settings.label_studio import PORT_FORWARD_URL
 from tests.conftest import ALL_STACKS, EXAMPLE_STACKS, PROJECT_ROOT, changed_at, evaluate_cached, stack_settings
 from tools.stack_eval import DELETE, stack_config
@@ -36,7 +37,11 @@ BAD_CONFIGS = [
     ({"labelStudio.replicas": True}, "labelStudio.replicas", "not an integer"),
     ({"protect": "yes"}, "protect", "not a boolean"),
     ({"storage.mode": "s3compatible"}, "storage.mode", "did you mean 's3Compatible'"),
-    ({"sam.model": "SAM2"}, "sam.model", "expected one of MobileSAM | SAM"),
+    ({"sam.model": "SAM3"}, "sam.model", "expected one of MobileSAM | SAM | SAM2"),
+    ({"sam.model": "SAM2"}, "sam.model", "needs a GPU"),
+    ({"sam.image": "t9kpublic/label-studio-sam:main@sha256:" + "0" * 64}, "sam.image", "looks made up (it repeats '0')"),
+    ({"sam.image": "t9kpublic/label-studio-sam:main@sha256:" + "0123456789abcdef" * 4}, "sam.image",
+     "looks made up (it repeats '0123456789abcdef')"),
     ({"labelStudio.database.mode": "sqlite"}, "labelStudio.database.mode", "expected one of"),
     ({"storage.bucketName": DELETE}, "storage.bucketName", "is required"),
     ({"labelStudio.adminEmail": DELETE}, "labelStudio.adminEmail", "is required"),
@@ -54,6 +59,9 @@ BAD_CONFIGS = [
     ({"sam.image": "t9kpublic/label-studio-sam:latest"}, "sam.image", "latest"),
     ({"sam.image": DELETE}, "sam.image", "is required"),
     ({"sam.gpus": 9}, "sam.gpus", "out of range"),
+    ({"sam.workers": 0}, "sam.workers", "out of range"),
+    ({"sam.imageCacheSize": "12Gi"}, "sam.imageCacheSize", "not below resources.limits.ephemeral-storage"),
+    ({"sam.selfTest": "skip"}, "sam.selfTest", "expected one of fail | warn"),
     ({"sam.tolerations": [{"operator": "Exists"}]}, "sam.tolerations[0].key", "is required"),
     ({"storage.region": DELETE}, "storage.region", "required when mode is aws"),
     ({"storage.prefix": "/label-studio/"}, "storage.prefix", "not a key prefix"),
@@ -128,15 +136,35 @@ def test_bad_config_stops_the_program_before_any_resource(capsys):
     assert "Traceback" not in str(caught.value)
 
 
-def test_moving_image_tag_warns_in_dev_and_fails_when_protected():
+def test_moving_image_tag_warns_in_dev_and_fails_when_protected_unless_a_reason_is_given():
     dev = parse_settings(stack_values("dev"), stack="dev")
     assert any(w.startswith("sam.image:") and "moving tag" in w for w in dev.warnings)
-    prod_values = changed_at(stack_values("prod"), "sam.image", "heartexlabs/label-studio-ml-backend:sam-master")
+    prod = parse_settings(stack_values("prod"), stack="prod")
+    assert any(w.startswith("sam.image: heartexlabs/label-studio-ml-backend:sam-master uses a moving tag in a "
+                            "protected stack, accepted because: ") for w in prod.warnings), prod.warnings
+    prod_values = changed_at(stack_values("prod"), "sam.unpinnedImageReason", DELETE)
     with pytest.raises(ConfigError) as caught:
         parse_settings(prod_values, stack="prod")
     assert caught.value.problems == [
         'sam.image: "heartexlabs/label-studio-ml-backend:sam-master" uses a moving tag without a digest; '
-        "expected repository:tag@sha256:<digest> in a protected stack"]
+        "expected repository:tag@sha256:<digest> in a protected stack (or sam.unpinnedImageReason saying why not yet)"]
+
+
+@pytest.mark.parametrize("stack", EXAMPLE_STACKS)
+def test_no_committed_stack_carries_a_made_up_digest(stack):
+    image = stack_values(stack)["sam"]["image"]
+    digest = image.partition("@sha256:")[2]
+    assert not digest or placeholder_pattern(digest) is None
+
+
+def test_real_digests_are_not_taken_for_placeholders():
+    import hashlib
+
+    for index in range(2000):
+        assert placeholder_pattern(hashlib.sha256(str(index).encode()).hexdigest()) is None
+    # The made-up digest prod carried: both halves count up at every other place.
+    assert placeholder_pattern("5a3c7b1e2f4d6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b") == \
+        "25 digits counting up at every other place"
 
 
 def test_protect_and_force_destroy_contradict():

@@ -55,9 +55,10 @@ CHECKOV_SKIPS = [
                 "pg_dump and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
                 "in their own formats (.pgpass, credentials ini), which the stack's Secrets do not hold"),
     ScopedCheck("CKV_K8S_43", SAM,
-                "an unprotected stack may run a moving SAM tag (dev runs the seed's on purpose): the config "
-                "contract warns there and refuses it in protected stacks, and policy k8s-image-moving-tag "
-                "reports it (advisory)"),
+                "a stack may run a moving SAM tag (dev runs upstream's sam-master on purpose): the config "
+                "contract warns there and refuses it in protected stacks unless sam.unpinnedImageReason says why "
+                "(the example prod file: it cannot vouch for a digest); policy k8s-image-moving-tag reports it "
+                "(advisory), and every pulumi up proves the pulled build with the SAM self-test"),
     ScopedCheck("CKV_K8S_43", RECONCILER_JOB + DATABASE_BACKUPS,
                 "exact release tags (python:3.12.8-slim-bookworm, bitnamilegacy/postgresql:17.6.0, "
                 "amazon/aws-cli:2.15.0; policy k8s-image-pinned); no registry is reachable here to resolve digests"),

@@ -134,6 +134,32 @@ def is_ip(text: str) -> bool:
     return True
 
 
+# A real digest is a SHA-256: random hex. These patterns turn up in a random 64-digit hex string
+# less often than once in a million, and in every digest someone typed as a stand-in.
+_FEWEST_DISTINCT_DIGITS = 8
+_LONGEST_STEP_RUN = 8
+_HEX = "0123456789abcdef"
+
+
+def placeholder_pattern(hex_digits: str) -> Optional[str]:
+    """What makes a digest look made up (repeated, few digits, counting up), or None."""
+    for period in range(1, 17):
+        if hex_digits == (hex_digits[:period] * (64 // period + 1))[:len(hex_digits)]:
+            return f"it repeats {hex_digits[:period]!r}"
+    if len(set(hex_digits)) < _FEWEST_DISTINCT_DIGITS:
+        return f"only {len(set(hex_digits))} different digits"
+    for stride in (1, 2):
+        for start in range(stride):
+            run = longest = 1
+            digits = hex_digits[start::stride]
+            for before, after in zip(digits, digits[1:]):
+                run = run + 1 if _HEX.index(after) == (_HEX.index(before) + 1) % 16 or (before, after) == ("9", "0") else 1
+                longest = max(longest, run)
+            if longest >= _LONGEST_STEP_RUN:
+                return f"{longest} digits counting up" + (" at every other place" if stride == 2 else "")
+    return None
+
+
 def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
     """(hard problem, moving) for a container image reference.
 
@@ -145,6 +171,9 @@ def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
     tag = last.partition(":")[2] if ":" in last else ""
     if digest and not _DIGEST.match(digest):
         return "has a malformed digest; expected @sha256:<64 hex digits>", False
+    if digest and (placeholder := placeholder_pattern(digest.removeprefix("sha256:"))):
+        return (f"has a digest that looks made up ({placeholder}); expected the digest of the build you "
+                "verified (docker buildx imagetools inspect)"), False
     if not tag and not digest:
         return "has no tag; expected repository:tag, pinned to a release", False
     if tag == "latest":

@@ -27,6 +27,7 @@ class DatabaseMode(StrEnum):
 class SamModel(StrEnum):
     MOBILE_SAM = "MobileSAM"  # CPU-friendly
     SAM = "SAM"               # ViT-H, needs a GPU
+    SAM2 = "SAM2"             # the segment_anything_2_image example, GPU only
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,15 @@ class SamSettings:
     resources: Resources
     shm_size: str
     startup_timeout_seconds: int
+    # gunicorn worker processes, each with its own predictor answering one request at a time.
+    workers: int = 1
+    # The emptyDir the backend caches downloaded task images in.
+    image_cache_size: str = "10Gi"
+    # What a failed deploy-time self-test does to the run: fail it, or only warn.
+    self_test: str = "fail"
+    # SAM 2's MODEL_CONFIG and MODEL_CHECKPOINT (None for the other models).
+    model_config: Optional[str] = None
+    model_checkpoint: Optional[str] = None
 
 
 @dataclass(frozen=True)

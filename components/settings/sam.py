@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from components.settings.checks import check_label_key, check_label_value, image_reference_problem
+from components.settings.checks import (
+    check_label_key, check_label_value, image_reference_problem, is_quantity, quantity_value,
+)
 from components.settings.model import Resources, SamModel, SamSettings, Toleration
 from components.settings.reader import Problems, Section, read_resources, show
+from reconciler.contract import SELF_TEST_FAIL, SELF_TEST_MODES
 
 DEFAULT_SHM_SIZE = "2Gi"
+DEFAULT_IMAGE_CACHE_SIZE = "10Gi"
+# The segment_anything_2_image example's defaults: SAM 2.1 Hiera Large, baked into its image.
+DEFAULT_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
+DEFAULT_SAM2_CHECKPOINT = "sam2.1_hiera_large.pt"
+# On CPU a second worker answers a click (and the probes) while the first computes an
+# embedding; on a GPU each worker would hold its own copy of the model in GPU memory.
+DEFAULT_CPU_WORKERS = 2
+DEFAULT_GPU_WORKERS = 1
 # What a GPU node pool's taint usually is (the NVIDIA GPU operator's and EKS's convention).
 DEFAULT_GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists", None, "NoSchedule")
 
@@ -25,7 +36,7 @@ def _toleration(path: str, raw: Any, problems: Problems) -> Optional[Toleration]
     return Toleration(key, operator, value, effect) if key else None
 
 
-def _check_image(section: Section, image: Optional[str], production: bool) -> None:
+def _check_image(section: Section, image: Optional[str], production: bool, unpinned_reason: Optional[str]) -> None:
     if image is None:
         if not section.has("image"):
             section.error("image", "is required when sam.enabled is true; expected repository:tag, pinned")
@@ -33,17 +44,31 @@ def _check_image(section: Section, image: Optional[str], production: bool) -> No
     problem, moving = image_reference_problem(image)
     if problem:
         section.error("image", f"{show(image)} {problem}")
-    elif moving and production:
+    elif moving and production and not unpinned_reason:
         section.error("image", f"{show(image)} uses a moving tag without a digest; "
-                               "expected repository:tag@sha256:<digest> in a protected stack")
+                               "expected repository:tag@sha256:<digest> in a protected stack "
+                               "(or sam.unpinnedImageReason saying why not yet)")
+    elif moving and production:
+        section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag in a protected stack, "
+                                         f"accepted because: {unpinned_reason}")
     elif moving:
         section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag; pin a digest before production")
 
 
+def _check_image_cache(section: Section, size: Optional[str], resources: Resources) -> None:
+    # The kubelet evicts a pod whose emptyDir outgrows its sizeLimit or whose ephemeral use
+    # outgrows the limit: the cache must fit inside the limit with room for everything else.
+    limit = resources.limits.get("ephemeral-storage")
+    if size and limit and is_quantity(size) and is_quantity(limit) and quantity_value(size) >= quantity_value(limit):
+        section.error("imageCacheSize", f"{show(size)} is not below resources.limits.ephemeral-storage {show(limit)}; "
+                                        "expected a smaller cache or a larger limit")
+
+
 def read_sam(section: Section, production: bool) -> SamSettings:
     enabled = section.boolean("enabled", "Deploy the SAM ML backend and connect it to SAM-assisted projects.", True)
-    model = section.choice("model", "SAM_CHOICE: MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU).",
-                           [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
+    model = section.choice("model", "MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU): the "
+                           "segment_anything_model example's SAM_CHOICE; SAM2: the segment_anything_2_image example "
+                           "(GPU only).", [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
     image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
                            kind="image reference")
     gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
@@ -53,12 +78,25 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                                     "list of {key, operator, value, effect}")
     resources = read_resources(
         section.section("resources", "Requests and limits of the SAM pod (GPUs come from sam.gpus)."),
-        Resources({"cpu": "1", "memory": "4Gi"}, {"cpu": "4", "memory": "8Gi"}),
+        # ephemeral-storage: the image cache, /tmp, the model cache, logs and the writable layer.
+        Resources({"cpu": "1", "memory": "4Gi", "ephemeral-storage": "1Gi"},
+                  {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "12Gi"}),
         ("cpu", "memory", "ephemeral-storage"),
     )
     shm_size = section.quantity("shmSize", "Size of the in-memory /dev/shm volume.", DEFAULT_SHM_SIZE)
     startup = section.integer("startupTimeoutSeconds", "How long the model may take to load before the pod is restarted.",
                               600, minimum=60, maximum=3600)
+    workers = section.integer("workers", "gunicorn workers per pod, each with its own model answering one click at a "
+                              "time (default 2 on CPU, 1 with a GPU).", None, minimum=1, maximum=8)
+    image_cache_size = section.quantity("imageCacheSize", "Size of the emptyDir the backend caches task images in; "
+                                        "below resources.limits.ephemeral-storage.", DEFAULT_IMAGE_CACHE_SIZE)
+    self_test = section.choice("selfTest", "What a failed deploy-time SAM self-test does: fail the run or warn.",
+                               SELF_TEST_MODES, SELF_TEST_FAIL)
+    model_config = section.string("modelConfig", "SAM 2's MODEL_CONFIG (model SAM2 only).", DEFAULT_SAM2_CONFIG)
+    model_checkpoint = section.string("modelCheckpoint", "SAM 2's MODEL_CHECKPOINT, a file under the image's "
+                                      "checkpoints/ (model SAM2 only).", DEFAULT_SAM2_CHECKPOINT)
+    unpinned_reason = section.string("unpinnedImageReason", "Why a protected stack runs sam.image on a moving tag "
+                                     "without a digest; without it that is an error.")
     section.finish()
     tolerations = tuple(
         t for i, raw in enumerate(tolerations_raw)
@@ -68,12 +106,21 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     if not enabled:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
-                              "startupTimeoutSeconds"), "while sam.enabled is false")
+                              "startupTimeoutSeconds", "workers", "imageCacheSize", "selfTest", "modelConfig",
+                              "modelCheckpoint", "unpinnedImageReason"), "while sam.enabled is false")
     else:
-        _check_image(section, image, production)
-        if model is SamModel.SAM and gpus == 0:
-            section.error("model", "\"SAM\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+        _check_image(section, image, production, unpinned_reason)
+        _check_image_cache(section, image_cache_size, resources)
+        if model in (SamModel.SAM, SamModel.SAM2) and gpus == 0:
+            section.error("model", f"\"{model.value}\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+        if model is not SamModel.SAM2:
+            section.inapplicable(("modelConfig", "modelCheckpoint"), "unless sam.model is SAM2")
     if gpus > 0 and not tolerations_raw:
         tolerations = (DEFAULT_GPU_TOLERATION,)
     return SamSettings(enabled, model, image, gpus, node_selector, tolerations, resources,
-                       shm_size or DEFAULT_SHM_SIZE, startup)
+                       shm_size or DEFAULT_SHM_SIZE, startup,
+                       workers=workers or (DEFAULT_GPU_WORKERS if gpus > 0 else DEFAULT_CPU_WORKERS),
+                       image_cache_size=image_cache_size or DEFAULT_IMAGE_CACHE_SIZE,
+                       self_test=self_test or SELF_TEST_FAIL,
+                       model_config=(model_config or DEFAULT_SAM2_CONFIG) if model is SamModel.SAM2 else None,
+                       model_checkpoint=(model_checkpoint or DEFAULT_SAM2_CHECKPOINT) if model is SamModel.SAM2 else None)
