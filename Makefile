@@ -28,7 +28,7 @@ endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
-.PHONY: plan test test-fast bench bench-sync check lock clean env-plan env-test env-checkov env-label-studio-previous
+.PHONY: plan test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -79,6 +79,16 @@ bench: env-test env-checkov $(ACTIONLINT)
 # The seed's 25,000 images under the release's uWSGI limits, reconciler beside the bare API (~15 min).
 bench-sync: env-test
 	$(PY) -m benchmarks.sync_at_scale
+
+# The real SAM backend (label-studio-ml-backend's example with torch) in a venv of its own under
+# ~/.cache/labeling-platform/sam-backend, never in .venv or uv.lock: for the opt-in
+# tests/test_sam_real_backend_live.py and bench-sam (tools/sam_backend_env.sh).
+env-sam-backend:
+	@PYTHON=$(PYTHON) bash tools/sam_backend_env.sh
+
+# CPU latency of the real SAM backend: embedding (first click on an image) and further clicks.
+bench-sam: env-test
+	$(PY) -m benchmarks.sam_latency
 
 check: env-test env-checkov
 	$(PY) -m tools.check

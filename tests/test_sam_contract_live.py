@@ -1,93 +1,45 @@
-"""The SAM contract, live: Label Studio 1.23.2 as the image serves it (uWSGI, PostgreSQL, the
-rendered app env, SSRF protection on), moto holding images whose keys have spaces, and a SAM
-stand-in (tests/sam_contract_backend.py) that downloads each task image the way the real
-backend does: label-studio-sdk's `get_local_path` with exactly the env the SAM Deployment
-declares. The deploy-time self-test runs against it (it passes, presign on and off) and against
-stand-ins broken each way (it fails with one line naming the cause).
+"""The SAM contract, live: Label Studio 1.23.2 as the image serves it, moto holding images whose
+keys have spaces (tests/sam_live.py, which also lists the harmless differences from the
+cluster), and a SAM stand-in (tests/sam_contract_backend.py) that downloads each task image the
+way the real backend does: label-studio-sdk's `get_local_path` with exactly the env the SAM
+Deployment declares. The deploy-time self-test runs against it (it passes, presign on and off)
+and against stand-ins broken each way (it fails with one line naming the cause).
 
-Differences from the cluster, each harmless for what is tested:
-- the stand-in computes no mask: it answers a box over the downloaded image's size, encoded by
-  the SDK's converter as the example does; the size is what the contract is about;
-- LABEL_STUDIO_URL/LABEL_STUDIO_HOST are Label Studio's local address instead of its Service
-  DNS name, and the token's secretKeyRef is resolved to this run's admin token;
-- the image cache ($XDG_CACHE_HOME, an emptyDir in the pod) and MODEL_DIR are temporary directories;
-- Label Studio runs 10 uWSGI processes (the chart's default is twice the node's cores): each
-  click holds one until the backend answers, and the backend's download needs another, so 8
-  simultaneous clicks on images the backend has not cached need at least 9.
+The stand-in computes no mask: it answers a box over the downloaded image's size, encoded by the
+SDK's converter as the example does; the size is what the contract is about.
+tests/test_sam_real_backend_live.py (opt-in) runs the same against the real example server.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from components import PROJECT_ROOT
-from components.chart_values import ADMIN_TOKEN_KEY
-from components.sam_backend import LABEL_STUDIO_URL_VARIABLES
 from reconciler.client import LabelStudioClient
-from reconciler.contract import RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
-from reconciler.reconcile import reconcile
-from reconciler.sam_selftest import image_size, rle_values, storage_uri
-from tests.live_services import (
-    MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, SAM_STUB_ADDRESS, free_port, png_bytes, s3_client, start_process,
-    wait_for_process_url,
-)
-from tests.live_stack import job_environment, live_stack, run_job
+from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
+from tests.live_stack import job_environment, run_job
+from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
 
 pytestmark = pytest.mark.slow
 
-BUCKET = "labeling-sam"
-PREFIX = "sam contract"
-# Every image has its own size, so a mask of another image shows.
-IMAGE_SIDES = [16 + 3 * index for index in range(8)]
 STAND_IN = Path(__file__).with_name("sam_contract_backend.py")
-SAM_CONFIG = (PROJECT_ROOT / "label_configs" / "sam_segmentation.xml").read_text()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with live_stack(tmp_path_factory.mktemp("sam-contract"), BUCKET, {},
-                    extra_env={"UWSGI_PROCESSES": "10"}) as started:
-        store = s3_client(started.s3_endpoint)
-        store.create_bucket(Bucket=BUCKET)
-        for index, side in enumerate(IMAGE_SIDES):
-            store.put_object(Bucket=BUCKET, Key=f"{PREFIX}/fruit {index}.png", Body=png_bytes(index, side=side),
-                             ContentType="image/png")
+    with sam_stack(tmp_path_factory.mktemp("sam-contract")) as started:
         yield started
 
 
 @pytest.fixture(scope="module")
 def api(stack) -> LabelStudioClient:
     return LabelStudioClient(stack.label_studio_url, stack.admin.token)
-
-
-def deployment_environment(stack, work_dir: Path, **replacements: str) -> dict[str, str]:
-    """The SAM container's env as the stack declares it, for a process on this machine."""
-    deployment = stack.evaluation.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
-    [container] = deployment.inputs["spec"]["template"]["spec"]["containers"]
-    environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work_dir)}
-    for variable in container["env"]:
-        name = variable["name"]
-        if "valueFrom" in variable:
-            assert variable["valueFrom"]["secretKeyRef"]["key"] == ADMIN_TOKEN_KEY
-            environment[name] = stack.admin.token
-        elif name in LABEL_STUDIO_URL_VARIABLES:
-            environment[name] = stack.label_studio_url
-        elif name in ("XDG_CACHE_HOME", "MODEL_DIR"):
-            environment[name] = str(work_dir / name.lower())
-        else:
-            environment[name] = variable["value"]
-    assert environment["THREADS"] == "1"
-    return {**environment, **replacements}
 
 
 @contextlib.contextmanager
@@ -105,33 +57,11 @@ def stand_in(stack, work_dir: Path, mode: str = "serial", **replacements: str) -
         process.stop()
 
 
-def document(stack, title: str, sam_url: str, presign: bool = False) -> dict:
-    generated = json.loads(stack.evaluation.one("kubernetes:core/v1:ConfigMap").inputs["data"]["desired.json"])
-    return {"storage": {**generated["storage"], "presign": presign}, "exportPrefix": "label-studio/exports",
-            "samUrl": sam_url, "members": [],
-            "projects": [{"title": title, "labelConfig": SAM_CONFIG, "prefix": PREFIX,
-                          "regexFilter": ".*\\.png$", "sam": True}]}
-
-
-def run(stack, api, state: dict, report=None) -> tuple[list[str], dict]:
-    lines: list[str] = []
-
-    def record(line: str) -> None:
-        lines.append(line)
-        if report:
-            report(line)
-
-    environment = RunEnvironment(aws_access_key_id=MOTO_ACCESS_KEY_ID, aws_secret_access_key=MOTO_SECRET_ACCESS_KEY,
-                                 deadline_seconds=300)
-    projects = reconcile(parse_desired_state(state), api, environment, report=record)
-    return lines, projects
-
-
 @pytest.mark.parametrize("presign", [False, True], ids=["streamed", "presigned"])
 def test_the_self_test_passes_through_the_real_download_path(stack, api, tmp_path, presign):
     title = f"SAM contract, presign {presign}"
     with stand_in(stack, tmp_path) as url:
-        lines, _ = run(stack, api, document(stack, title, url, presign))
+        lines, _ = run(api, document(stack, title, url, presign))
     [line] = [line for line in lines if "SAM self-test" in line]
     assert re.fullmatch(rf'project "{title}": SAM self-test: masks of each image\'s own size \(\d+x\d+, \d+x\d+\); '
                         r"first click \d+\.\d\d s \(download and embedding\), 2 simultaneous clicks \d+\.\d\d s",
@@ -144,33 +74,10 @@ def test_the_self_test_passes_through_the_real_download_path(stack, api, tmp_pat
 def test_eight_simultaneous_clicks_on_eight_images_each_get_their_own_images_mask(stack, api, tmp_path):
     title = "SAM contract, eight clicks"
     with stand_in(stack, tmp_path) as url:
-        _, projects = run(stack, api, document(stack, title, url))
-        [backend] = api.get(f"/api/ml/?project={projects[title]['id']}")
-        listing = api.get(f"/api/tasks/?project={projects[title]['id']}&page_size=8")
-        tasks = listing["tasks"] if isinstance(listing, dict) else listing
-        assert len(tasks) == 8
-        store = s3_client(stack.s3_endpoint)
-
-        def click(task: dict) -> tuple[int, dict]:
-            return task["id"], api.post(f"/api/ml/{backend['id']}/interactive-annotating", {
-                "task": task["id"], "context": {"result": [{
-                    "original_width": 100, "original_height": 100, "image_rotation": 0,
-                    "value": {"x": 50, "y": 50, "width": 0.5, "keypointlabels": ["Banana"]}, "is_positive": True,
-                    "id": "click", "from_name": "tag2", "to_name": "image", "type": "keypointlabels",
-                    "origin": "manual"}]}}, timeout=150)
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            answers = list(pool.map(click, tasks))
-    sizes = {}
-    for task in tasks:
-        key = storage_uri(task["data"]["image"]).removeprefix(f"s3://{BUCKET}/")
-        sizes[task["id"]] = image_size(store.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-    assert len(set(sizes.values())) == 8
-    for task_id, answer in answers:
-        assert "errors" not in answer, answer
-        [mask] = answer["data"]["result"]
-        width, height = sizes[task_id]
-        assert rle_values(mask["value"]["rle"])[0] == width * height * 4
+        _, projects = run(api, document(stack, title, url))
+        project = SamProject(stack, api, projects[title])
+        assert len(project.tasks) == 8
+        project.assert_each_mask_fits_its_own_image(project.click_all_at_once())
 
 
 BROKEN = [
@@ -190,7 +97,7 @@ def test_a_broken_backend_fails_the_self_test_with_one_line_naming_the_cause(sta
     replacements = {name: value.format(ls=stack.label_studio_url) for name, value in replacements.items()}
     with stand_in(stack, tmp_path, mode, **replacements) as url:
         with pytest.raises(ReconcileError) as failed:
-            run(stack, api, document(stack, f"SAM contract, {case}", url))
+            run(api, document(stack, f"SAM contract, {case}", url))
     message = str(failed.value)
     assert message.startswith(f'project "SAM contract, {case}": SAM self-test failed: '), message
     assert cause.format(ls=stack.label_studio_url) in message, message
@@ -206,7 +113,7 @@ def test_a_backend_gone_after_it_was_connected_is_named_unreachable(stack, api, 
                 running.close()
 
         with pytest.raises(ReconcileError) as failed:
-            run(stack, api, document(stack, "SAM contract, gone", url), report=stop_once_connected)
+            run(api, document(stack, "SAM contract, gone", url), report=stop_once_connected)
     assert f"SAM self-test failed: backend unreachable from Label Studio at {url} (" in str(failed.value)
 
 
