@@ -69,8 +69,10 @@ plan: env-plan
 test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
 	UV=$(UV) $(PY) -m pytest
 
+# One worker per core; a test file stays on one worker, so the stack evaluations and the
+# checkov scan a file shares are made once.
 test-fast: env-test env-checkov $(ACTIONLINT)
-	UV=$(UV) $(PY) -m pytest -m "not slow"
+	UV=$(UV) $(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
 bench: env-test env-checkov $(ACTIONLINT)
 	$(PY) -m benchmarks.plan_and_tests

@@ -46,6 +46,7 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ingress.className": ("dev", ("nginx", "traefik")),
     "ingress.tls.clusterIssuer": ("dev", ("letsencrypt-staging", "letsencrypt.prod")),
     "ingress.maxBodySize": ("dev", ("0", "100", "100m", "1g")),
+    "ingress.plainHttpReason": ("prod", ("TLS ends at the load balancer", "2024")),
     "labelStudio.releaseName": ("dev", ("label-studio", "ls2")),
     "labelStudio.chartVersion": ("dev", ("2.0.5",)),
     "labelStudio.imageTag": ("dev", ("1.23.2",)),
@@ -115,7 +116,9 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},
-         "labeling.projects[0].split": {"labeling.members[0]": "annotator@example.com"}}
+         "labeling.projects[0].split": {"labeling.members[0]": "annotator@example.com"},
+         # Only a config SAM can fill may ask for it (dev's first project classifies).
+         "labeling.projects[0].sam": {"labeling.projects[0].labelConfig": "label_configs/sam_segmentation.xml"}}
 # Keys that take no free text, or whose values only make sense together with others.
 NOT_TYPED_ALONE = {"kubernetes.kubeconfig", "labelStudio.database.password", "storage.accessKeyId",
                    "storage.secretAccessKey", "labelStudio.database.host", "labelStudio.database.sslMode",

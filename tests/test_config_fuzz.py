@@ -39,7 +39,8 @@ PINNED_IMAGES = ["heartexlabs/label-studio-ml-backend:sam-1.0.0",
                  "registry.example.com/ml/sam:2024.06.1",
                  "heartexlabs/label-studio-ml-backend:sam-master@sha256:" + hashlib.sha256(b"a verified build").hexdigest()]
 MOVING_IMAGES = ["t9kpublic/label-studio-sam:main", "heartexlabs/label-studio-ml-backend:sam-master"]
-LABEL_CONFIGS = ["label_configs/image_classification.xml", "label_configs/sam_segmentation.xml"]
+SAM_LABEL_CONFIG = "label_configs/sam_segmentation.xml"
+LABEL_CONFIGS = ["label_configs/image_classification.xml", SAM_LABEL_CONFIG]
 
 
 @st.composite
@@ -129,8 +130,16 @@ def valid_configs(draw) -> dict:
     sam_section = draw(sam(protect))
     titles = draw(st.lists(st.from_regex(r"[A-Z][a-z]{2,12}( [a-z]{2,8})?", fullmatch=True),
                            max_size=2, unique=True))
-    projects = [{"title": t, "labelConfig": draw(st.sampled_from(LABEL_CONFIGS)), "prefix": f"images/{i}",
-                 "sam": sam_section["enabled"] and draw(st.booleans())} for i, t in enumerate(titles)]
+    projects = []
+    for i, title in enumerate(titles):
+        label_config = draw(st.sampled_from(LABEL_CONFIGS))
+        # SAM only where the config holds what a SAM click fills (the plan refuses the rest).
+        wants_sam = label_config == SAM_LABEL_CONFIG and sam_section["enabled"] and draw(st.booleans())
+        projects.append({"title": title, "labelConfig": label_config, "prefix": f"images/{i}", "sam": wants_sam})
+    ingress_section = draw(ingress)
+    if protect and ingress_section["enabled"] and "tls" not in ingress_section:
+        # A protected stack states why its Ingress has no TLS (the plan refuses it otherwise).
+        ingress_section["plainHttpReason"] = "TLS ends at the load balancer"
     return {
         "namespace": draw(dns_label.filter(lambda n: n != "default")),
         "protect": protect,
@@ -141,7 +150,7 @@ def valid_configs(draw) -> dict:
             "database": draw(database(protect, bucket_store["mode"])),
         },
         "storage": bucket_store,
-        "ingress": draw(ingress),
+        "ingress": ingress_section,
         "sam": sam_section,
         "labeling": {"projects": projects},
     }

@@ -5,19 +5,21 @@ member-removal check and the configuration-namespace check."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import kubernetes_validate
 import pulumi
 import pytest
+import yaml
 
-from components import reconciler_pods
+from components import PROJECT_ROOT, reconciler_pods
 from reconciler import contract
 from tests.conftest import evaluate_cached
 from tests.variants import STORAGE_KEYS, VARIANTS
 from tools import plan, plan_labeling
 from tools.manifests import KUBERNETES_VERSION
 from tools.plan_labeling import labeling_plan
-from tools.stack_eval import evaluate
+from tools.stack_eval import PROJECT_DIRS, evaluate
 
 CRONJOB = "kubernetes:batch/v1:CronJob"
 SCHEDULED = "labeling-configuration-scheduled-reconcile"
@@ -179,4 +181,19 @@ def test_the_plan_prints_what_the_reconciler_applies():
 
 def test_the_committed_members_come_from_the_stack_file_in_git():
     assert plan_labeling.committed_members("dev", "HEAD") == []
-    assert plan_labeling.committed_members("no-such-stack") is None
+    assert plan_labeling.committed_stack_file("no-such-stack") is None
+
+
+def test_a_stack_file_git_does_not_hold_plans_every_member_as_added(tmp_path, monkeypatch, capsys):
+    # A new stack file beside a copy of the project, in a repository that has never seen it.
+    (tmp_path / "Pulumi.yaml").write_text((PROJECT_ROOT / "Pulumi.yaml").read_text())
+    stack_file = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    stack_file["config"]["labeling-platform:labeling"]["members"] = TEAM
+    (tmp_path / "Pulumi.newteam.yaml").write_text(yaml.safe_dump(stack_file))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.setitem(PROJECT_DIRS, "newteam", tmp_path)
+
+    assert plan_labeling.committed_members("newteam") == []
+    assert plan.main(["newteam", "--out", str(tmp_path / "plan")]) == 0
+    added = next(line for line in capsys.readouterr().out.splitlines() if "members:" in line)
+    assert added.strip() == f"members: {len(TEAM)} configured; added: {', '.join(sorted(TEAM))}; removed: none"

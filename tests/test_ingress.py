@@ -7,9 +7,10 @@ import pytest
 
 from components.chart_values import APP_SERVICE_PORT
 from components.ingress import ingress_manifest
-from components.settings import IngressSettings, TlsSettings
+from components.settings import ConfigError, IngressSettings, TlsSettings
 from tests.conftest import evaluate_cached, stack_settings
 from tools.manifests import KUBERNETES_VERSION
+from tools.stack_eval import DELETE
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 COMPONENT = "labeling:network:LabelStudioIngress"
@@ -95,3 +96,28 @@ def test_ingress_is_parented_to_its_component(stack_eval):
 def test_disabled_ingress_declares_nothing():
     ev = evaluate_cached("dev", overrides={"ingress": {"enabled": False}})
     assert not ev.of_type(INGRESS) and not ev.of_type(COMPONENT)
+
+
+WITHOUT_TLS = {"ingress.tls": DELETE}
+PLAIN_HTTP_PROBLEM = ("serves Label Studio over plain HTTP, so passwords and the invite link travel unencrypted; "
+                      "expected ingress.tls.clusterIssuer or ingress.tls.secretName, or ingress.plainHttpReason saying "
+                      "where TLS ends instead (e.g. at a load balancer)")
+
+
+def test_an_ingress_without_tls_is_a_warning_in_dev():
+    warnings = stack_settings("dev", WITHOUT_TLS).warnings
+    assert f"ingress.tls: not set: the Ingress {PLAIN_HTTP_PROBLEM}" in warnings
+
+
+def test_an_ingress_without_tls_stops_a_protected_stack_with_one_keyed_line():
+    with pytest.raises(ConfigError) as refused:
+        stack_settings("prod", WITHOUT_TLS)
+    assert refused.value.problems == [f"ingress.tls: is not set: the Ingress {PLAIN_HTTP_PROBLEM}"]
+
+
+def test_a_stated_reason_accepts_plain_http_at_the_ingress():
+    reason = {**WITHOUT_TLS, "ingress.plainHttpReason": "TLS ends at the AWS load balancer in front of ingress-nginx"}
+    assert not any("plain HTTP" in warning for warning in stack_settings("prod", reason).warnings)
+    assert not any("plain HTTP" in warning for warning in stack_settings("dev", reason).warnings)
+    with_tls = stack_settings("prod", {"ingress.plainHttpReason": "stale"}).warnings
+    assert "ingress.plainHttpReason: ignored while ingress.tls is set" in with_tls

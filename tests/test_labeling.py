@@ -206,3 +206,39 @@ def test_the_job_may_reach_the_sam_backend_for_its_self_test_only_while_a_projec
         {"title": "Cats", "labelConfig": "label_configs/image_classification.xml", "prefix": "cats"}]})
     assert not any(9090 in {port["port"] for port in rule.get("ports", [])}
                    for rule in reconciler_objects(without)["NetworkPolicy"].inputs["spec"]["egress"])
+
+
+def test_a_sam_project_whose_config_sam_cannot_fill_stops_the_plan_with_one_keyed_line(tmp_path):
+    """The plan refuses what the deploy-time self-test (reconciler/sam_selftest.py) would fail on."""
+    from components.settings import ConfigError
+
+    no_click_tool = PROJECT_ROOT / "label_configs" / "sam_segmentation.xml"
+    without_tools = re.sub(r"<(KeyPointLabels|RectangleLabels)\b.*?</\1>", "", no_click_tool.read_text(), flags=re.S)
+    cases = {
+        "label_configs/image_classification.xml": 'the label config has no <Image value="$..."> and <BrushLabels> '
+                                                  "for SAM to fill",
+        without_tools: "the label config has no KeyPointLabels or RectangleLabels on the image to click with",
+    }
+    for config, cause in cases.items():
+        path = config
+        if not config.startswith("label_configs/"):
+            written = PROJECT_ROOT / "label_configs" / f"test-{tmp_path.name}.xml"
+            written.write_text(config)
+            path = str(written.relative_to(PROJECT_ROOT))
+        try:
+            projects = [{"title": "Segmentation", "labelConfig": path, "prefix": "images", "sam": True}]
+            with pytest.raises(ConfigError) as refused:
+                stack_settings("dev", {"labeling.projects": projects})
+        finally:
+            if path != config:
+                (PROJECT_ROOT / path).unlink()
+        assert refused.value.problems == [
+            f"labeling.projects[0].sam: is true but {path}: {cause}; expected a config with an <Image>, <BrushLabels> "
+            "and a KeyPointLabels or RectangleLabels tool on that image (label_configs/sam_segmentation.xml), or "
+            "sam: false"]
+
+
+def test_the_same_config_without_sam_plans_cleanly():
+    projects = [{"title": "Cats and dogs", "labelConfig": "label_configs/image_classification.xml",
+                 "prefix": "images", "sam": False}]
+    assert stack_settings("dev", {"labeling.projects": projects}).labeling.projects[0].sam is False

@@ -69,3 +69,20 @@ def test_values_the_chart_refuses_stop_the_plan_with_one_error(monkeypatch, caps
     assert plan.main(["dev", "--out", str(tmp_path)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: the chart does not render the release's values: ") and "replicas" in line
+
+
+def test_two_plans_write_the_same_files_with_integers_as_integers(tmp_path: Path):
+    from tools.plan import write_manifests
+    from tools.stack_eval import evaluate
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_manifests(evaluate("dev"), first)
+    write_manifests(evaluate("dev"), second)
+    names = sorted(path.name for path in first.iterdir())
+    assert names == sorted(path.name for path in second.iterdir())
+    assert all((first / name).read_text() == (second / name).read_text() for name in names)
+    assert not any(name[0].isdigit() for name in names)
+    [deployment] = [name for name in names if name.startswith("deployment-")]
+    sam = yaml.safe_load((first / deployment).read_text())
+    assert sam["spec"]["replicas"] == 1 and isinstance(sam["spec"]["replicas"], int)
+    assert "1.0" not in (first / deployment).read_text().split()

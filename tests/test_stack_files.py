@@ -11,9 +11,9 @@ import pytest
 
 from components import PROJECT_ROOT
 from components.settings.stack_file import StackFileError, plaintext_paths
-from tests.user_stacks import NEW_STACK_COMMANDS, stack_file_text
+from tests.user_stacks import NEW_STACK_COMMANDS, SUITE_STACK_PREFIX, stack_file_text, write_user_stacks
 from tools import stack_eval
-from tools.stack_eval import evaluate, stack_config
+from tools.stack_eval import evaluate, stack_config, stack_names
 
 ENCRYPTED_ID_PLAIN_SECRET = NEW_STACK_COMMANDS["onprem"] + [
     # Typed without --secret: the CLI stores it as it was typed, beside the encrypted id.
@@ -27,6 +27,15 @@ def project_copy(tmp_path: Path, monkeypatch) -> Path:
     shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     monkeypatch.setattr(stack_eval, "PROJECT_DIRS", {**stack_eval.PROJECT_DIRS})
     return tmp_path
+
+
+@pytest.fixture
+def registrations():
+    """stack_eval.PROJECT_DIRS as the session had it, restored after the test re-registers stacks."""
+    saved = dict(stack_eval.PROJECT_DIRS)
+    yield stack_eval.PROJECT_DIRS
+    stack_eval.PROJECT_DIRS.clear()
+    stack_eval.PROJECT_DIRS.update(saved)
 
 
 def write_stack(directory: Path, name: str, text: str) -> None:
@@ -89,3 +98,36 @@ def test_the_plan_prints_a_yaml_error_as_one_line(project_copy, capsys, tmp_path
     assert plan.main(["broken", "--out", str(tmp_path / "out")]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and "Pulumi.broken.yaml:3:" in line and "Traceback" not in line
+
+
+def test_a_user_stack_named_like_the_suites_own_is_tested_and_fails_on_a_bad_key(tmp_path, registrations):
+    """A repository with its own `onprem`: the suite's stack of that kind is registered beside
+    it under another name, so the user's file is the one evaluated, and its mistake shows."""
+    repository, suite = tmp_path / "repository", tmp_path / "suite"
+    repository.mkdir(), suite.mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", repository / "Pulumi.yaml")
+    user_file = stack_file_text(NEW_STACK_COMMANDS["onprem"] + ["pulumi config set --path sam.imageTag v1"])
+    (repository / "Pulumi.onprem.yaml").write_text(user_file)
+
+    suite_stacks = write_user_stacks(suite, repository)
+
+    assert "onprem" in stack_names(repository) and "onprem" not in suite_stacks
+    assert "onprem" not in registrations
+    registrations["onprem"] = repository  # where the suite finds a repository stack file: beside Pulumi.yaml
+    with pytest.raises(pulumi.RunError) as caught:
+        evaluate("onprem")
+    assert "sam.imageTag: is not a known key; did you mean 'sam.image'" in str(caught.value)
+    for name in suite_stacks:
+        assert evaluate(name).resources
+
+
+def test_a_repository_stack_file_with_a_suite_stacks_name_is_an_error_naming_both(tmp_path, registrations):
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", repository / "Pulumi.yaml")
+    [name] = (f"{SUITE_STACK_PREFIX}{base}" for base in NEW_STACK_COMMANDS)
+    (repository / f"Pulumi.{name}.yaml").write_text("config: {}\n")
+    with pytest.raises(ValueError) as caught:
+        write_user_stacks(tmp_path, repository)
+    assert str(caught.value) == (f"stack name taken twice: {repository / f'Pulumi.{name}.yaml'} and the suite's "
+                                 f"stack {name} (tests/user_stacks.py); rename the stack file")

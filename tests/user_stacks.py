@@ -16,13 +16,13 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
 from components import PROJECT_ROOT
 from tests.pulumi_cli import StackConfig
-from tools.stack_eval import PLACEHOLDER_PREFIX, PROJECT_DIRS
+from tools.stack_eval import PLACEHOLDER_PREFIX, PROJECT_DIRS, stack_names
 
 FENCED = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
 # Values only the operator knows, as the docs write them, and what the user typed instead.
@@ -44,29 +44,26 @@ def documented_commands(document: str, first: str) -> list[str]:
     raise AssertionError(f"{document} has no pulumi config block with {first!r}")
 
 
-# Each stack: the documented commands a user runs after `pulumi stack init <name>`.
+# The suite's own stacks carry this prefix, so a user's stack file of any other name is never
+# shadowed by one of them (stack_eval.PROJECT_DIRS maps a name to one directory); a
+# repository stack file that takes a suite name anyway is an error naming both files.
+SUITE_STACK_PREFIX = "suite-"
+# A Label Studio release no example stack runs: the user's stack moves to it alone, as the
+# commit of a staged upgrade would.
+NEXT_LABEL_STUDIO_RELEASE = "1.24.0"
+# The documented commands a user runs after `pulumi stack init onprem`: an existing
+# S3-compatible store and a kubeconfig set --secret (README), SAM with a pinned image
+# (docs/sam-backend.md), then the staged upgrade. One stack covers what user stacks differ
+# in (ciphertext secrets, no chart version pinned, another store mode and release); what
+# each setting does is proven on the example stacks and variants.
 NEW_STACK_COMMANDS: dict[str, list[str]] = {
-    # An existing S3-compatible store (README), SAM with a pinned image (docs/sam-backend.md).
     "onprem": [
         *documented_commands("docs/operations.md", "labelStudio.adminEmail"),
         *documented_commands("README.md", "storage.mode s3Compatible"),
-        *documented_commands("docs/sam-backend.md", "sam.image"),
-    ],
-    # A bucket the stack creates, a kubeconfig set --secret (README), SAM off (docs/sam-backend.md).
-    "cloud": [
-        *documented_commands("docs/operations.md", "labelStudio.adminEmail"),
-        "pulumi config set --path storage.mode aws",
-        "pulumi config set --path storage.bucketName labeling-cloud-images",
-        "pulumi config set --path storage.region eu-west-1",
         *documented_commands("README.md", "kubernetes.kubeconfig"),
-        "pulumi config set --path sam.enabled false",
+        *documented_commands("docs/sam-backend.md", "sam.image"),
+        f"pulumi config set --path labelStudio.imageTag {NEXT_LABEL_STUDIO_RELEASE}",
     ],
-}
-# A staged upgrade: a copy of an example stack (named "<stack>-upgraded") moved alone to
-# another Label Studio release, as the commit that upgrades dev first would.
-NEXT_LABEL_STUDIO_RELEASE = "1.24.0"
-UPGRADED_STACKS: dict[str, list[str]] = {
-    "dev": [f"pulumi config set --path labelStudio.imageTag {NEXT_LABEL_STUDIO_RELEASE}"],
 }
 
 
@@ -85,20 +82,24 @@ def _as_written(value: Any, path: str) -> Any:
     return value
 
 
-def stack_file_text(commands: list[str], base: Optional[str] = None, project: str = "labeling-platform") -> str:
-    """The stack file the CLI leaves after `commands`, run on a new stack or on a copy of `base`."""
-    config = StackConfig.of(base) if base else StackConfig("new", project=project)
+def stack_file_text(commands: list[str], project: str = "labeling-platform") -> str:
+    """The stack file the CLI leaves after `commands`, run on a new stack."""
+    config = StackConfig("new", project=project)
     for command in commands:
         config.run(command)
     written = {f"{project}:{key}": _as_written(value, key) for key, value in config.values.items()}
     return yaml.safe_dump({"encryptionsalt": "v1:c2FsdA==:v1:bm9uY2U=:Y2hlY2s=", "config": written}, sort_keys=False)
 
 
-def write_user_stacks(directory: Path) -> tuple[str, ...]:
-    """A copy of the project's Pulumi.yaml with each user stack beside it, registered for evaluation."""
-    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", directory / "Pulumi.yaml")
-    files = {name: stack_file_text(commands) for name, commands in NEW_STACK_COMMANDS.items()}
-    files.update({f"{base}-upgraded": stack_file_text(commands, base) for base, commands in UPGRADED_STACKS.items()})
+def write_user_stacks(directory: Path, repository: Path = PROJECT_ROOT) -> tuple[str, ...]:
+    """A copy of the project's Pulumi.yaml with each user stack beside it, registered for
+    evaluation under its suite name; refused when `repository` has a stack file of that name."""
+    files = {f"{SUITE_STACK_PREFIX}{name}": stack_file_text(commands) for name, commands in NEW_STACK_COMMANDS.items()}
+    clashes = [f"{repository / f'Pulumi.{name}.yaml'} and the suite's stack {name} (tests/user_stacks.py)"
+               for name in files if name in stack_names(repository)]
+    if clashes:
+        raise ValueError(f"stack name taken twice: {'; '.join(clashes)}; rename the stack file")
+    shutil.copy(repository / "Pulumi.yaml", directory / "Pulumi.yaml")
     for name, text in files.items():
         (directory / f"Pulumi.{name}.yaml").write_text(text)
         PROJECT_DIRS[name] = directory

@@ -81,11 +81,13 @@ def print_tree(evaluation: Evaluation, out=sys.stdout, objects: StackObjects | N
 
 
 def write_manifests(evaluation: Evaluation, directory: Path) -> int:
+    """Each Kubernetes object and Helm release's values in a file named by kind and resource
+    name (never by registration order), so two plans of the same config write the same files."""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
-    written = 0
-    for index, resource in enumerate(evaluation.resources):
+    written: dict[str, str] = {}
+    for resource in evaluation.resources:
         inputs = resource.masked_inputs()
         if resource.type == "kubernetes:helm.sh/v3:Release":
             document, stem = inputs.get("values", {}), f"helm-values-{resource.name}"
@@ -94,10 +96,11 @@ def write_manifests(evaluation: Evaluation, directory: Path) -> int:
             stem = f"{document.get('kind', 'object').lower()}-{resource.name}"
         else:
             continue
-        path = directory / f"{index:02d}-{stem}.yaml"
-        path.write_text(yaml.safe_dump(document, sort_keys=False))
-        written += 1
-    return written
+        if stem in written:
+            raise ValueError(f"{resource.urn} and {written[stem]} would both be written to {stem}.yaml")
+        written[stem] = resource.urn
+        (directory / f"{stem}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    return len(written)
 
 
 def write_chart_objects(objects: StackObjects, directory: Path) -> Path:

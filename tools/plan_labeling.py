@@ -4,7 +4,8 @@ CronJobs, so the plan shows what runs, not a second reading of the config.
 
 Members added and removed are relative to the accounts earlier runs created. Offline there is
 no cluster to ask, so the plan takes the members of the stack file as committed (git HEAD):
-what the last deploy from it made. `pulumi preview` reads the cluster's own record instead.
+what the last deploy from it made. A stack file git does not hold yet was never deployed from
+this repository: every member is added. `pulumi preview` reads the cluster's own record instead.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from reconciler.contract import parse_desired_state
 from tools.stack_eval import Evaluation, configured_members, project_dir
 
 
-def committed_members(stack: str, revision: str = "HEAD") -> Optional[list[str]]:
-    """labeling.members of the stack's file at `revision`; None without git or that file."""
+def committed_stack_file(stack: str, revision: str = "HEAD") -> Optional[dict]:
+    """The stack's file as git holds it at `revision`; None without git or without that file there."""
     directory = project_dir(stack)
     try:
         # `<revision>:./<file>` is relative to the working directory: the stack's project.
@@ -31,7 +32,13 @@ def committed_members(stack: str, revision: str = "HEAD") -> Optional[list[str]]
                                cwd=directory, capture_output=True, text=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
-    return configured_members((yaml.safe_load(shown.stdout) or {}).get("config") or {}, PROJECT)
+    return yaml.safe_load(shown.stdout) or {}
+
+
+def committed_members(stack: str, revision: str = "HEAD") -> list[str]:
+    """labeling.members of the stack's file at `revision`; none when git does not hold the file."""
+    committed = committed_stack_file(stack, revision)
+    return configured_members((committed or {}).get("config") or {}, PROJECT)
 
 
 def _yes_no(value: bool) -> str:

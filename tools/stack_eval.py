@@ -32,8 +32,15 @@ from pulumi.runtime.sync_await import _sync_await
 from components import PROJECT_ROOT
 from components.settings.stack_file import load_yaml, stack_file_config, stack_file_path
 
+
+
+def stack_names(directory: Path) -> tuple[str, ...]:
+    """The stacks with a stack file in `directory`, whatever their names."""
+    return tuple(sorted(path.name[len("Pulumi."):-len(".yaml")] for path in directory.glob("Pulumi.*.yaml")))
+
+
 # Every stack with a stack file in the repository.
-STACKS = tuple(sorted(path.name.split(".")[1] for path in PROJECT_ROOT.glob("Pulumi.*.yaml")))
+STACKS = stack_names(PROJECT_ROOT)
 # Stacks whose files live in another copy of the project (Pulumi.yaml beside them): the
 # tests write stacks there the way users add theirs, and evaluate them like the committed ones.
 PROJECT_DIRS: dict[str, Path] = {}
@@ -224,6 +231,11 @@ def _pulumi_config_env(config: Mapping[str, Any], secret_keys: set[str]) -> Iter
 
 
 def _unwrap_secrets(value: Any, path: str, found: set[str]) -> Any:
+    """The value without its secret wrappers (their paths go to `found`), and with whole numbers
+    as integers: the engine carries every number as a protobuf double, and the provider sends
+    `1.0` to the API server as the integer it was declared as."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, dict):
         if value.get(_SIG_KEY) == _SECRET_SIG:
             found.add(path or "$")

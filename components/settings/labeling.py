@@ -10,6 +10,7 @@ from components.settings.checks import check_email, check_prefix, check_regex, i
 from components.settings.database import check_cron
 from components.settings.model import LabelingProject, LabelingSettings, SamSettings
 from components.settings.reader import MISSING, Section, show
+from reconciler.sam_selftest import SelfTestFailure, sam_tags
 
 DEFAULT_REGEX_FILTER = r".*\.(jpe?g|png)$"
 # Half past every hour: annotations a submit could not write to S3 reach the bucket within the hour.
@@ -87,8 +88,21 @@ def _project(item: Section, sam: SamSettings, platform_prefix: str, members: tup
         wants_sam = False
     if not (title and config_path):
         return None
-    return LabelingProject(title, config_path, (PROJECT_ROOT / config_path).read_text(), prefix or "", regex or "",
-                           wants_sam, split)
+    label_config = (PROJECT_ROOT / config_path).read_text()
+    if wants_sam:
+        _check_sam_can_fill(item, config_path, label_config)
+    return LabelingProject(title, config_path, label_config, prefix or "", regex or "", wants_sam, split)
+
+
+def _check_sam_can_fill(item: Section, config_path: str, label_config: str) -> None:
+    """The deploy-time self-test's own reading of the config (reconciler/sam_selftest.py), so the
+    plan refuses exactly the SAM projects the self-test would fail on."""
+    try:
+        sam_tags(label_config)
+    except SelfTestFailure as failure:
+        item.error("sam", f"is true but {config_path}: {failure}; expected a config with an <Image>, <BrushLabels> "
+                          "and a KeyPointLabels or RectangleLabels tool on that image (label_configs/"
+                          "sam_segmentation.xml), or sam: false")
 
 
 def read_labeling(section: Section, sam: SamSettings, platform_prefix: str) -> LabelingSettings:

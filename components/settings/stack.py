@@ -49,7 +49,7 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str],
                             check=check_namespace, kind="DNS label")
     protect = root.boolean("protect", "Production: protect and retain data (bucket, database, secrets) and apply stricter checks.", False)
     kubernetes = read_kubernetes(root.section("kubernetes", "Cluster connection."), secret_keys)
-    ingress = read_ingress(root.section("ingress", "Public access to Label Studio."))
+    ingress = read_ingress(root.section("ingress", "Public access to Label Studio."), protect)
     label_studio = read_label_studio(root.section("labelStudio", "The Label Studio Helm release."), ingress,
                                      secret_keys, protect)
     storage = read_storage(root.section("storage", "Object storage for images and Label Studio data."), secret_keys,
