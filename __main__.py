@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components.label_studio import DEPLOYED_RELEASE_OUTPUT
 from components.platform import LabelingPlatform
 from components.settings import ConfigError, load_settings
 
@@ -29,4 +30,6 @@ pulumi.export("databaseHost", label_studio.database.host)
 pulumi.export("databasePort", label_studio.database.port)
 pulumi.export("databaseName", label_studio.database.name)
 pulumi.export("preUpgradeBackup", label_studio.pre_upgrade_backup.summary)
+# Read back by the next update (LabelStudio's downgrade check).
+pulumi.export(DEPLOYED_RELEASE_OUTPUT, label_studio.release_versions)
 pulumi.export("kubectlLogs", platform.log_commands)

@@ -8,7 +8,7 @@ the database passwords. They live in ONE Kubernetes Secret; the values
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, Optional
 
 import pulumi
@@ -26,7 +26,7 @@ from components.database import POSTGRES_PORT, DatabaseAccess, DatabaseConnectio
 from components.network import dns, network_policy, pod_identity, to_networks, to_pods
 from components.settings import LabelStudioSettings, NetworkSettings
 from components.storage import StorageAccess
-from components.upgrade_backup import PreUpgradeBackup, PreUpgradeBackupArgs
+from components.upgrade_backup import PreUpgradeBackup, PreUpgradeBackupArgs, downgrade_refusal
 
 CHART_NAME = LABEL_STUDIO_CHART
 CHART_REPOSITORY = "https://charts.heartex.com/"
@@ -80,12 +80,22 @@ class LabelStudioArgs:
     database: Optional[DatabaseConnection] = None
 
 
+# The stack output that records the deployed versions; the next update reads it back.
+DEPLOYED_RELEASE_OUTPUT = "labelStudioRelease"
+
+
+def release_versions(settings: LabelStudioSettings) -> dict[str, str]:
+    """What DEPLOYED_RELEASE_OUTPUT holds."""
+    return {"imageTag": settings.image_tag, "chartVersion": settings.chart_version}
+
+
 class LabelStudio(pulumi.ComponentResource):
     """The Label Studio Helm release, its generated secrets, and how to reach it."""
 
     access: LabelStudioAccess
     database: DatabaseAccess
     pre_upgrade_backup: PreUpgradeBackup
+    release_versions: dict[str, str]
     admin_email: str
     admin_password: pulumi.Output[str]
     admin_token: pulumi.Output[str]
@@ -153,6 +163,10 @@ class LabelStudio(pulumi.ComponentResource):
                                  external=outside is not None and outside.rds_instance is None),
             opts=pulumi.ResourceOptions(parent=self))
 
+        downgrade_check = self._downgrade_check(name, settings, args.storage)
+        values = chart_values(settings, args.storage, secret_name,
+                              ml_backend_address=args.ml_backend.address if args.ml_backend else None,
+                              database=outside)
         release = k8s.helm.v3.Release(
             f"{name}-release",
             name=release_name,
@@ -160,9 +174,8 @@ class LabelStudio(pulumi.ComponentResource):
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
             version=settings.chart_version,
             namespace=namespace,
-            values=chart_values(settings, args.storage, secret_name,
-                                ml_backend_address=args.ml_backend.address if args.ml_backend else None,
-                                database=outside),
+            # The values wait for the downgrade check: a refused downgrade never reaches the release.
+            values=pulumi.Output.all(downgrade_check, values).apply(lambda checked: checked[1]),
             timeout=RELEASE_TIMEOUT_SECONDS,
             cleanup_on_fail=True,
             max_history=RELEASE_MAX_HISTORY,
@@ -182,6 +195,7 @@ class LabelStudio(pulumi.ComponentResource):
         if outside is None:
             self._database_egress_policy(name, namespace, args)
         self.admin_email = settings.admin_email
+        self.release_versions = release_versions(settings)
         self.log_command = namespace.apply(lambda ns: f"kubectl -n {ns} logs -f deploy/{service} -c {APP_CONTAINER}")
 
         self.register_outputs({
@@ -192,6 +206,25 @@ class LabelStudio(pulumi.ComponentResource):
             "adminPassword": self.admin_password,
             "adminApiToken": self.admin_token,
         })
+
+    def _downgrade_check(self, name: str, settings: LabelStudioSettings, storage: StorageAccess) -> pulumi.Output:
+        """The versions this stack's last update deployed, read back from its own outputs (none on a
+        first deploy), held against the configured ones: a downgrade without confirmation stops here."""
+        deployed = pulumi.StackReference(
+            f"{name}-deployed-release",
+            stack_name=f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}",
+            opts=child_of(self))
+
+        def check(values: list) -> None:
+            versions, bucket = values
+            before = (self.pre_upgrade_backup.backup_before(
+                replace(settings, image_tag=versions["imageTag"], chart_version=versions["chartVersion"]), bucket)
+                if versions else "")
+            refusal = downgrade_refusal(versions, settings, before)
+            if refusal:
+                raise pulumi.RunError(refusal)
+
+        return pulumi.Output.all(deployed.get_output(DEPLOYED_RELEASE_OUTPUT), storage.bucket).apply(check)
 
     def _egress_policy(self, name: str, namespace: pulumi.Output[str], args: LabelStudioArgs) -> None:
         """The app pods (app and nginx containers) reach DNS, their database, the store, SAM,

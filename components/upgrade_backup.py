@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
@@ -56,6 +56,29 @@ def snapshot_identifier(project: str, stack: str, settings: LabelStudioSettings)
     """An RDS snapshot name: letters, digits and single hyphens, starting with a letter."""
     words = re.sub(r"[^A-Za-z0-9]+", "-", f"{project}-{stack}").strip("-")
     return f"{words}-pre-upgrade-{version_digest(settings)}"
+
+
+def release_order(version: str) -> tuple[int, ...]:
+    """An exact version (1.23.2, 1.24.0-rc1) as numbers that compare in release order; a
+    pre-release sorts with its release, which is as far as a downgrade check needs to see."""
+    return tuple(int(part) for part in re.split(r"[-+]", version, maxsplit=1)[0].split("."))
+
+
+def downgrade_refusal(deployed: Optional[Mapping[str, str]], settings: LabelStudioSettings,
+                      backup_before_deployed: str) -> Optional[str]:
+    """One line stopping a move to an older Label Studio than the stack's last update deployed
+    (`deployed`: its imageTag and chartVersion; None on a first deploy), unless
+    labelStudio.confirmDowngradeFrom names the deployed release: the older release cannot run
+    on the schema the newer one migrated, so the backup taken before it comes back first."""
+    deployed_tag = (deployed or {}).get("imageTag")
+    if not deployed_tag or release_order(settings.image_tag) >= release_order(deployed_tag):
+        return None
+    if settings.confirm_downgrade_from == deployed_tag:
+        return None
+    return (f"labelStudio.imageTag: {settings.image_tag} is older than the deployed {deployed_tag}, and Label Studio "
+            f"{settings.image_tag} cannot run on the schema {deployed_tag} migrated; restore {backup_before_deployed} "
+            "first (docs/operations.md, rolling back a Label Studio version), then set "
+            f"labelStudio.confirmDowngradeFrom {deployed_tag}")
 
 
 def pre_upgrade_job_manifest(namespace: pulumi.Input[str], settings: LabelStudioSettings,
@@ -129,7 +152,16 @@ class PreUpgradeBackup(pulumi.ComponentResource):
             self.summary = pulumi.Output.from_input(args.storage.bucket).apply(
                 lambda bucket: f"Before {versions}: Job {manifest['metadata']['name']} dumps the database to "
                                f"s3://{bucket}/{prefix}/ (nothing on a first install); the release waits for it.")
+        self._args = args
         self.register_outputs({"summary": self.summary})
+
+    def backup_before(self, versions: LabelStudioSettings, bucket: str) -> str:
+        """Where the backup this component takes before moving to `versions` is kept."""
+        if self._args.external:
+            return f"your own backup of the database from before Label Studio {versions.image_tag}"
+        if self._args.rds_instance is not None:
+            return f"the RDS snapshot {snapshot_identifier(pulumi.get_project(), pulumi.get_stack(), versions)}"
+        return f"the dump under s3://{bucket}/{pre_upgrade_prefix(self._args.storage, versions)}/"
 
     def _own_identity(self, name: str, args: PreUpgradeBackupArgs) -> tuple[StorageAccess, list[pulumi.Resource]]:
         """With IRSA the nightly backup runs as Label Studio's service account, which the chart

@@ -16,7 +16,7 @@ from components import PROJECT_ROOT, reconciler_pods
 from reconciler import contract
 from tests.conftest import evaluate_cached
 from tests.variants import STORAGE_KEYS, VARIANTS
-from tools import plan, plan_labeling
+from tools import deployed, plan
 from tools.manifests import KUBERNETES_VERSION
 from tools.plan_labeling import labeling_plan
 from tools.stack_eval import PROJECT_DIRS, evaluate
@@ -180,8 +180,8 @@ def test_the_plan_prints_what_the_reconciler_applies():
 
 
 def test_the_committed_members_come_from_the_stack_file_in_git():
-    assert plan_labeling.committed_members("dev", "HEAD") == []
-    assert plan_labeling.committed_stack_file("no-such-stack") is None
+    assert deployed.committed_members("dev", "HEAD") == []
+    assert deployed.committed_stack_file("no-such-stack") is None
 
 
 def test_a_stack_file_git_does_not_hold_plans_every_member_as_added(tmp_path, monkeypatch, capsys):
@@ -193,7 +193,7 @@ def test_a_stack_file_git_does_not_hold_plans_every_member_as_added(tmp_path, mo
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.setitem(PROJECT_DIRS, "newteam", tmp_path)
 
-    assert plan_labeling.committed_members("newteam") == []
+    assert deployed.committed_members("newteam") == []
     assert plan.main(["newteam", "--out", str(tmp_path / "plan")]) == 0
     added = next(line for line in capsys.readouterr().out.splitlines() if "members:" in line)
     assert added.strip() == f"members: {len(TEAM)} configured; added: {', '.join(sorted(TEAM))}; removed: none"

@@ -6,15 +6,19 @@ tests/test_upgrade_live.py."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import kubernetes_validate
+import pulumi
 import pytest
+import yaml
 
 from components import PROJECT_ROOT, backup, upgrade_backup
 from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from tests.conftest import evaluate_cached, stack_settings
 from tests.variants import VARIANTS
-from tools.stack_eval import Evaluation, evaluate
+from components.label_studio import DEPLOYED_RELEASE_OUTPUT
+from tools.stack_eval import NEVER_DEPLOYED, PROJECT_DIRS, Evaluation, evaluate
 
 JOB = "kubernetes:batch/v1:Job"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -178,3 +182,78 @@ def test_with_irsa_the_job_runs_as_its_own_account_which_the_role_trusts():
     nightly = irsa.one("kubernetes:batch/v1:CronJob", "labeling-backup-cronjob")
     assert nightly.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"] == \
         "label-studio-ls-app"
+
+
+# ------------------------------------------------------------------ downgrades
+
+DEPLOYED = {"imageTag": "1.23.2", "chartVersion": "2.0.5"}
+OLDER = {"labelStudio.imageTag": "1.22.0"}
+
+
+def test_only_an_unconfirmed_move_to_an_older_release_is_refused():
+    settings = stack_settings("dev", OLDER).label_studio
+    confirmed = stack_settings("dev", {**OLDER, "labelStudio.confirmDowngradeFrom": "1.23.2"}).label_studio
+    stale = stack_settings("dev", {**OLDER, "labelStudio.confirmDowngradeFrom": "1.22.5"}).label_studio
+    refusal = upgrade_backup.downgrade_refusal(DEPLOYED, settings, "the dump under s3://b/p/")
+    assert refusal == ("labelStudio.imageTag: 1.22.0 is older than the deployed 1.23.2, and Label Studio 1.22.0 "
+                       "cannot run on the schema 1.23.2 migrated; restore the dump under s3://b/p/ first "
+                       "(docs/operations.md, rolling back a Label Studio version), then set "
+                       "labelStudio.confirmDowngradeFrom 1.23.2")
+    assert upgrade_backup.downgrade_refusal(DEPLOYED, stale, "x") is not None
+    assert upgrade_backup.downgrade_refusal(DEPLOYED, confirmed, "x") is None
+    assert upgrade_backup.downgrade_refusal(None, settings, "x") is None  # a first deploy
+    assert upgrade_backup.downgrade_refusal({}, settings, "x") is None
+    for newer_or_same in ("1.22.0", "1.9.9", "1.22.0-rc1"):
+        assert upgrade_backup.downgrade_refusal({"imageTag": newer_or_same}, settings, "x") is None
+    assert upgrade_backup.downgrade_refusal({"imageTag": "1.22.10"}, settings, "x") is not None
+
+
+@pytest.mark.parametrize("name, backup_named", [
+    ("dev", "the dump under s3://labeling-dev-images-example/label-studio/backups/pre-upgrade/to-1.23.2-chart-2.0.5/"),
+    ("prod", "the RDS snapshot labeling-platform-prod-pre-upgrade-"),
+    ("external-db", "your own backup of the database from before Label Studio 1.23.2"),
+])
+def test_pulumi_up_refuses_a_downgrade_from_the_deployed_release_and_names_the_backup(name, backup_named):
+    stack, overrides, secrets = VARIANTS[name]
+    with pytest.raises(pulumi.RunError) as refused:
+        evaluate(stack, {**(overrides or {}), **OLDER}, secrets, deployed_release=DEPLOYED)
+    [line] = str(refused.value).splitlines()
+    assert line.startswith("labelStudio.imageTag: 1.22.0 is older than the deployed 1.23.2")
+    assert f"restore {backup_named}" in line
+
+
+def test_a_confirmed_downgrade_and_a_first_deploy_of_an_older_release_go_ahead():
+    confirmed = evaluate("dev", {**OLDER, "labelStudio.confirmDowngradeFrom": "1.23.2"}, deployed_release=DEPLOYED)
+    assert confirmed.one(RELEASE).inputs["values"]["global"]["image"]["tag"] == "1.22.0"
+    first = evaluate("dev", OLDER, deployed_release=NEVER_DEPLOYED)
+    assert first.one(RELEASE).inputs["values"]["global"]["image"]["tag"] == "1.22.0"
+
+
+def test_the_stack_reads_its_own_last_outputs_and_exports_what_the_next_update_reads():
+    evaluation = evaluate_cached("prod")
+    [reference] = [read for read in evaluation.reads if read.type == "pulumi:pulumi:StackReference"]
+    assert reference.id == "organization/labeling-platform/prod"
+    assert evaluation.one("labeling:app:LabelStudio").urn == reference.parent
+    assert evaluation.outputs[DEPLOYED_RELEASE_OUTPUT] == {"imageTag": DEFAULT_LABEL_STUDIO_IMAGE_TAG,
+                                                           "chartVersion": "2.0.5"}
+
+
+def test_the_plan_refuses_a_downgrade_from_the_committed_stack_file(tmp_path, monkeypatch, capsys):
+    from tools import plan
+
+    (tmp_path / "Pulumi.yaml").write_text((PROJECT_ROOT / "Pulumi.yaml").read_text())
+    stack_file = tmp_path / "Pulumi.team.yaml"
+    stack_file.write_text((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "team stack"], check=True)
+    monkeypatch.setitem(PROJECT_DIRS, "team", tmp_path)
+    committed = yaml.safe_load(stack_file.read_text())
+    committed["config"]["labeling-platform:labelStudio"]["imageTag"] = "1.22.0"
+    stack_file.write_text(yaml.safe_dump(committed))
+
+    assert plan.main(["team", "--out", str(tmp_path / "plan")]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: labelStudio.imageTag: 1.22.0 is older than the deployed "
+                           f"{DEFAULT_LABEL_STUDIO_IMAGE_TAG}")

@@ -28,7 +28,8 @@ from components import PROJECT_ROOT
 from components.settings.stack_file import StackFileError, stack_file_path
 from tools.chart_render import render_errors
 from tools.manifests import StackObjects, stack_objects, type_token
-from tools.plan_labeling import committed_members, labeling_plan
+from tools.deployed import committed_members, committed_release
+from tools.plan_labeling import labeling_plan
 from tools.stack_eval import DeclaredResource, Evaluation, evaluate, project_dir
 
 import pulumi
@@ -137,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.perf_counter()
-    # The accounts the last deploy made, as far as the plan can tell offline (tools/plan_labeling.py).
-    previous = committed_members(args.stack)
+    # The accounts and the release the last deploy made, as far as the plan can tell offline.
     try:
-        evaluation = evaluate(args.stack, previous_members=previous)
+        evaluation = evaluate(args.stack, previous_members=committed_members(args.stack),
+                              deployed_release=committed_release(args.stack))
     except (pulumi.RunError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -2,43 +2,19 @@
 the stack writes into the reconciler's ConfigMap (the reconciler's own input) and from the
 CronJobs, so the plan shows what runs, not a second reading of the config.
 
-Members added and removed are relative to the accounts earlier runs created. Offline there is
-no cluster to ask, so the plan takes the members of the stack file as committed (git HEAD):
-what the last deploy from it made. A stack file git does not hold yet was never deployed from
-this repository: every member is added. `pulumi preview` reads the cluster's own record instead.
+Members added and removed are relative to the accounts earlier runs created: offline, those
+of the stack file as committed (tools/deployed.py). `pulumi preview` reads the cluster's own
+record instead.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-from typing import Optional, Sequence
-
-import yaml
+from typing import Sequence
 
 from components.reconciler_pods import DESIRED_STATE_FILE, EXPORT_RESYNC_NAME, SCHEDULED_RECONCILE_NAME
-from components.settings import PROJECT
-from components.settings.stack_file import stack_file_path
 from reconciler.contract import parse_desired_state
-from tools.stack_eval import Evaluation, configured_members, project_dir
-
-
-def committed_stack_file(stack: str, revision: str = "HEAD") -> Optional[dict]:
-    """The stack's file as git holds it at `revision`; None without git or without that file there."""
-    directory = project_dir(stack)
-    try:
-        # `<revision>:./<file>` is relative to the working directory: the stack's project.
-        shown = subprocess.run(["git", "show", f"{revision}:./{stack_file_path(directory, stack).name}"],
-                               cwd=directory, capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return yaml.safe_load(shown.stdout) or {}
-
-
-def committed_members(stack: str, revision: str = "HEAD") -> list[str]:
-    """labeling.members of the stack's file at `revision`; none when git does not hold the file."""
-    committed = committed_stack_file(stack, revision)
-    return configured_members((committed or {}).get("config") or {}, PROJECT)
+from tools.stack_eval import Evaluation
 
 
 def _yes_no(value: bool) -> str:

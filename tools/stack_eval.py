@@ -30,6 +30,8 @@ from pulumi.runtime.stack import run_pulumi_func, wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from components import PROJECT_ROOT
+from components.label_studio import DEPLOYED_RELEASE_OUTPUT
+from components.settings.label_studio import DEFAULT_CHART_VERSION, DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from components.settings.stack_file import load_yaml, stack_file_config, stack_file_path
 
 
@@ -92,6 +94,7 @@ class Evaluation:
     warnings: list[str] = field(default_factory=list)
     # The accounts earlier runs created, as the mocked team Secret recorded them.
     previous_members: list[str] = field(default_factory=list)
+    reads: list["ReadResource"] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -259,15 +262,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
     """Answers as the providers would, with values that are obviously fake and traceable.
 
     `previous_members` are the accounts earlier runs of the reconciler created, as the team
-    Secret records them before this update's Job runs."""
+    Secret records them before this update's Job runs; `deployed_release` the Label Studio
+    versions the stack's last update exported (None: the stack was never deployed)."""
 
-    def __init__(self, previous_members: Sequence[str] = ()):
+    def __init__(self, previous_members: Sequence[str] = (), deployed_release: Optional[Mapping[str, str]] = None):
         super().__init__()
         self.previous_members = [email.lower() for email in previous_members]
+        self.deployed_release = deployed_release
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         name = args.name
+        if args.typ == "pulumi:pulumi:StackReference":
+            # The stack's own last outputs: none before its first update.
+            outputs = {DEPLOYED_RELEASE_OUTPUT: dict(self.deployed_release)} if self.deployed_release else {}
+            return state["name"], {**state, "outputs": outputs, "secretOutputNames": []}
         if args.typ == "kubernetes:core/v1:Secret" and name.endswith(TEAM_RECORD_READ_SUFFIX):
             created = base64.b64encode(json.dumps(self.previous_members).encode()).decode()
             state["data"] = pulumi.Output.secret({"created-members": created} if self.previous_members else {})
@@ -320,12 +329,28 @@ class PlatformMocks(pulumi.runtime.Mocks):
         return {}
 
 
+@dataclass
+class ReadResource:
+    """An existing resource the program reads (`Resource.get`, a StackReference): it declares nothing."""
+
+    type: str
+    name: str
+    id: str
+    parent: Optional[str]
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    """The stock mock monitor, plus a record of each registration's options."""
+    """The stock mock monitor, plus a record of each registration's options and of each read."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.declared: list[DeclaredResource] = []
+        self.reads: list[ReadResource] = []
+
+    def ReadResource(self, request):
+        response = super().ReadResource(request)
+        self.reads.append(ReadResource(request.type, request.name, request.id, request.parent or None))
+        return response
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -370,18 +395,33 @@ def configured_members(config: Mapping[str, Any], project: str) -> list[str]:
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
 
+def configured_release(config: Mapping[str, Any], project: str) -> dict[str, str]:
+    """labelStudio's imageTag and chartVersion as the configuration sets them (or their defaults)."""
+    section = config.get(f"{project}:labelStudio") or {}
+    if isinstance(section, str):
+        section = json.loads(section)
+    return {"imageTag": str(section.get("imageTag", DEFAULT_LABEL_STUDIO_IMAGE_TAG)),
+            "chartVersion": str(section.get("chartVersion", DEFAULT_CHART_VERSION))}
+
+
+# An evaluate() argument: the stack was never deployed (no outputs to read back).
+NEVER_DEPLOYED: Mapping[str, str] = {}
+
+
 def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
-             secrets: Optional[Mapping[str, Any]] = None, previous_members: Optional[Sequence[str]] = None
-             ) -> Evaluation:
+             secrets: Optional[Mapping[str, Any]] = None, previous_members: Optional[Sequence[str]] = None,
+             deployed_release: Optional[Mapping[str, str]] = None) -> Evaluation:
     """Run __main__.py for `stack` (plus overrides) under mocks and return what it declared.
 
     `previous_members`: the accounts earlier runs created (default: this configuration's members,
-    as if the last update had the same list). A configuration error surfaces as the
-    `pulumi.RunError` the program raises.
+    as if the last update had the same list). `deployed_release`: the Label Studio versions the
+    last update deployed (default: the configured ones; NEVER_DEPLOYED for a first deploy). A
+    configuration error surfaces as the `pulumi.RunError` the program raises.
     """
     project, config, secret_keys = stack_config(stack, overrides, secrets)
     previous = configured_members(config, project) if previous_members is None else previous_members
-    monitor = RecordingMonitor(PlatformMocks(previous))
+    deployed = configured_release(config, project) if deployed_release is None else deployed_release
+    monitor = RecordingMonitor(PlatformMocks(previous, deployed))
     warnings: list[str] = []
 
     class _WarningLog:
@@ -391,8 +431,9 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
         def error(self, msg): warnings.append(msg)
 
     with _pulumi_config_env(config, secret_keys):
+        # A self-managed backend's organization is always "organization" (Pulumi Cloud's is the account's).
         pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False,
-                                 monitor=monitor, logger=_WarningLog())
+                                 monitor=monitor, logger=_WarningLog(), organization="organization")
         # The CLI tells the program where its project is; set_mocks takes no such argument.
         SETTINGS.root_directory = str(project_dir(stack))
         SETTINGS.rpc_manager.clear()
@@ -411,4 +452,4 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                     secret_outputs.add(name)
 
         _sync_await(run_pulumi_func(program))
-    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous))
+    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous), monitor.reads)

@@ -62,6 +62,10 @@ def read_label_studio(section: Section, ingress: IngressSettings, secret_keys: f
         check=check_http_origin, kind="URL origin",
     )
     database = read_database(section.section("database", "Label Studio's PostgreSQL database."), secret_keys, production)
+    confirm_downgrade_from = section.string(
+        "confirmDowngradeFrom", "The deployed Label Studio version a move to an older imageTag leaves, set once the "
+        "backup taken before that version is restored; without it `pulumi up` refuses the downgrade.",
+        check=check_semver, kind="exact version")
     section.finish()
     if image_tag and image_tag != DEFAULT_LABEL_STUDIO_IMAGE_TAG:
         # A staged upgrade: one stack moves first. Allowed, and said plainly, since everything the
@@ -71,4 +75,5 @@ def read_label_studio(section: Section, ingress: IngressSettings, secret_keys: f
             f"{DEFAULT_LABEL_STUDIO_IMAGE_TAG} (chart values, reconciler, SSRF list): move one stage first and "
             "watch the reconciler's Job")
     return LabelStudioSettings(release or DEFAULT_RELEASE_NAME, chart_version, image_tag, replicas, resources,
-                               admin_email or "", public_url or _default_public_url(ingress), database)
+                               admin_email or "", public_url or _default_public_url(ingress), database,
+                               confirm_downgrade_from)

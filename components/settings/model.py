@@ -95,6 +95,8 @@ class LabelStudioSettings:
     admin_email: str
     public_url: str
     database: DatabaseSettings
+    # The deployed release a move to an older imageTag leaves, once its backup is restored.
+    confirm_downgrade_from: Optional[str] = None
 
     @property
     def app_service_name(self) -> str:
