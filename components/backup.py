@@ -18,7 +18,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.conventions import HARDENED_CONTAINER, child_of, labels, non_root_pod
+from components.conventions import HARDENED_CONTAINER, ScheduledRun, child_of, labels, non_root_pod
 from components.database import DatabaseAccess
 from components.network import dns, network_policy, pod_identity
 from components.settings import BackupSettings, NetworkSettings
@@ -199,6 +199,8 @@ def backup_cronjob_manifest(args: DatabaseBackupArgs) -> dict:
 class DatabaseBackup(pulumi.ComponentResource):
     """The backup CronJob of the in-cluster database."""
 
+    scheduled_run: ScheduledRun
+
     def __init__(self, name: str, args: DatabaseBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:database:DatabaseBackup", name, None, pulumi.ResourceOptions.merge(
             opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="labeling:database:Backup", name="backup")])))
@@ -209,4 +211,5 @@ class DatabaseBackup(pulumi.ComponentResource):
                                         spec=isolation["spec"], opts=child_of(self, BACKUP_NAME))
         k8s.batch.v1.CronJob(f"{name}-cronjob", metadata=manifest["metadata"], spec=manifest["spec"],
                              opts=child_of(self, BACKUP_NAME))
+        self.scheduled_run = ScheduledRun.of(manifest)
         self.register_outputs({"schedule": args.settings.schedule, "prefix": args.storage.under_prefix("backups")})

@@ -76,3 +76,17 @@ def postgresql_pod_labels(release_name: str) -> dict[str, str]:
     """The labels the chart's bitnami PostgreSQL subchart puts on its pods (not rendered
     offline: see tools/chart_render.py); the policy pack selects those pods too."""
     return {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/instance": release_name}
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """A CronJob the platform declares, as whoever watches it needs it: its name, and how long
+    after its schedule a run may still succeed (a late start, then the run's own deadline)."""
+
+    cronjob: str
+    latest_success_seconds: int
+
+    @classmethod
+    def of(cls, manifest: dict) -> "ScheduledRun":
+        spec = manifest["spec"]
+        return cls(manifest["metadata"]["name"], spec.get("startingDeadlineSeconds", 0)
+                   + spec["jobTemplate"]["spec"]["activeDeadlineSeconds"])

@@ -39,7 +39,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import PROJECT_ROOT
-from components.conventions import child_of, resource_version
+from components.conventions import ScheduledRun, child_of, resource_version
 from components.label_studio import LabelStudioAccess
 from components.network import dns, kubernetes_api, network_policy, pod_identity, to_pods
 from components.reconciler_pods import (
@@ -82,6 +82,11 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
     )
 
 
+JOB_DIGEST_LENGTH = 10
+# Every name job_name gives, and no other object's: what the alerts select the Job by.
+JOB_NAME_PATTERN = f"{RECONCILER_NAME}-[0-9a-f]{{{JOB_DIGEST_LENGTH}}}"
+
+
 def job_name(state_json: str, modules: Mapping[str, str], credential_versions: Sequence[str] = ()) -> str:
     """A name that changes exactly when what the Job would do changes: the state, the code and,
     for the Job, the resource versions of the credential Secrets it applies (a rotated key must
@@ -89,7 +94,7 @@ def job_name(state_json: str, modules: Mapping[str, str], credential_versions: S
     digest = hashlib.sha256()
     for part in (state_json, *(f"{name}\0{text}" for name, text in sorted(modules.items())), *credential_versions):
         digest.update(part.encode() + b"\0")
-    return f"{RECONCILER_NAME}-{digest.hexdigest()[:10]}"
+    return f"{RECONCILER_NAME}-{digest.hexdigest()[:JOB_DIGEST_LENGTH]}"
 
 
 def member_removal_check(created: frozenset[str], settings: LabelingSettings) -> list[str]:
@@ -168,6 +173,11 @@ class LabelingConfiguration(pulumi.ComponentResource):
     # The pods of the full runs (the Job, the scheduled reconcile): the SAM backend admits them
     # for the self-test's diagnosis.
     full_run_pod_labels = (LABELS, SCHEDULED_RECONCILE_LABELS)
+    job_name_pattern = JOB_NAME_PATTERN
+
+    # The CronJobs it declares; None where switched off.
+    scheduled_reconcile: Optional[ScheduledRun]
+    export_resync: Optional[ScheduledRun]
 
     invite_url: pulumi.Output[Optional[str]]
     # e-mail -> password of each configured member whose account the reconciler created.
@@ -274,15 +284,17 @@ class LabelingConfiguration(pulumi.ComponentResource):
         self.member_passwords = pulumi.Output.secret(pulumi.Output.all(filled.data, all_passwords).apply(
             lambda values: {email: password for email, password in values[1].items()
                             if email.lower() in created_members_from_secret_data(values[0])}))
+        self.export_resync = self.scheduled_reconcile = None
         if settings.export_resync_schedule:
-            self._export_resync(name, args, config_map_name, modules, settings.export_resync_schedule)
+            self.export_resync = self._export_resync(name, args, config_map_name, modules,
+                                                     settings.export_resync_schedule)
         if settings.reconcile_schedule:
-            self._scheduled_reconcile(name, args, run, settings.reconcile_schedule)
+            self.scheduled_reconcile = self._scheduled_reconcile(name, args, run, settings.reconcile_schedule)
         self.register_outputs({"jobName": job, "teamSecretName": team_secret, "inviteUrl": self.invite_url,
                                "memberPasswords": self.member_passwords})
 
     def _export_resync(self, name: str, args: LabelingConfigurationArgs, config_map: pulumi.Input[str],
-                       modules: Mapping[str, str], schedule: str) -> None:
+                       modules: Mapping[str, str], schedule: str) -> ScheduledRun:
         manifest = export_resync_manifest(namespace=args.namespace, config_map=config_map, schedule=schedule,
                                           modules=modules, label_studio=args.label_studio,
                                           store_trust=args.storage.trust)
@@ -294,8 +306,10 @@ class LabelingConfiguration(pulumi.ComponentResource):
             args.storage.egress])
         k8s.networking.v1.NetworkPolicy(f"{name}-export-resync-network-policy", metadata=isolation["metadata"],
                                         spec=isolation["spec"], opts=child_of(self))
+        return ScheduledRun.of(manifest)
 
-    def _scheduled_reconcile(self, name: str, args: LabelingConfigurationArgs, run: FullRun, schedule: str) -> None:
+    def _scheduled_reconcile(self, name: str, args: LabelingConfigurationArgs, run: FullRun,
+                             schedule: str) -> ScheduledRun:
         manifest = scheduled_reconcile_manifest(namespace=args.namespace, schedule=schedule, run=run)
         k8s.batch.v1.CronJob(f"{name}-scheduled-reconcile", metadata=manifest["metadata"], spec=manifest["spec"],
                              opts=child_of(self))
@@ -303,6 +317,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
                                    egress=full_run_egress(args))
         k8s.networking.v1.NetworkPolicy(f"{name}-scheduled-reconcile-network-policy",
                                         metadata=isolation["metadata"], spec=isolation["spec"], opts=child_of(self))
+        return ScheduledRun.of(manifest)
 
 
 def full_run_egress(args: LabelingConfigurationArgs) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The whole platform: cluster connection, namespace, storage, Label Studio, ingress, SAM.
+"""The whole platform: cluster connection, namespace, storage, Label Studio, ingress, SAM, alerts.
 
 Each component gets its own settings section and typed handles from the components it
 builds on (`StorageAccess`, `LabelStudioAccess`, `DatabaseAccess`); providers reach them
@@ -20,6 +20,7 @@ from components.database import ManagedDatabase, ManagedDatabaseArgs, external_c
 from components.ingress import IngressArgs, LabelStudioIngress
 from components.label_studio import LabelStudio, LabelStudioArgs, MlBackendPeer
 from components.labeling import LabelingConfiguration, LabelingConfigurationArgs
+from components.monitoring import LABEL_STUDIO_GRACE_SECONDS, Alerts, AlertsArgs, AlertTargets, WatchedDeployment
 from components.sam_backend import SamBackend, SamBackendArgs
 from components.settings import DatabaseMode, Settings, StorageMode
 from components.storage import ObjectStorage, ObjectStorageArgs
@@ -104,8 +105,9 @@ class LabelingPlatform(pulumi.ComponentResource):
         )
         access = self.label_studio.access
         self.url = label_studio_settings.public_url
+        backup = None
         if database.mode is DatabaseMode.IN_CLUSTER and database.backup.enabled:
-            DatabaseBackup(
+            backup = DatabaseBackup(
                 f"{name}-backup",
                 DatabaseBackupArgs(settings=database.backup, namespace=namespace_name,
                                    database=self.label_studio.database, storage=self.storage.access,
@@ -155,6 +157,17 @@ class LabelingPlatform(pulumi.ComponentResource):
                                       sam_pod_labels=SamBackend.pod_labels, sam_port=SamBackend.port),
             opts=in_cluster,
         )
+        if settings.monitoring.enabled:
+            targets = AlertTargets(
+                label_studio=WatchedDeployment(label_studio_settings.app_service_name, LABEL_STUDIO_GRACE_SECONDS),
+                deploy_job_pattern=LabelingConfiguration.job_name_pattern,
+                scheduled_reconcile=self.labeling.scheduled_reconcile,
+                export_resync=self.labeling.export_resync,
+                nightly_backup=backup.scheduled_run if backup else None,
+                pre_upgrade_job_pattern=self.label_studio.pre_upgrade_backup.job_name_pattern,
+                sam=WatchedDeployment(SamBackend.deployment_name, self.sam.startup_budget_seconds) if self.sam else None,
+            )
+            Alerts(f"{name}-alerts", AlertsArgs(settings.monitoring, namespace_name, targets), opts=in_cluster)
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)
         self.register_outputs({
             "url": self.url,

@@ -291,6 +291,9 @@ class SamBackend(pulumi.ComponentResource):
     cluster_ip: pulumi.Output[str]
     pod_labels = SAM_LABELS
     port = SAM_PORT
+    deployment_name = SAM_NAME
+    # How long a pod may take to become ready: past it, a replica that should serve does not.
+    startup_budget_seconds: int
 
     def __init__(self, name: str, args: SamBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:ml:SamBackend", name, None, pulumi.ResourceOptions.merge(
@@ -315,6 +318,7 @@ class SamBackend(pulumi.ComponentResource):
         # Deployment's rollout, beside the reconciler.
         self.url = service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
         self.cluster_ip = service.spec.cluster_ip
+        self.startup_budget_seconds = rollout_budget_seconds(args.settings)
         self.log_command = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")
         self.register_outputs({"url": self.url})

@@ -37,6 +37,8 @@ from components.storage import StorageAccess, WorkloadIdentity
 PRE_UPGRADE_NAME = "pre-upgrade-backup"
 LABELS = labels(PRE_UPGRADE_NAME)
 DIGEST_LENGTH = 10
+# Every name of the Job (one per version pair), and no other object's: what the alerts select it by.
+JOB_NAME_PATTERN = f"{PRE_UPGRADE_NAME}-[0-9a-f]{{{DIGEST_LENGTH}}}"
 # A dump of a large database takes a while; the release waits this long at most.
 DEADLINE_SECONDS = 3600
 
@@ -116,6 +118,8 @@ class PreUpgradeBackup(pulumi.ComponentResource):
 
     waits_on: list[pulumi.Resource]
     summary: pulumi.Output[str]
+    # Set where the backup is a Job (the in-cluster database).
+    job_name_pattern: Optional[str] = None
 
     def __init__(self, name: str, args: PreUpgradeBackupArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:database:PreUpgradeBackup", name, None, opts)
@@ -148,6 +152,7 @@ class PreUpgradeBackup(pulumi.ComponentResource):
                 opts=child_of(self, custom_timeouts=pulumi.CustomTimeouts(create=f"{DEADLINE_SECONDS}s"),
                               depends_on=account))
             self.waits_on.append(job)
+            self.job_name_pattern = JOB_NAME_PATTERN
             prefix = pre_upgrade_prefix(args.storage, settings)
             self.summary = pulumi.Output.from_input(args.storage.bucket).apply(
                 lambda bucket: f"Before {versions}: Job {manifest['metadata']['name']} dumps the database to "

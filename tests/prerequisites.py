@@ -1,7 +1,8 @@
 """What the tests need beyond .venv, and what happens when one of them is missing.
 
 `make test` installs the Python environments and actionlint itself; the PostgreSQL server,
-Node.js with npm, and uv (which `make` also installs) come from the machine. Locally a
+Node.js with npm, Prometheus's promtool, and uv (which `make` also installs) come from the
+machine. Locally a
 missing one skips the tests that need it with one line that names the install command.
 With REQUIRE_PREREQUISITES=1 (set by .ci/run and the workflows, which install everything)
 it fails them instead, so CI never passes by skipping.
@@ -24,6 +25,7 @@ SKIP_PREFIX = "missing prerequisite: "
 
 POSTGRES_INSTALL = "install the PostgreSQL server: sudo apt-get install postgresql"
 NODE_INSTALL = "install Node.js and npm: sudo apt-get install nodejs npm, then make test"
+PROMTOOL_INSTALL = "install Prometheus's promtool: sudo apt-get install prometheus"
 UV_INSTALL = "run the tests with make test (it installs uv), or: pip install --require-hashes --no-deps -r requirements-uv.txt"
 
 

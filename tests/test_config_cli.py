@@ -113,6 +113,11 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "labeling.reconcile": ("dev", ("true", "false")),
     "labeling.removeMembers[0]": ("dev", ("gone@example.com",)),
     "labeling.reconcileSchedule": ("dev", ("0 * * * *", "@hourly", "*/30 6-20 * * *")),
+    "monitoring.enabled": ("dev", ("true", "false")),
+    'monitoring.ruleLabels["release"]': ("prod", ("kube-prometheus-stack", "true", "2")),
+    "monitoring.runbookUrl": ("prod", ("https://git.example.com/platform/labeling-platform/blob/main/docs/operations.md",
+                                       "docs/operations.md")),
+    "monitoring.missedReconciles": ("prod", ("3", "12")),
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},

@@ -76,6 +76,11 @@ BAD_CONFIGS = [
                              "regexFilter": "*.jpg"}]},
      "labeling.projects[0].regexFilter", "not a regular expression"),
     ({"ingress": "on"}, "ingress", "not an object"),
+    ({"monitoring.enabled": "yes"}, "monitoring.enabled", "not a boolean"),
+    ({"monitoring.ruleLabel": {"release": "kps"}}, "monitoring.ruleLabel", "did you mean 'monitoring.ruleLabels'"),
+    ({"monitoring.ruleLabels": {"release": "not a label value"}}, "monitoring.ruleLabels.release", "not"),
+    ({"monitoring.runbookUrl": "https://git.example.com/ops.md#alerts"}, "monitoring.runbookUrl", "without a fragment"),
+    ({"monitoring.missedReconciles": 0}, "monitoring.missedReconciles", "out of range"),
 ]
 
 
@@ -251,3 +256,11 @@ def test_a_project_without_a_prefix_is_one_error_and_documented_as_required():
         "(outside storage.prefix)"]
     [field] = [f for f in describe_fields() if f.path == "labeling.projects[].prefix"]
     assert field.required and field.default is None
+
+
+def test_monitoring_switches_on_alone_and_off_with_its_other_keys_ignored():
+    on = parse_settings(apply_changes(stack_values("dev"), {"monitoring.enabled": True}), stack="dev")
+    assert on.monitoring.enabled and on.monitoring.rule_labels == {} and on.monitoring.missed_reconciles == 3
+    off = parse_settings(apply_changes(stack_values("prod"), {"monitoring.enabled": False}), stack="prod")
+    assert not off.monitoring.enabled
+    assert "monitoring.ruleLabels, monitoring.runbookUrl: ignored while monitoring.enabled is false" in off.warnings

@@ -11,6 +11,7 @@ COMPONENT_TYPES = {
     "labeling:index:LabelingPlatform", "labeling:storage:ObjectStorage", "labeling:app:LabelStudio",
     "labeling:network:LabelStudioIngress", "labeling:ml:SamBackend", "labeling:app:LabelingConfiguration",
     "labeling:database:ManagedDatabase", "labeling:database:DatabaseBackup", "labeling:database:PreUpgradeBackup",
+    "labeling:monitoring:Alerts",
 }
 
 # Every operator-supplied secret the contract has, set at once.

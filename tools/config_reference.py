@@ -35,9 +35,10 @@ prefix are dropped.
 Every mistake (unknown key, wrong type, value out of range, contradiction, a value
 Kubernetes, AWS or Label Studio would refuse at deploy time) stops the program before any
 resource is declared, with one line per problem naming the key. A switch switches on its
-own: with `ingress.enabled`, `sam.enabled` or `labelStudio.database.backup.enabled` false,
-or another `storage.mode` / `labelStudio.database.mode`, the keys that no longer apply are
-named in one warning and ignored. `protect: true` marks a production stack: data is
+own: with `ingress.enabled`, `sam.enabled`, `monitoring.enabled` or
+`labelStudio.database.backup.enabled` false, or another `storage.mode` /
+`labelStudio.database.mode`, the keys that no longer apply are named in one warning and
+ignored. `protect: true` marks a production stack: data is
 protected and retained, and moving image tags are errors instead of warnings.
 
 A key marked **secret** must be set with `--secret`. Pulumi marks a whole section secret

@@ -10,7 +10,7 @@
 from components.settings.checks import image_reference_problem, quantity_value
 from components.settings.model import (
     BackupSettings, DatabaseMode, DatabaseSettings, IngressSettings, KubernetesSettings, LabelingProject,
-    LabelingSettings, LabelStudioSettings, NetworkSettings, RdsSettings, Resources, SamModel, SamSettings, Settings,
+    LabelingSettings, LabelStudioSettings, MonitoringSettings, NetworkSettings, RdsSettings, Resources, SamModel, SamSettings, Settings,
     StorageMode, StorageSettings, TlsSettings, Toleration,
 )
 from components.settings.reader import PROJECT, ConfigError, FieldDoc
@@ -18,7 +18,8 @@ from components.settings.stack import describe_fields, load_settings, parse_sett
 
 __all__ = [
     "BackupSettings", "ConfigError", "DatabaseMode", "DatabaseSettings", "FieldDoc", "IngressSettings",
-    "KubernetesSettings", "LabelingProject", "LabelingSettings", "LabelStudioSettings", "NetworkSettings", "PROJECT",
+    "KubernetesSettings", "LabelingProject", "LabelingSettings", "LabelStudioSettings", "MonitoringSettings",
+    "NetworkSettings", "PROJECT",
     "RdsSettings", "Resources", "SamModel", "SamSettings", "Settings", "StorageMode", "StorageSettings", "TlsSettings",
     "Toleration",
     "describe_fields", "image_reference_problem", "load_settings", "parse_settings", "quantity_value",

@@ -213,6 +213,19 @@ class NetworkSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Alerts for the Prometheus Operator, when the cluster runs it."""
+
+    enabled: bool
+    # Labels the cluster's Prometheus selects rule objects by (its ruleSelector).
+    rule_labels: Mapping[str, str]
+    # docs/operations.md as the team reads it: each alert links to its section there.
+    runbook_url: str
+    # How many intervals of the scheduled reconcile may pass without a success.
+    missed_reconciles: int
+
+
+@dataclass(frozen=True)
 class Settings:
     stack: str
     namespace: str
@@ -224,4 +237,5 @@ class Settings:
     sam: SamSettings
     labeling: LabelingSettings
     network: NetworkSettings
+    monitoring: MonitoringSettings
     warnings: tuple[str, ...] = field(default=())

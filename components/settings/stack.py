@@ -21,6 +21,7 @@ from components.settings.ingress import read_ingress
 from components.settings.label_studio import read_label_studio
 from components.settings.labeling import read_labeling
 from components.settings.model import DatabaseMode, Settings, StorageMode
+from components.settings.monitoring import read_monitoring
 from components.settings.namespaces import namespace_problems
 from components.settings.network import read_network
 from components.settings.reader import PROJECT, ConfigError, FieldDoc, Problems, Section
@@ -58,8 +59,10 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str],
     labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam,
                              storage.prefix)
     network = read_network(root.section("network", "What the pods' egress NetworkPolicies may reach."))
+    monitoring = read_monitoring(root.section("monitoring", "Alerts for the cluster's Prometheus Operator."))
     root.finish()
-    settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling, network)
+    settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling, network,
+                        monitoring)
     _cross_section_rules(settings, problems)
     if problems.errors:
         return problems, None
