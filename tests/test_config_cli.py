@@ -50,6 +50,7 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "labelStudio.releaseName": ("dev", ("label-studio", "ls2")),
     "labelStudio.chartVersion": ("dev", ("2.0.5",)),
     "labelStudio.imageTag": ("dev", ("1.23.2",)),
+    "labelStudio.confirmDowngradeFrom": ("dev", ("1.23.2", "1.24.0")),
     "labelStudio.replicas": ("dev", ("1", "2", "20")),
     "labelStudio.resources.requests.cpu": ("dev", ("1", "2", "500m", "0.5")),
     "labelStudio.resources.requests.memory": ("dev", ("1Gi", "1073741824")),
