@@ -190,6 +190,15 @@ def test_the_cronjob_scaler_may_patch_the_scale_of_the_sam_deployment_only():
     assert all(spec["startingDeadlineSeconds"] > 0 for spec in cronjobs.values())
 
 
+@pytest.mark.parametrize("overrides", [None, {"sam.activeHours.scaler": "keda"}], ids=["cronjob", "keda"])
+def test_the_scaler_is_one_component_whose_children_use_the_stack_provider(overrides):
+    evaluation = evaluate_cached("prod", overrides)
+    [component] = evaluation.of_type("labeling:ml:SamActiveHours")
+    children = evaluation.children_of(component)
+    provider = evaluation.one("pulumi:providers:kubernetes").urn
+    assert children and all(child.provider.startswith(provider) for child in children)
+
+
 def test_the_scalers_pods_reach_the_api_server_only():
     [policy] = _children(evaluate_cached("prod"), ":NetworkPolicy")
     spec = policy.inputs["spec"]

@@ -121,8 +121,9 @@ def _keep_up_until(section: Section) -> Any:
 
 def read_active_hours(section: Section, rollout_seconds: int) -> Optional[SamActiveHoursSettings]:
     """None while switched off; every other key then waits, unread, with one warning."""
-    enabled = section.boolean("enabled", "Scale SAM to 0 replicas outside the windows (default: on once windows "
-                              "are set).", section.has("windows"))
+    switch = section.boolean("enabled", "Scale SAM to 0 replicas outside the windows (default: on once windows "
+                             "are set).", None)
+    enabled = section.has("windows") if switch is None else switch
     if not enabled:
         section.inapplicable(("timeZone", "windows", "leadMinutes", "scaler", "keepUpUntil"),
                              "while sam.activeHours.enabled is false")
@@ -133,7 +134,7 @@ def read_active_hours(section: Section, rollout_seconds: int) -> Optional[SamAct
                            f"when the window opens (default: a GPU node's provisioning, "
                            f"{GPU_NODE_PROVISIONING_SECONDS // 60} min, plus sam.startupTimeoutSeconds and the image "
                            "pull allowance, rounded up to 5 min).", None, minimum=0, maximum=MAX_LEAD_MINUTES)
-    scaler = section.choice("scaler", "What scales the Deployment: two CronJobs with a scale-only service account, "
+    scaler = section.choice("scaler", "What scales the Deployment: CronJobs with a scale-only service account, "
                             "or KEDA's cron scaler (KEDA must be installed).", [s.value for s in SamScaler],
                             SamScaler.CRONJOB.value)
     keep_up_until = _keep_up_until(section)
