@@ -50,6 +50,7 @@ from components.reconciler_pods import (
 from components.settings import LabelingSettings, NetworkSettings
 from components.storage import StorageAccess, StorageKeys
 from reconciler import contract
+from reconciler.active_hours import ActiveHours
 from reconciler.contract import DesiredState, ProjectSpec, StorageSpec
 from reconciler.members import removal_refusal, removal_warning
 
@@ -65,7 +66,8 @@ def reconciler_modules() -> dict[str, str]:
 
 
 def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str],
-                  sam_self_test: str = contract.SELF_TEST_FAIL) -> DesiredState:
+                  sam_self_test: str = contract.SELF_TEST_FAIL,
+                  sam_active_hours: Optional[ActiveHours] = None) -> DesiredState:
     """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
     return DesiredState(
         # Label Studio has the endpoint as S3_ENDPOINT (components/chart_values.py): the
@@ -79,6 +81,7 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
         members=settings.members,
         remove_members=settings.remove_members,
         sam_self_test=sam_self_test,
+        sam_active_hours=sam_active_hours if sam_url else None,
     )
 
 
@@ -164,6 +167,8 @@ class LabelingConfigurationArgs:
     # The SAM pods and port: the self-test asks the backend itself for the cause of a failure.
     sam_pod_labels: Optional[Mapping[str, str]] = None
     sam_port: int = 0
+    # sam.activeHours: outside the windows a run reports SAM paused instead of waiting for it.
+    sam_active_hours: Optional[ActiveHours] = None
 
 
 class LabelingConfiguration(pulumi.ComponentResource):
@@ -192,7 +197,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
         resolved_storage = pulumi.Output.from_input(args.storage.bucket).apply(
             lambda bucket: replace(args.storage, bucket=bucket))
         state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
-            lambda values: json.dumps(desired_state(settings, values[0], values[1], args.sam_self_test).to_document(),
+            lambda values: json.dumps(desired_state(settings, values[0], values[1], args.sam_self_test,
+                                                    args.sam_active_hours).to_document(),
                                       indent=2, sort_keys=True))
         bundle = state_json.apply(lambda text: job_name(text, modules))
 

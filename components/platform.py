@@ -154,7 +154,9 @@ class LabelingPlatform(pulumi.ComponentResource):
                                       storage=self.storage.access, network=settings.network,
                                       sam_url=self.sam.url if self.sam else None, protect=settings.protect,
                                       sam_self_test=settings.sam.self_test,
-                                      sam_pod_labels=SamBackend.pod_labels, sam_port=SamBackend.port),
+                                      sam_pod_labels=SamBackend.pod_labels, sam_port=SamBackend.port,
+                                      sam_active_hours=(settings.sam.active_hours.hours
+                                                        if settings.sam.active_hours else None)),
             opts=in_cluster,
         )
         if settings.monitoring.enabled:

@@ -19,8 +19,10 @@ import pulumi_kubernetes as k8s
 
 from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
+from components.sam_active_hours import SamActiveHours, SamActiveHoursArgs
 from components.settings import NetworkSettings, SamModel, SamSettings
 from components.settings.checks import quantity_value
+from components.settings.sam import IMAGE_PULL_ALLOWANCE_SECONDS
 from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
 
@@ -31,6 +33,10 @@ SAM_CA_VARIABLES = ("REQUESTS_CA_BUNDLE",)
 SAM_PORT = 9090
 SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})
 HEALTH_PATH = "/health"
+# The pods SAM runs (inside sam.activeHours' windows, when it has them).
+SAM_REPLICAS = 1
+REPLICAS_FIELD = "spec.replicas"
+PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
 # The image bakes its checkpoints into /app/models; MODEL_DIR (the backend's sqlite
 # cache of label configs and model versions) must be writable, so it gets its own
@@ -48,9 +54,6 @@ IMAGE_CACHE_DIR = "/image-cache"
 THREADS_PER_WORKER = 1
 
 STARTUP_PROBE_PERIOD_SECONDS = 10
-# A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on
-# top of loading the model. The rollout budget covers both.
-IMAGE_PULL_ALLOWANCE_SECONDS = 600
 
 # The backend accepts either spelling; the upstream docker-compose and the seed's image
 # use the older one, current releases document the newer one. Setting both keeps every
@@ -200,12 +203,10 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             "name": SAM_NAME,
             "namespace": namespace,
             "labels": dict(SAM_LABELS),
-            # The provider waits for the Deployment to become ready; its default 10
-            # minutes is shorter than pulling and loading a large model.
-            "annotations": {"pulumi.com/timeoutSeconds": str(budget)},
+            "annotations": _deployment_annotations(settings, budget),
         },
         "spec": {
-            "replicas": 1,
+            "replicas": SAM_REPLICAS,
             "revisionHistoryLimit": 3,
             # Past this deadline Kubernetes marks the rollout failed, and the provider
             # stops waiting: it must not be shorter than the loading budget.
@@ -215,6 +216,18 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             "template": {"metadata": {"labels": dict(SAM_LABELS)}, "spec": pod_spec},
         },
     }
+
+
+def _deployment_annotations(settings: SamSettings, budget: int) -> dict[str, str]:
+    # The provider waits for the Deployment to become ready; its default 10 minutes is shorter
+    # than pulling and loading a large model.
+    annotations = {"pulumi.com/timeoutSeconds": str(budget)}
+    if settings.active_hours is None:
+        # Without active hours the stack owns spec.replicas: an update takes the field back from
+        # whoever scaled it (the scaler of active hours just switched off, a `kubectl scale`)
+        # instead of failing on their field manager's conflict.
+        annotations[PATCH_FORCE_ANNOTATION] = "true"
+    return annotations
 
 
 def _service(namespace: pulumi.Input[str]) -> dict:
@@ -303,9 +316,18 @@ class SamBackend(pulumi.ComponentResource):
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
                                   args.label_studio_pod_labels, egress, args.store_trust, args.self_test_pod_labels)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
-        k8s.apps.v1.Deployment(
+        # With active hours the scaler owns spec.replicas: `pulumi up` leaves them as it finds them
+        # (leaving the field out instead would not do: the provider takes over a field another
+        # manager last wrote and would set it back to 1). Only while it is on: switched off, the
+        # Deployment must come back to SAM_REPLICAS (docs/sam-backend.md).
+        hours = args.settings.active_hours
+        deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
-            opts=child_of(self, SAM_NAME))
+            opts=child_of(self, SAM_NAME, ignore_changes=[REPLICAS_FIELD] if hours else None))
+        if hours:
+            SamActiveHours(f"{name}-active-hours",
+                           SamActiveHoursArgs(hours, args.namespace, SAM_NAME, SAM_REPLICAS, args.network),
+                           opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
         service = k8s.core.v1.Service(
             f"{name}-service", metadata=manifests["Service"]["metadata"], spec=manifests["Service"]["spec"],
             opts=child_of(self, SAM_NAME))

@@ -12,4 +12,7 @@ mounts these modules from a ConfigMap and runs `python -m reconciler <desired.js
     tabs.py       Data Manager tabs splitting a project's tasks among members
     reconcile.py  one whole run (or --export-resync), and the command line
     restore.py    `python -m reconciler.restore`: exported annotations back into Label Studio
+    active_hours.py  sam.activeHours: the windows, judged against an injected clock
+    kubernetes_api.py  the Kubernetes API with the pod's service-account token
+    sam_scale.py  `python -m reconciler.sam_scale`: the SAM Deployment's replicas for the windows
 """

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.active_hours import ActiveHours
 from reconciler.errors import ReconcileError
 
 # Environment variables the Job sets and the reconciler reads.
@@ -83,6 +84,8 @@ class DesiredState:
     remove_members: tuple[str, ...] = ()
     # What a failed SAM self-test does: SELF_TEST_FAIL or SELF_TEST_WARN.
     sam_self_test: str = SELF_TEST_FAIL
+    # sam.activeHours: outside its windows SAM runs no pod and the run leaves it alone.
+    sam_active_hours: ActiveHours | None = None
 
     def to_document(self) -> dict:
         """The JSON document `parse_desired_state` reads."""
@@ -94,6 +97,7 @@ class DesiredState:
             "exportPrefix": self.export_prefix,
             "samUrl": self.sam_url,
             "samSelfTest": self.sam_self_test,
+            "samActiveHours": self.sam_active_hours.to_document() if self.sam_active_hours else None,
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
                           "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
                          for p in self.projects],
@@ -160,7 +164,17 @@ def parse_desired_state(document: dict) -> DesiredState:
         members=members,
         remove_members=tuple(document.get("removeMembers") or ()),
         sam_self_test=sam_self_test,
+        sam_active_hours=_active_hours(document.get("samActiveHours")),
     )
+
+
+def _active_hours(document: dict | None) -> ActiveHours | None:
+    if not document:
+        return None
+    try:
+        return ActiveHours.from_document(document)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ReconcileError(f"desired state: samActiveHours is not a schedule ({error})") from None
 
 
 def credential(environ: dict[str, str], name: str) -> str | None:

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from reconciler.active_hours import Clock, utc_now
 from reconciler.client import Deadline, LabelStudioClient, Opener, client_from_environment, one_line
 from reconciler.contract import SCHEDULED_FLAG, DesiredState, RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
@@ -46,8 +47,9 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
               report: Callable[[str], None] = _print, deadline: Deadline | None = None,
               s3_opener: Opener | None = None, kubernetes_opener: Opener | None = None,
               service_account_dir: Path = SERVICE_ACCOUNT_DIR, sign_up: SignUp | None = None,
-              sam_self_test: SamSelfTest | None = None) -> dict[str, dict]:
-    """Apply `state`; returns the Label Studio project of each desired title."""
+              sam_self_test: SamSelfTest | None = None, clock: Clock = utc_now) -> dict[str, dict]:
+    """Apply `state`; returns the Label Studio project of each desired title. `clock` tells whether
+    SAM is inside its active hours."""
     deadline = deadline or Deadline(environment.deadline_seconds)
     _check_services(state, client, deadline, report, s3_opener)
     existing = list_projects(client)
@@ -66,6 +68,8 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     # Only now SAM: the backend may still be loading its model, and labeling without it can
     # start as soon as the tasks are in.
     sam_projects = [spec for spec in state.projects if spec.sam]
+    if sam_projects and _sam_paused(state, clock(), report):
+        sam_projects = []
     for spec in sam_projects:
         project = projects[spec.title]
         backend = ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
@@ -84,6 +88,16 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
         # Without the record the reconciler could not tell its accounts from anyone else's later.
         report("members: not managed (the accounts it creates are recorded in the team Secret, out of reach here)")
     return projects
+
+
+def _sam_paused(state: DesiredState, now, report: Callable[[str], None]) -> bool:
+    """Outside the active hours SAM runs no pod: connecting it would wait for a backend that is not
+    coming, so the step is skipped, with the time it comes back, and the run goes on."""
+    hours = state.sam_active_hours
+    if hours is None or hours.inside(now):
+        return False
+    report(f"SAM paused by sam.activeHours until {hours.next_opening(now).isoformat(timespec='minutes')}")
+    return True
 
 
 def _check_services(state: DesiredState, client: LabelStudioClient, deadline: Deadline,

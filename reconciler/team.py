@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import base64
-import json
-import os
-import ssl
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from reconciler.client import REQUEST_TIMEOUT_SECONDS, LabelStudioClient, Opener, describe_error_body, urllib_opener
+from reconciler.client import LabelStudioClient, Opener
 from reconciler.contract import INVITE_URL_KEY
-from reconciler.errors import ReconcileError
-
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-CONFLICT = 409
-
-
-class WriteConflict(ReconcileError):
-    """A conditional write lost against another writer."""
+from reconciler.kubernetes_api import MERGE_PATCH, SERVICE_ACCOUNT_DIR, KubernetesApi, WriteConflict
 
 
 def absolute_invite_url(base_url: str, invite_path: str) -> str:
@@ -38,17 +27,9 @@ class TeamSecret:
 
     def __init__(self, name: str, opener: Opener | None = None, service_account_dir: Path = SERVICE_ACCOUNT_DIR,
                  api_server: str | None = None):
-        namespace = (service_account_dir / "namespace").read_text().strip()
-        if api_server is None:
-            host = os.environ.get("KUBERNETES_SERVICE_HOST", "kubernetes.default.svc")
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            api_server = f"https://{host}:{port}"
-        if opener is None:
-            opener = urllib_opener(ssl.create_default_context(cafile=str(service_account_dir / "ca.crt")))
-        self._open = opener
-        self._url = f"{api_server}/api/v1/namespaces/{namespace}/secrets/{urllib.parse.quote(name)}"
-        self._token = (service_account_dir / "token").read_text().strip()
-        self.label = f'team secret "{namespace}/{name}"'
+        self._api = KubernetesApi(opener, service_account_dir, api_server)
+        self._path = f"/api/v1/namespaces/{self._api.namespace}/secrets/{urllib.parse.quote(name)}"
+        self.label = f'team secret "{self._api.namespace}/{name}"'
 
     @classmethod
     def in_pod(cls, name: str, report: Callable[[str], None], opener: Opener | None = None,
@@ -60,20 +41,7 @@ class TeamSecret:
         return cls(name, opener, service_account_dir, api_server)
 
     def _send(self, method: str, body: dict | None = None, content_type: str = "") -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self._url, data=data, method=method,
-                                         headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"})
-        if content_type:
-            request.add_header("Content-Type", content_type)
-        try:
-            status, raw = self._open(request, REQUEST_TIMEOUT_SECONDS)
-        except OSError as error:
-            raise ReconcileError(f"{self.label}: Kubernetes API unreachable ({error})") from None
-        if status == CONFLICT:
-            raise WriteConflict(f"{self.label}: changed by someone else since it was read")
-        if status >= 400:
-            raise ReconcileError(f"{self.label}: {method} answered {status}: {describe_error_body(raw)}")
-        return json.loads(raw) if raw else {}
+        return self._api.send(method, self._path, self.label, body, content_type)
 
     def read(self) -> dict[str, str]:
         """The Secret's data, decoded."""
@@ -92,7 +60,7 @@ class TeamSecret:
         encoded = None if value is None else base64.b64encode(value.encode()).decode()
         try:
             self._send("PATCH", {"metadata": {"resourceVersion": version}, "data": {key: encoded}},
-                       "application/merge-patch+json")
+                       MERGE_PATCH)
         except WriteConflict:
             return False
         return True
@@ -102,7 +70,7 @@ class TeamSecret:
         if self.read().get(key) == value:
             return False
         encoded = base64.b64encode(value.encode()).decode()
-        self._send("PATCH", {"data": {key: encoded}}, "application/merge-patch+json")
+        self._send("PATCH", {"data": {key: encoded}}, MERGE_PATCH)
         return True
 
 

@@ -119,6 +119,14 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "monitoring.runbookUrl": ("prod", ("https://git.example.com/platform/labeling-platform/blob/main/docs/operations.md",
                                        "docs/operations.md")),
     "monitoring.missedReconciles": ("prod", ("3", "12")),
+    "sam.activeHours.enabled": ("prod", ("true", "false")),
+    "sam.activeHours.timeZone": ("prod", ("Europe/Berlin", "UTC", "America/New_York")),
+    "sam.activeHours.windows[0].days": ("prod", ("Mon-Fri", "Sat", "Mon,Wed")),
+    "sam.activeHours.windows[0].start": ("prod", ("07:00", "09:30")),
+    "sam.activeHours.windows[0].end": ("prod", ("18:00", "24:00")),
+    "sam.activeHours.leadMinutes": ("prod", ("45", "0")),
+    "sam.activeHours.scaler": ("prod", ("cronjob", "keda")),
+    "sam.activeHours.keepUpUntil": ("prod", ("2026-12-08T02:00",)),
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},
@@ -218,9 +226,10 @@ def _after(stack: str, *commands: str):
     ("prod", "pulumi config set --path ingress.enabled false", "ingress.host, ingress.className, ingress.tls, ingress.maxBodySize"),
     ("dev", "pulumi config set --path sam.enabled false", "sam.model, sam.image, sam.gpus, sam.resources"),
     ("prod", "pulumi config set --path sam.enabled false",
-     "sam.model, sam.image, sam.gpus, sam.nodeSelector, sam.resources, sam.unpinnedImageReason"),
+     "sam.model, sam.image, sam.gpus, sam.nodeSelector, sam.resources, sam.unpinnedImageReason, sam.activeHours"),
     ("dev", "pulumi config set --path labelStudio.database.backup.enabled false", None),
     ("prod", "pulumi config set --path labelStudio.database.mode inCluster", "labelStudio.database.rds"),
+    ("prod", "pulumi config set --path sam.activeHours.enabled false", "sam.activeHours.timeZone, sam.activeHours.windows"),
 ])
 def test_one_key_switches_a_feature(stack, command, ignored):
     evaluation = _after(stack, command)

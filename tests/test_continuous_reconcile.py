@@ -174,6 +174,7 @@ def test_the_plan_prints_what_the_reconciler_applies():
         'project "Fruit segmentation with SAM": s3://labeling-dev-images-example/fruit matching .*\\.(jpe?g|png)$, '
         "SAM yes, split annotator@example.com, reviewer@example.com, images presigned URLs (60 min)",
         "members: 2 configured; added: annotator@example.com; removed: lead@example.com",
+        "SAM active hours: off; SAM runs 168 h of 168 h a week",
         "full reconcile: '0 * * * *' (labeling-scheduled-reconcile)",
         "export re-sync: off",
     ]

@@ -4,12 +4,11 @@ runs."""
 
 from __future__ import annotations
 
-import kubernetes_validate
 import pytest
 
 from tests.conftest import ALL_STACKS, objects_cached
 from tests.variants import VARIANTS
-from tools.manifests import KUBERNETES_VERSION, object_id, schema_checked
+from tools.manifests import object_id, object_problem
 from tools.stack_eval import evaluate
 
 EXPECTED_KINDS = {"Namespace", "Secret", "Service", "Deployment", "NetworkPolicy", "Ingress"}
@@ -21,15 +20,7 @@ EXPECTED_RENDERED_KINDS = {"Deployment", "Service", "ServiceAccount"}
 def test_every_object_is_valid_kubernetes(variant):
     stack = objects_cached(*VARIANTS[variant])
     objects = stack.all()
-    problems = []
-    for obj in filter(schema_checked, objects):
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            problems.append(f"{object_id(obj)}: {error.message} at {'.'.join(map(str, error.path))}")
-        except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError):
-            # A custom resource has no built-in schema: list it in CUSTOM_RESOURCES with its own check.
-            problems.append(f"{object_id(obj)}: no Kubernetes {KUBERNETES_VERSION} schema for {obj.get('apiVersion')}")
+    problems = [f"{object_id(obj)}: {problem}" for obj in objects if (problem := object_problem(obj))]
     assert problems == []
     assert EXPECTED_KINDS - ({"Ingress"} if variant == "no-ingress" else set()) <= {o["kind"] for o in objects}
     assert EXPECTED_RENDERED_KINDS <= {o["kind"] for o in stack.rendered}

@@ -37,6 +37,7 @@ SAM_TYPES = {
     "NetworkPolicy": "kubernetes:networking.k8s.io/v1:NetworkPolicy",
 }
 COMPONENT_TYPE = "labeling:ml:SamBackend"
+ACTIVE_HOURS_TYPE = "labeling:ml:SamActiveHours"
 GPU = "nvidia.com/gpu"
 
 
@@ -246,8 +247,11 @@ def test_objects_live_in_the_platform_namespace_with_explicit_names(stack_eval):
 def test_every_child_belongs_to_the_component_and_uses_the_stack_provider(stack_eval):
     component = stack_eval.one(COMPONENT_TYPE)
     children = [r for r in stack_eval.resources if r.parent == component.urn]
-    assert sorted(r.type for r in children) == sorted(SAM_TYPES.values())
-    for child in children:
+    # With sam.activeHours, the scaler is a component of its own inside this one.
+    scaler = [r.type for r in children if r.type == ACTIVE_HOURS_TYPE]
+    assert sorted(r.type for r in children) == sorted([*SAM_TYPES.values(), *scaler])
+    assert bool(scaler) == (stack_settings(stack_eval.stack).sam.active_hours is not None)
+    for child in (r for r in children if r.custom):
         assert child.provider.startswith(stack_eval.one("pulumi:providers:kubernetes").urn)
 
 

@@ -9,7 +9,7 @@ from tools.stack_eval import PLACEHOLDER_PREFIX, stack_config
 
 COMPONENT_TYPES = {
     "labeling:index:LabelingPlatform", "labeling:storage:ObjectStorage", "labeling:app:LabelStudio",
-    "labeling:network:LabelStudioIngress", "labeling:ml:SamBackend", "labeling:app:LabelingConfiguration",
+    "labeling:network:LabelStudioIngress", "labeling:ml:SamBackend", "labeling:ml:SamActiveHours", "labeling:app:LabelingConfiguration",
     "labeling:database:ManagedDatabase", "labeling:database:DatabaseBackup", "labeling:database:PreUpgradeBackup",
     "labeling:monitoring:Alerts",
 }

@@ -48,4 +48,6 @@ VARIANTS: dict[str, Variant] = {
     "irsa": Variant("prod", {"storage.oidcProviderArn": OIDC_PROVIDER}),
     "no-sam": Variant("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}),
     "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
+    # prod scales SAM with CronJobs; the same windows through KEDA, and a late-night override.
+    "sam-keda": Variant("prod", {"sam.activeHours.scaler": "keda", "sam.activeHours.keepUpUntil": "2026-12-08T02:00"}),
 }

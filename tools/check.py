@@ -16,14 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import kubernetes_validate
 from pulumi_policy import EnforcementLevel
 
 from policy.guardrails import ALL_POLICIES
 from components import PROJECT_ROOT
 from tools.checkov_scan import CHECKOV, scan
 from tools.checkov_skips import CHECKOV_SKIPS
-from tools.manifests import KUBERNETES_VERSION, schema_checked, stack_objects
+from tools.manifests import KUBERNETES_VERSION, object_problem, stack_objects
 from tools.policy_check import blocking, mandatory, run_pack
 from tools.stack_eval import STACKS, evaluate
 
@@ -31,14 +30,7 @@ FUZZ_TESTS = "tests/test_config_fuzz.py"
 
 
 def invalid_objects(objects: list[dict]) -> int:
-    invalid = 0
-    for obj in filter(schema_checked, objects):
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError,
-                kubernetes_validate.InvalidSchemaError):
-            invalid += 1
-    return invalid
+    return sum(1 for obj in objects if object_problem(obj))
 
 
 def fuzz_counts() -> tuple[dict[str, int], bool]:

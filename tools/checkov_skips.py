@@ -35,6 +35,8 @@ SAM = ("Deployment.*.sam-backend",)
 # The reconciler's Job, its scheduled run and its CronJob re-syncing the exports: the same image.
 RECONCILER_JOB = ("Job.*.labeling-reconciler-*", "CronJob.*.labeling-export-resync",
                   "CronJob.*.labeling-scheduled-reconcile")
+# The CronJobs and the override Job scaling SAM to the active hours: the reconciler's image.
+SAM_SCALER = ("CronJob.*.sam-scale-*", "Job.*.sam-keep-up-*")
 # The nightly database backup and the pre-upgrade backup Job: the same two containers.
 DATABASE_BACKUPS = ("CronJob.*.database-backup", "Job.*.pre-upgrade-backup-*")
 # Rendered by the chart (release `label-studio`): the app Deployment.
@@ -59,16 +61,19 @@ CHECKOV_SKIPS = [
                 "contract warns there and refuses it in protected stacks unless sam.unpinnedImageReason says why "
                 "(the example prod file: it cannot vouch for a digest); policy k8s-image-moving-tag reports it "
                 "(advisory), and every pulumi up proves the pulled build with the SAM self-test"),
-    ScopedCheck("CKV_K8S_43", RECONCILER_JOB + DATABASE_BACKUPS,
+    ScopedCheck("CKV_K8S_43", RECONCILER_JOB + SAM_SCALER + DATABASE_BACKUPS,
                 "exact release tags (python:3.12.8-slim-bookworm, bitnamilegacy/postgresql:17.6.0, "
                 "amazon/aws-cli:2.15.0; policy k8s-image-pinned); no registry is reachable here to resolve digests"),
-    ScopedCheck("CKV_K8S_15", RECONCILER_JOB + DATABASE_BACKUPS,
+    ScopedCheck("CKV_K8S_15", RECONCILER_JOB + SAM_SCALER + DATABASE_BACKUPS,
                 "public images on exact release tags: IfNotPresent reuses the node's copy; Always would add a "
                 "registry round trip to every run and gain nothing (no private image to re-authorise)"),
     ScopedCheck("CKV_K8S_38", (RECONCILER_JOB[0], RECONCILER_JOB[2]),
                 "the reconciler (the Job and its scheduled run) writes the team invite link, its record of "
                 "created accounts and its run lock into its one Secret through the API; its Role allows "
                 "get/patch on that Secret only"),
+    ScopedCheck("CKV_K8S_38", SAM_SCALER,
+                "the scaler of sam.activeHours patches the SAM Deployment's replicas through the API; its Role "
+                "allows patch on that one Deployment's scale subresource only"),
     # The chart's app Deployment: its defaults where the stack's values do not change them.
     *(ScopedCheck(check, CHART_APP,
                   "the chart renders its nginx sidecar and db-migrations init container without requests and "

@@ -13,7 +13,9 @@ import json
 from typing import Sequence
 
 from components.reconciler_pods import DESIRED_STATE_FILE, EXPORT_RESYNC_NAME, SCHEDULED_RECONCILE_NAME
-from reconciler.contract import parse_desired_state
+from components.sam_active_hours import SCALED_OBJECT_TYPE, scale_schedules
+from reconciler.active_hours import HOURS_PER_WEEK
+from reconciler.contract import DesiredState, parse_desired_state
 from tools.stack_eval import Evaluation
 
 
@@ -38,8 +40,23 @@ def labeling_plan(evaluation: Evaluation, previous_members: Sequence[str]) -> li
     before = {email.lower() for email in previous_members}
     lines.append(f"members: {len(state.members)} configured; added: {', '.join(sorted(configured - before)) or 'none'};"
                  f" removed: {', '.join(sorted(before - configured)) or 'none'}")
+    lines += sam_hours_plan(evaluation, state)
     schedules = {r.inputs["metadata"]["name"]: r.inputs["spec"]["schedule"]
                  for r in evaluation.of_type("kubernetes:batch/v1:CronJob")}
     for name, what in ((SCHEDULED_RECONCILE_NAME, "full reconcile"), (EXPORT_RESYNC_NAME, "export re-sync")):
         lines.append(f"{what}: {schedules[name]!r} ({name})" if name in schedules else f"{what}: off")
     return lines
+
+
+def sam_hours_plan(evaluation: Evaluation, state: DesiredState) -> list[str]:
+    """When SAM holds its node: the windows and their weekly hours, and who scales it."""
+    if state.sam_url is None:
+        return []
+    hours = state.sam_active_hours
+    if hours is None:
+        return [f"SAM active hours: off; SAM runs {HOURS_PER_WEEK} h of {HOURS_PER_WEEK} h a week"]
+    scaler = ("KEDA ScaledObject" if evaluation.of_type(SCALED_OBJECT_TYPE)
+              else f"CronJobs {', '.join(scale_schedules(hours))}")
+    return [f"SAM active hours: {hours.describe()}; scaled by {scaler}",
+            "SAM image: with 0 replicas outside the windows, a new image rolls out with no pod and is first "
+            "pulled when the next window opens (the next self-test inside a window proves it)"]

@@ -12,6 +12,8 @@ from typing import Mapping, Optional
 
 import pulumi
 
+from reconciler.active_hours import ActiveHours
+
 
 class StorageMode(StrEnum):
     AWS = "aws"                      # the stack creates and hardens an S3 bucket
@@ -139,6 +141,19 @@ class IngressSettings:
     max_body_size: str
 
 
+class SamScaler(StrEnum):
+    CRONJOB = "cronjob"  # two CronJobs patch the Deployment's scale subresource
+    KEDA = "keda"        # a KEDA ScaledObject with cron triggers (KEDA installed in the cluster)
+
+
+@dataclass(frozen=True)
+class SamActiveHoursSettings:
+    """sam.activeHours switched on: the windows (reconciler/active_hours.py) and who scales."""
+
+    hours: ActiveHours
+    scaler: SamScaler
+
+
 @dataclass(frozen=True)
 class Toleration:
     key: str
@@ -175,6 +190,8 @@ class SamSettings:
     # SAM 2's MODEL_CONFIG and MODEL_CHECKPOINT (None for the other models).
     model_config: Optional[str] = None
     model_checkpoint: Optional[str] = None
+    # The team's labeling windows; None: SAM runs around the clock.
+    active_hours: Optional[SamActiveHoursSettings] = None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,13 @@ class Problems:
     def error(self, path: str, text: str) -> None:
         self.errors.append(f"{path}: {text}")
 
+    def recording_only(self) -> "Problems":
+        """Problems that share this key record and drop their mistakes: for keys a switch made
+        inapplicable, read for the reference while their values wait for the switch."""
+        scratch = Problems(self.plaintext_paths)
+        scratch.fields = self.fields
+        return scratch
+
 
 def mask_credentials(text: str) -> str:
     """`https://user:secret@host` -> `https://***@host`: never repeat a credential in a message."""

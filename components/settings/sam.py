@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from components.settings.active_hours import read_active_hours
 from components.settings.checks import (
     check_label_key, check_label_value, image_reference_problem, is_quantity, quantity_value,
 )
@@ -20,6 +21,9 @@ DEFAULT_SAM2_CHECKPOINT = "sam2.1_hiera_large.pt"
 # embedding; on a GPU each worker would hold its own copy of the model in GPU memory.
 DEFAULT_CPU_WORKERS = 2
 DEFAULT_GPU_WORKERS = 1
+# A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on top of
+# loading the model. The rollout budget (and the lead before an active-hours window) covers both.
+IMAGE_PULL_ALLOWANCE_SECONDS = 600
 # What a GPU node pool's taint usually is (the NVIDIA GPU operator's and EKS's convention).
 DEFAULT_GPU_TOLERATION = Toleration("nvidia.com/gpu", "Exists", None, "NoSchedule")
 
@@ -97,6 +101,10 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                                       "checkpoints/ (model SAM2 only).", DEFAULT_SAM2_CHECKPOINT)
     unpinned_reason = section.string("unpinnedImageReason", "Why a protected stack runs sam.image on a moving tag "
                                      "without a digest; without it that is an error.")
+    hours_section = section.section("activeHours", "The team's labeling windows: outside them SAM runs 0 replicas.")
+    if not enabled:
+        hours_section = Section(hours_section.path, hours_section.raw, section.problems.recording_only())
+    active_hours = read_active_hours(hours_section, startup + IMAGE_PULL_ALLOWANCE_SECONDS)
     section.finish()
     tolerations = tuple(
         t for i, raw in enumerate(tolerations_raw)
@@ -107,7 +115,7 @@ def read_sam(section: Section, production: bool) -> SamSettings:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
                               "startupTimeoutSeconds", "workers", "imageCacheSize", "selfTest", "modelConfig",
-                              "modelCheckpoint", "unpinnedImageReason"), "while sam.enabled is false")
+                              "modelCheckpoint", "unpinnedImageReason", "activeHours"), "while sam.enabled is false")
     else:
         _check_image(section, image, production, unpinned_reason)
         _check_image_cache(section, image_cache_size, resources)
@@ -123,4 +131,5 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                        image_cache_size=image_cache_size or DEFAULT_IMAGE_CACHE_SIZE,
                        self_test=self_test or SELF_TEST_FAIL,
                        model_config=(model_config or DEFAULT_SAM2_CONFIG) if model is SamModel.SAM2 else None,
-                       model_checkpoint=(model_checkpoint or DEFAULT_SAM2_CHECKPOINT) if model is SamModel.SAM2 else None)
+                       model_checkpoint=(model_checkpoint or DEFAULT_SAM2_CHECKPOINT) if model is SamModel.SAM2 else None,
+                       active_hours=active_hours if enabled else None)

@@ -86,7 +86,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str, secret_keys: frozen
 def describe_fields() -> list[FieldDoc]:
     """Every configuration key the reader knows, in reading order; list items appear as `[]`."""
     # One empty list item per list of objects walks the item readers too.
-    sample = {"labeling": {"projects": [{}]}, "sam": {"tolerations": [{}]}}
+    sample = {"labeling": {"projects": [{}]}, "sam": {"tolerations": [{}], "activeHours": {"windows": [{}]}}}
     problems, _ = _parse(sample, "describe", frozenset())
     docs = {}
     for doc in problems.fields.values():

@@ -1,0 +1,57 @@
+"""Schemas of the custom resources the stack declares, which kubernetes-validate has none for.
+
+Each covers the fields the stack writes, as the resource's own CRD defines them, and refuses
+any other field (as strict kubernetes-validate does): a typo fails here, not in the cluster.
+
+- keda.sh/v1alpha1 ScaledObject: KEDA 2.x's CRD (config/crd/bases/keda.sh_scaledobjects.yaml):
+  spec.scaleTargetRef {apiVersion, kind, name (required)}, minReplicaCount / maxReplicaCount
+  (int32), triggers (required) [{type (required), metadata: map of strings}]; the cron scaler
+  reads metadata timezone, start, end and desiredReplicas (strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jsonschema
+
+_STRING = {"type": "string"}
+_NAMED_METADATA = {"type": "object", "required": ["name"],
+                   "properties": {"name": _STRING, "namespace": _STRING,
+                                  "labels": {"type": "object", "additionalProperties": _STRING},
+                                  "annotations": {"type": "object", "additionalProperties": _STRING}},
+                   "additionalProperties": False}
+_CRON_METADATA = {"type": "object", "required": ["timezone", "start", "end", "desiredReplicas"],
+                  "properties": {key: _STRING for key in ("timezone", "start", "end", "desiredReplicas")},
+                  "additionalProperties": False}
+
+SCALED_OBJECT = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "ScaledObject"},
+        "metadata": _NAMED_METADATA,
+        "spec": {
+            "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
+            "properties": {
+                "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
+                                   "properties": {"apiVersion": _STRING, "kind": _STRING, "name": _STRING}},
+                "minReplicaCount": {"type": "integer", "minimum": 0},
+                "maxReplicaCount": {"type": "integer", "minimum": 1},
+                "triggers": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["type", "metadata"], "additionalProperties": False,
+                    "properties": {"type": {"const": "cron"}, "metadata": _CRON_METADATA}}},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+SCHEMAS: Mapping[tuple[str, str], dict] = {("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT}
+
+
+def custom_resource_problem(obj: Mapping[str, Any]) -> Optional[str]:
+    """None when `obj` fits its schema; what is wrong otherwise. KeyError for a kind with no schema here."""
+    schema = SCHEMAS[(obj.get("apiVersion"), obj.get("kind"))]
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(obj))
+    return None if error is None else f"{error.message} at {'.'.join(map(str, error.absolute_path))}"
