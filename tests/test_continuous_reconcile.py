@@ -17,7 +17,7 @@ from reconciler import contract
 from tests.conftest import evaluate_cached
 from tests.variants import STORAGE_KEYS, VARIANTS
 from tools import deployed, plan
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 from tools.plan_labeling import labeling_plan
 from tools.stack_eval import PROJECT_DIRS, evaluate
 

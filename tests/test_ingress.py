@@ -9,7 +9,7 @@ from components.chart_values import APP_SERVICE_PORT
 from components.ingress import ingress_manifest
 from components.settings import ConfigError, IngressSettings, TlsSettings
 from tests.conftest import evaluate_cached, stack_settings
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 from tools.stack_eval import DELETE
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"

@@ -16,7 +16,7 @@ from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from reconciler import contract
 from reconciler.contract import parse_desired_state
 from tests.conftest import stacks_running_sam, evaluate_cached, stack_settings
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 
 JOB = "kubernetes:batch/v1:Job"
 # The reconciler's Job (the pre-upgrade backup is a Job too).

@@ -9,7 +9,7 @@ import kubernetes_validate
 from components import labeling, reconciler_pods
 from reconciler import contract
 from tests.conftest import evaluate_cached
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 
 MEMBERS = ["annotator@example.com", "reviewer@example.com"]
 CRONJOB = "kubernetes:batch/v1:CronJob"

@@ -8,7 +8,8 @@ import pytest
 
 from tests.conftest import ALL_STACKS, objects_cached
 from tests.variants import VARIANTS
-from tools.manifests import object_id, object_problem
+from tools.manifests import object_id
+from tools.object_validation import object_problem
 from tools.stack_eval import evaluate
 
 EXPECTED_KINDS = {"Namespace", "Secret", "Service", "Deployment", "NetworkPolicy", "Ingress"}

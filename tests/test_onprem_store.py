@@ -16,7 +16,7 @@ from components.storage import (
 )
 from tests.conftest import evaluate_cached, objects_cached
 from tests.variants import ON_PREMISES_HTTPS, STORE_CA_PEM, VARIANTS
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 
 ON_PREMISES = {"mode": "s3Compatible", "bucketName": "team-images", "endpoint": "https://ceph.corp.example.com"}
 KEYS = {"storage.accessKeyId": "AKIAONPREMISES", "storage.secretAccessKey": "on-premises-secret"}

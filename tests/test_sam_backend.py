@@ -29,7 +29,7 @@ from components.conventions import SecretKeyRef
 from components.network import to_pods
 from components.settings import Resources, SamModel, SamSettings, Toleration, quantity_value
 from tests.conftest import evaluate_cached, stack_settings, stacks_running_sam
-from tools.manifests import KUBERNETES_VERSION
+from tools.object_validation import KUBERNETES_VERSION
 from tools.stack_eval import DeclaredResource, Evaluation
 SAM_TYPES = {
     "Deployment": "kubernetes:apps/v1:Deployment",

@@ -10,6 +10,7 @@ fails a check outside tools/checkov_skips.py, or a stack's chart cannot be rende
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from policy.guardrails import ALL_POLICIES
 from components import PROJECT_ROOT
 from tools.checkov_scan import CHECKOV, scan
 from tools.checkov_skips import CHECKOV_SKIPS
-from tools.manifests import KUBERNETES_VERSION, object_problem, stack_objects
+from tools.manifests import stack_objects
+from tools.object_validation import KUBERNETES_VERSION, object_problem
 from tools.policy_check import blocking, mandatory, run_pack
 from tools.stack_eval import STACKS, evaluate
 
@@ -37,7 +39,7 @@ def fuzz_counts() -> tuple[dict[str, int], bool]:
     """Examples each property ran, from hypothesis' own statistics, and whether pytest passed."""
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", FUZZ_TESTS, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, "FUZZ": "full"},
     )
     counts: dict[str, int] = {}
     test = None

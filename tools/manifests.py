@@ -15,42 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-import kubernetes_validate
 import yaml
 
 from components import PROJECT_ROOT
 from components.label_studio import CHART_NAME
 from tools.chart_render import locate_chart, render_chart
-from tools.custom_resources import SCHEMAS, custom_resource_problem
 from tools.stack_eval import DeclaredResource, Evaluation
 
-# The oldest Kubernetes minor the platform supports: objects are validated against its
-# schemas (kubernetes-validate), where strict mode also rejects unknown fields.
-KUBERNETES_VERSION = "1.33"
-
-# Custom resources kubernetes-validate has no schema for and that a tool of their own judges.
-CHECKED_BY_THEIR_OWN_TOOL = {
-    ("monitoring.coreos.com/v1", "PrometheusRule"): "promtool check rules (tests/test_monitoring.py)",
-}
-
-
-def object_problem(obj: Mapping[str, Any]) -> Optional[str]:
-    """None when the object is valid for KUBERNETES_VERSION (strict: unknown fields too), or for
-    its CRD (tools/custom_resources.py), or is judged by its own tool (CHECKED_BY_THEIR_OWN_TOOL);
-    else one line saying what is wrong."""
-    kind = (obj.get("apiVersion"), obj.get("kind"))
-    if kind in CHECKED_BY_THEIR_OWN_TOOL:
-        return None
-    if kind in SCHEMAS:
-        return custom_resource_problem(obj)
-    try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        return f"{error.message} at {'.'.join(map(str, error.path))}"
-    except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError):
-        # A custom resource without a schema in tools/custom_resources.py: add one, consciously.
-        return f"no Kubernetes {KUBERNETES_VERSION} schema for {obj.get('apiVersion')}"
-    return None
 
 MASK = "[masked]"
 # Secret.data (and ConfigMap.binaryData) must stay base64 after masking.
