@@ -158,7 +158,7 @@ def documented_commands() -> list[list[str]]:
     commands = []
     for path in sorted((PROJECT_ROOT / "docs").glob("*.md")):
         for block in re.findall(r"```[a-z]*\n(.*?)```", path.read_text(), flags=re.S):
-            for line in block.splitlines():
+            for line in block.replace("\\\n", " ").splitlines():
                 if "python -m tools.restore_job" in line:
                     words = shlex.split(line.split("python -m tools.restore_job", 1)[1].split(">", 1)[0])
                     commands.append(words)
