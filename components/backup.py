@@ -172,6 +172,21 @@ def one_shot_pod_spec(storage: StorageAccess, init_container: dict, container: d
     return pod_spec
 
 
+def one_shot_job(name: pulumi.Input[str], namespace: pulumi.Input[str], pod_labels: dict, pod_spec: dict,
+                 backoff_limit: int, deadline_seconds: int) -> dict:
+    """A Job running `pod_spec` to completion, labelled like its pods."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
 def dump_and_upload_pod_spec(database: DatabaseAccess, storage: StorageAccess, backup_prefix: str,
                              retention_days: Optional[int] = None, nothing_without_database: bool = False) -> dict:
     """One dump of the database uploaded under `backup_prefix`: the pod of the nightly CronJob

@@ -15,7 +15,7 @@ import pulumi
 
 from components.backup import (DUMP_IMAGE, EMPTY_SCHEMA_SQL, LABELS, LIST_DUMPS_SCRIPT, RESTORE_COMMAND,
                                STORE_ENDPOINT_SCRIPT, UPLOAD_IMAGE, database_env, one_shot_container,
-                               one_shot_pod_spec, store_client, store_env)
+                               one_shot_job, one_shot_pod_spec, store_client, store_env)
 from components.database import DatabaseAccess
 from components.storage import StorageAccess
 
@@ -63,16 +63,8 @@ def restore_job_manifest(namespace: pulumi.Input[str], database: DatabaseAccess,
     pod_spec = one_shot_pod_spec(
         storage, store_client(storage, one_shot_container("download", UPLOAD_IMAGE, DOWNLOAD_SCRIPT, download_env)),
         one_shot_container("restore", DUMP_IMAGE, RESTORE_SCRIPT, restore_env))
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        # The nightly backup's labels: its NetworkPolicy lets these pods reach DNS, the
-        # database and the store, and nothing else.
-        "metadata": {"name": RESTORE_NAME, "namespace": namespace, "labels": LABELS},
-        "spec": {
-            # A failed restore is for a person to read, not to run again over a half-restored database.
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": LABELS}, "spec": pod_spec},
-        },
-    }
+    # The nightly backup's labels: its NetworkPolicy lets these pods reach DNS, the database
+    # and the store, and nothing else. Not retried: a failed restore is for a person to read,
+    # not to run again over a half-restored database.
+    return one_shot_job(RESTORE_NAME, namespace, LABELS, pod_spec, backoff_limit=0,
+                        deadline_seconds=DEADLINE_SECONDS)
