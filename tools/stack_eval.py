@@ -85,6 +85,14 @@ class DeclaredResource:
                                                               "roleRef", "subjects")}
 
 
+class ProgramGlobals(dict):
+    """The live objects of one run of the program: a copy of an Evaluation shares them (they
+    hold modules and pending outputs, which cannot be copied)."""
+
+    def __deepcopy__(self, memo) -> "ProgramGlobals":
+        return self
+
+
 @dataclass
 class Evaluation:
     stack: str
@@ -96,7 +104,7 @@ class Evaluation:
     previous_members: list[str] = field(default_factory=list)
     reads: list["ReadResource"] = field(default_factory=list)
     # The program's module globals after the run (`platform`, `settings`): the components' typed handles.
-    program: dict[str, Any] = field(default_factory=dict)
+    program: ProgramGlobals = field(default_factory=ProgramGlobals)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -443,7 +451,7 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
 
         outputs: dict[str, Any] = {}
         secret_outputs: set[str] = set()
-        program_globals: dict[str, Any] = {}
+        program_globals = ProgramGlobals()
 
         async def program() -> None:
             program_globals.update(runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__"))
