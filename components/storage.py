@@ -146,11 +146,13 @@ class StoreTrust:
     def pod_spec_trusting(self, pod_spec: dict, variables: Sequence[str]) -> dict:
         """`pod_spec` with the bundle mounted in each container and `variables` naming the file."""
         spec = {**pod_spec, "volumes": [*pod_spec.get("volumes", []), self.volume()]}
-        spec["containers"] = [{**container,
-                               "env": [*container.get("env", []), *self.environment(variables)],
-                               "volumeMounts": [*container.get("volumeMounts", []), self.volume_mount()]}
-                              for container in pod_spec["containers"]]
+        spec["containers"] = [self.container_trusting(container, variables) for container in pod_spec["containers"]]
         return spec
+
+    def container_trusting(self, container: dict, variables: Sequence[str]) -> dict:
+        """`container` with the bundle mounted and `variables` naming the file; the pod adds `volume()`."""
+        return {**container, "env": [*container.get("env", []), *self.environment(variables)],
+                "volumeMounts": [*container.get("volumeMounts", []), self.volume_mount()]}
 
     def volume(self) -> dict:
         return {"name": STORE_CA_VOLUME, "configMap": {"name": self.config_map,

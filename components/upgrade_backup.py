@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.backup import backup_network_policy, dump_and_upload_pod_spec
+from components.backup import backup_network_policy, dump_and_upload_pod_spec, one_shot_job
 from components.conventions import child_of, labels
 from components.database import DatabaseAccess
 from components.settings import LabelStudioSettings, NetworkSettings
@@ -87,17 +87,8 @@ def pre_upgrade_job_manifest(namespace: pulumi.Input[str], settings: LabelStudio
                              database: DatabaseAccess, storage: StorageAccess) -> dict:
     pod_spec = dump_and_upload_pod_spec(database, storage, pre_upgrade_prefix(storage, settings),
                                         nothing_without_database=True)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": f"{PRE_UPGRADE_NAME}-{version_digest(settings)}", "namespace": namespace,
-                     "labels": LABELS},
-        "spec": {
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": DEADLINE_SECONDS,
-            "template": {"metadata": {"labels": LABELS}, "spec": pod_spec},
-        },
-    }
+    return one_shot_job(f"{PRE_UPGRADE_NAME}-{version_digest(settings)}", namespace, LABELS, pod_spec,
+                        backoff_limit=2, deadline_seconds=DEADLINE_SECONDS)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 import kubernetes_validate
 import pytest
 
-from components import backup, database
+from components import backup, database, restore
 from components.settings import ConfigError, parse_settings
 from tests.conftest import PROJECT_ROOT, evaluate_cached
 from tests.test_settings import apply_changes, stack_values
@@ -172,6 +172,8 @@ def test_restore_creates_the_instance_from_a_snapshot():
 
 
 def test_the_documented_restore_is_the_tested_one():
-    """tests/test_backup_live.py restores with RESTORE_COMMAND; the docs must prescribe the same."""
+    """The docs restore with the Job tools/restore_job.py writes, whose script runs RESTORE_COMMAND
+    (tests/test_restore_live.py runs it; tests/test_backup_live.py the command alone)."""
     text = (PROJECT_ROOT / "docs" / "database.md").read_text()
-    assert " ".join(backup.RESTORE_COMMAND) + " --dbname=labelstudio" in text
+    assert "python -m tools.restore_job dev > restore.yaml" in text
+    assert " ".join(backup.RESTORE_COMMAND) in restore.RESTORE_SCRIPT

@@ -13,7 +13,7 @@ import pulumi
 import pytest
 import yaml
 
-from components import PROJECT_ROOT, backup, upgrade_backup
+from components import PROJECT_ROOT, backup, restore, upgrade_backup
 from components.settings.label_studio import DEFAULT_LABEL_STUDIO_IMAGE_TAG
 from tests.conftest import evaluate_cached, stack_settings
 from tests.variants import VARIANTS
@@ -157,10 +157,12 @@ def test_the_upgrade_runbook_leaves_no_backup_to_a_person():
 
 
 def test_the_documented_rollback_is_the_tested_one():
-    """tests/test_upgrade_live.py rolls back with EMPTY_SCHEMA_SQL and RESTORE_COMMAND."""
+    """tests/test_upgrade_live.py rolls back with EMPTY_SCHEMA_SQL and RESTORE_COMMAND; the docs run
+    them through the restore Job with --empty-schema, whose script holds both (tests/test_restore_live.py)."""
     rollback = section((PROJECT_ROOT / "docs" / "operations.md").read_text(), "### Rolling back a Label Studio version")
-    assert backup.EMPTY_SCHEMA_SQL in rollback
-    assert " ".join(backup.RESTORE_COMMAND) + " --dbname=labelstudio" in rollback
+    assert "python -m tools.restore_job" in rollback and "--empty-schema" in rollback
+    assert backup.EMPTY_SCHEMA_SQL in restore.RESTORE_SCRIPT
+    assert " ".join(backup.RESTORE_COMMAND) + ' --dbname="${PGDATABASE}"' in restore.RESTORE_SCRIPT
 
 
 def test_with_irsa_the_job_runs_as_its_own_account_which_the_role_trusts():

@@ -37,8 +37,9 @@ RECONCILER_JOB = ("Job.*.labeling-reconciler-*", "CronJob.*.labeling-export-resy
                   "CronJob.*.labeling-scheduled-reconcile")
 # The CronJobs and the override Job scaling SAM to the active hours: the reconciler's image.
 SAM_SCALER = ("CronJob.*.sam-scale-*", "Job.*.sam-keep-up-*")
-# The nightly database backup and the pre-upgrade backup Job: the same two containers.
-DATABASE_BACKUPS = ("CronJob.*.database-backup", "Job.*.pre-upgrade-backup-*")
+# The nightly database backup, the pre-upgrade backup Job and the restore Job (tools/restore_job.py):
+# the same two containers.
+DATABASE_BACKUPS = ("CronJob.*.database-backup", "Job.*.pre-upgrade-backup-*", "Job.*.database-restore")
 # Rendered by the chart (release `label-studio`): the app Deployment.
 CHART_APP = ("Deployment.*.label-studio-ls-app",)
 
@@ -54,7 +55,7 @@ CHECKOV_SKIPS = [
                 "label-studio-ml-backend reads its Label Studio token only from the environment "
                 "(LABEL_STUDIO_API_KEY); it comes by secretKeyRef, never inline"),
     ScopedCheck("CKV_K8S_35", DATABASE_BACKUPS,
-                "pg_dump and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
+                "pg_dump, pg_restore and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
                 "in their own formats (.pgpass, credentials ini), which the stack's Secrets do not hold"),
     ScopedCheck("CKV_K8S_43", SAM,
                 "a stack may run a moving SAM tag (dev runs upstream's sam-master on purpose): the config "

@@ -85,6 +85,14 @@ class DeclaredResource:
                                                               "roleRef", "subjects")}
 
 
+class ProgramGlobals(dict):
+    """The live objects of one run of the program: a copy of an Evaluation shares them (they
+    hold modules and pending outputs, which cannot be copied)."""
+
+    def __deepcopy__(self, memo) -> "ProgramGlobals":
+        return self
+
+
 @dataclass
 class Evaluation:
     stack: str
@@ -95,6 +103,8 @@ class Evaluation:
     # The accounts earlier runs created, as the mocked team Secret recorded them.
     previous_members: list[str] = field(default_factory=list)
     reads: list["ReadResource"] = field(default_factory=list)
+    # The program's module globals after the run (`platform`, `settings`): the components' typed handles.
+    program: ProgramGlobals = field(default_factory=ProgramGlobals)
 
     def of_type(self, type_: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == type_]
@@ -441,9 +451,10 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
 
         outputs: dict[str, Any] = {}
         secret_outputs: set[str] = set()
+        program_globals = ProgramGlobals()
 
         async def program() -> None:
-            runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
+            program_globals.update(runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__"))
             await wait_for_rpcs()
             for name, value in get_root_resource().outputs.items():
                 output = pulumi.Output.from_input(value)
@@ -452,4 +463,5 @@ def evaluate(stack: str, overrides: Optional[Mapping[str, Any]] = None,
                     secret_outputs.add(name)
 
         _sync_await(run_pulumi_func(program))
-    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous), monitor.reads)
+    return Evaluation(stack, monitor.declared, outputs, secret_outputs, warnings, list(previous), monitor.reads,
+                      program_globals)
