@@ -5,19 +5,38 @@ reason) fails."""
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from components.restore import RESTORE_NAME
+from components.settings import DatabaseMode
 from tools.checkov_skips import CHECKOV_SKIPS
+from tools.restore_job import restore_job
 from tests.conftest import ALL_STACKS, objects_cached
 from tests.prerequisites import require_path
 from tools.checkov_scan import CHECKOV, scan
 from tools.manifests import MASK
 
 
+class ShippedObjects:
+    """What the project gives a stack's cluster: its declared and rendered objects and, for an
+    in-cluster database, the restore Job tools/restore_job.py writes (docs/database.md)."""
+
+    def __init__(self, stack: str):
+        self.stack_objects = objects_cached(stack)
+        evaluation = self.stack_objects.evaluation
+        in_cluster = evaluation.program["settings"].label_studio.database.mode is DatabaseMode.IN_CLUSTER
+        self.restore_job = restore_job(evaluation) if in_cluster else None
+
+    def all_masked_yaml(self) -> str:
+        extra = yaml.safe_dump(self.restore_job, sort_keys=False) if self.restore_job else ""
+        return self.stack_objects.all_masked_yaml() + (f"---\n{extra}" if extra else "")
+
+
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     require_path(CHECKOV, "checkov", "make test installs it (uv sync --locked --project tools/checkov)")
     workdir = tmp_path_factory.mktemp("checkov")
-    return workdir, scan({stack: objects_cached(stack) for stack in ALL_STACKS}, workdir)
+    return workdir, scan({stack: ShippedObjects(stack) for stack in ALL_STACKS}, workdir)
 
 
 def _explained(stack: str, failure, exemptions) -> bool:
@@ -38,6 +57,14 @@ def test_every_skip_is_still_needed(scans):
               if not any(s.covers(stack, f.check, f.resource) for stack in (s.stacks or ALL_STACKS)
                       for f in results[stack].failed)]
     assert unused == [], "these checks pass now: remove their skips"
+
+
+def test_the_restore_job_is_judged_with_the_stack_it_restores(scans):
+    _, results = scans
+    for stack in ALL_STACKS:
+        if ShippedObjects(stack).restore_job is not None:
+            assert any(r.resource.startswith("Job.") and r.resource.endswith(f".{RESTORE_NAME}")
+                       for r in results[stack].passed), f"{stack}: checkov did not judge the restore Job"
 
 
 def test_rendered_secrets_are_masked(scans):

@@ -16,11 +16,8 @@ from components.backup import BACKUP_NAME, LABELS
 from components.restore import RESTORE_NAME
 from components.storage import STORE_CA_FILE
 from tests.conftest import evaluate_cached
-from tests.prerequisites import require_path
 from tests.variants import CONFIGURED_SECRETS, OIDC_PROVIDER, VARIANTS, Variant
-from tools.checkov_scan import CHECKOV, scan
-from tools.checkov_skips import CHECKOV_SKIPS
-from tools.manifests import object_problem
+from tools.object_validation import object_problem
 from tools.restore_job import dump_key_problem, main, restore_job
 
 # The stack's in-cluster variants: the store on AWS with keys, S3-compatible, behind a private CA, IRSA.
@@ -178,31 +175,3 @@ def test_each_documented_restore_command_writes_the_job(argv):
     [job] = list(yaml.safe_load_all(text))
     assert job["kind"] == "Job" and object_problem(job) is None
     assert text.startswith("# Restores ")
-
-
-def test_checkov_judges_the_job_as_the_nightly_backup(tmp_path):
-    """Scanned as the stacks' objects are (tests/test_checkov.py), beside the policy that isolates
-    it and the nightly CronJob: a failure is a documented skip or one the CronJob has as well
-    (with IRSA both mount the service account token the role is assumed with)."""
-    require_path(CHECKOV, "checkov", "make test installs it (uv sync --locked --project tools/checkov)")
-
-    class RestoreObjects:
-        def __init__(self, evaluation):
-            backup = [r.masked_inputs() for r in evaluation.resources if r.kubernetes_manifest is not None
-                      and r.inputs["metadata"]["name"] == BACKUP_NAME]
-            self.objects = [restore_job(evaluation),
-                            *({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec")} for obj in backup)]
-
-        def all_masked_yaml(self) -> str:
-            return yaml.safe_dump_all(self.objects, sort_keys=False)
-
-    scanned = scan({name: RestoreObjects(evaluate_cached(*IN_CLUSTER[name])) for name in IN_CLUSTER}, tmp_path)
-    for name, result in scanned.items():
-        stack = IN_CLUSTER[name].stack
-        assert any(r.resource.startswith("Job.") and r.resource.endswith(f".{RESTORE_NAME}")
-                   for r in result.passed), f"{name}: checkov did not judge the Job"
-        failed_by_backup = {f.check for f in result.failed if f.resource.startswith("CronJob.")}
-        unexplained = [str(f) for f in result.failed if f.resource.startswith("Job.")
-                       and f.check not in failed_by_backup
-                       and not any(s.covers(stack, f.check, f.resource) for s in CHECKOV_SKIPS)]
-        assert unexplained == [], name
