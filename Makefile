@@ -81,9 +81,10 @@ plan: env-plan $(BYTECODE)
 restore-job: env-plan $(BYTECODE)
 	@$(PY) -m tools.restore_job $(STACK) $(if $(DUMP),--dump $(DUMP)) $(if $(EMPTY_SCHEMA),--empty-schema)
 
-# The property tests try their full number of examples here (FUZZ=full), a share in test-fast.
+# Everything in full here (TESTS=full, tests/conftest.py); test-fast runs a share of the
+# property examples and of the recipes' whole-program runs.
 test: env-test $(BYTECODE) env-checkov env-label-studio-previous $(ACTIONLINT)
-	FUZZ=full UV=$(UV) $(PY) -m pytest
+	TESTS=full UV=$(UV) $(PY) -m pytest
 
 # One worker per core; a test file stays on one worker, so the stack evaluations and the
 # checkov scan a file shares are made once.

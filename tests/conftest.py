@@ -31,13 +31,15 @@ USER_STACKS = write_user_stacks(_USER_STACK_DIR)
 # Every stack the suite checks as a whole program: the repository's files and the users' kind.
 ALL_STACKS = STACKS + USER_STACKS
 
-# How many examples the property tests try: their full budget in `make test` and CI (FUZZ=full),
-# a share of it in `make test-fast`, the loop run before every commit, which must stay quick.
-FULL_FUZZ = os.environ.get("FUZZ") == "full"
+# `make test` and CI run everything in full (TESTS=full): every example the property tests
+# budget, every documented recipe through the whole program on every stack. `make test-fast`,
+# the loop run before every commit, tries a share of the examples and judges the recipes'
+# configuration on every stack but runs the program for each recipe on one.
+FULL_RUN = os.environ.get("TESTS") == "full"
 
 
 def fuzz_examples(full: int, fast: int) -> int:
-    return full if FULL_FUZZ else fast
+    return full if FULL_RUN else fast
 
 
 _cache: dict[str, Evaluation] = {}

@@ -14,7 +14,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from components import PROJECT_ROOT
 from components.settings import ConfigError, describe_fields, parse_settings
-from tests.conftest import ALL_STACKS, evaluate_cached, fuzz_examples
+from tests.conftest import ALL_STACKS, FULL_RUN, evaluate_cached, fuzz_examples, stack_settings
 from tests.pulumi_cli import StackConfig, parse_path, stored_value
 
 # --------------------------------------------------------------------------- what the CLI stores
@@ -212,11 +212,15 @@ def test_the_prod_engine_version_accepts_the_number_16():
 # --------------------------------------------------------------------------- switches
 
 
-def _after(stack: str, *commands: str):
+def _config_after(stack: str, *commands: str) -> StackConfig:
     config = StackConfig.of(stack)
     for command in commands:
         config.run(command)
-    overrides, secrets = config.as_overrides()
+    return config
+
+
+def _after(stack: str, *commands: str):
+    overrides, secrets = _config_after(stack, *commands).as_overrides()
     # Cached: two documents that give the same recipe evaluate it once.
     return evaluate_cached(stack, overrides, secrets)
 
@@ -410,6 +414,10 @@ def test_every_config_recipe_works_on_each_stack_or_says_why_not(where, commands
             _after(stack, *map(_fill, commands))
         assert stops[stack] in str(caught.value), str(caught.value)
         assert len([line for line in str(caught.value).splitlines() if line.startswith("  ")]) == 1
-    else:
+    elif FULL_RUN or stack == next(s for s in ALL_STACKS if s not in stops):
         evaluation = _after(stack, *map(_fill, commands))
         assert evaluation.resources
+    else:
+        # The fast loop judges the configuration here; the program ran on the first stack above.
+        overrides, secrets = _config_after(stack, *map(_fill, commands)).as_overrides()
+        assert stack_settings(stack, overrides, secrets)

@@ -39,7 +39,7 @@ def fuzz_counts() -> tuple[dict[str, int], bool]:
     """Examples each property ran, from hypothesis' own statistics, and whether pytest passed."""
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", FUZZ_TESTS, "-q", "-p", "no:cacheprovider", "--hypothesis-show-statistics"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, "FUZZ": "full"},
+        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, "TESTS": "full"},
     )
     counts: dict[str, int] = {}
     test = None

@@ -13,6 +13,8 @@ key alone, as before: secret when Pulumi says the key is.
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,7 +35,16 @@ def shown_path(path: Path) -> str:
 
 
 def load_yaml(path: Path) -> Any:
-    """The document in `path`; a YAML error becomes one line: `<file>:<line>:<column>: <problem>`."""
+    """The document in `path`; a YAML error becomes one line: `<file>:<line>:<column>: <problem>`.
+
+    A program run reads Pulumi.yaml and the stack file several times; parsed once per version
+    of the file (a copy each time: callers may change what they get)."""
+    status = path.stat()
+    return copy.deepcopy(_parsed(path, status.st_mtime_ns, status.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: Path, modified_ns: int, size: int) -> Any:
     try:
         return yaml.safe_load(path.read_text())
     except yaml.MarkedYAMLError as error:
