@@ -26,9 +26,9 @@ from tools.stack_eval import DELETE, evaluate, stack_config
 PREFIX = "labeling-platform:"
 FIELDS = {f.path: f for f in describe_fields()}
 # Full-program evaluations cost about 0.6 s each (with the policy pack); parsing milliseconds.
-EVALUATED_EXAMPLES = fuzz_examples(full=20, fast=6)
-PARSED_EXAMPLES = fuzz_examples(full=150, fast=60)
-MISTAKE_EXAMPLES = fuzz_examples(full=150, fast=60)
+EVALUATED_EXAMPLES = fuzz_examples(full=20, fast=4)
+PARSED_EXAMPLES = fuzz_examples(full=150, fast=40)
+MISTAKE_EXAMPLES = fuzz_examples(full=150, fast=40)
 
 # --------------------------------------------------------------------------- valid configurations
 
