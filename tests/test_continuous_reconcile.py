@@ -4,6 +4,7 @@ member-removal check and the configuration-namespace check."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -153,7 +154,9 @@ def test_provider_namespaces_are_accepted():
 
 def test_the_plan_stops_with_one_line_when_the_committed_members_would_all_go(monkeypatch, capsys, tmp_path):
     # The stack file as committed listed a member; the working copy (dev) lists none.
-    monkeypatch.setattr(plan, "committed_members", lambda stack: ["annotator@example.com"])
+    as_committed = deployed.committed_deploy("dev")
+    monkeypatch.setattr(plan, "committed_deploy",
+                        lambda stack: dataclasses.replace(as_committed, members=["annotator@example.com"]))
     assert plan.main(["dev", "--out", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert captured.err == ("error: labeling.members is empty: the accounts the stack created for "
@@ -181,7 +184,7 @@ def test_the_plan_prints_what_the_reconciler_applies():
 
 
 def test_the_committed_members_come_from_the_stack_file_in_git():
-    assert deployed.committed_members("dev", "HEAD") == []
+    assert deployed.committed_deploy("dev", "HEAD").members == []
     assert deployed.committed_stack_file("no-such-stack") is None
 
 
@@ -194,7 +197,7 @@ def test_a_stack_file_git_does_not_hold_plans_every_member_as_added(tmp_path, mo
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.setitem(PROJECT_DIRS, "newteam", tmp_path)
 
-    assert deployed.committed_members("newteam") == []
+    assert deployed.committed_deploy("newteam").members == []
     assert plan.main(["newteam", "--out", str(tmp_path / "plan")]) == 0
     added = next(line for line in capsys.readouterr().out.splitlines() if "members:" in line)
     assert added.strip() == f"members: {len(TEAM)} configured; added: {', '.join(sorted(TEAM))}; removed: none"

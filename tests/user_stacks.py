@@ -95,8 +95,9 @@ def write_user_stacks(directory: Path, repository: Path = PROJECT_ROOT) -> tuple
     """A copy of the project's Pulumi.yaml with each user stack beside it, registered for
     evaluation under its suite name; refused when `repository` has a stack file of that name."""
     files = {f"{SUITE_STACK_PREFIX}{name}": stack_file_text(commands) for name, commands in NEW_STACK_COMMANDS.items()}
+    taken = stack_names(repository)
     clashes = [f"{repository / f'Pulumi.{name}.yaml'} and the suite's stack {name} (tests/user_stacks.py)"
-               for name in files if name in stack_names(repository)]
+               for name in files if name in taken]
     if clashes:
         raise ValueError(f"stack name taken twice: {'; '.join(clashes)}; rename the stack file")
     shutil.copy(repository / "Pulumi.yaml", directory / "Pulumi.yaml")

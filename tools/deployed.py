@@ -8,7 +8,8 @@ there is no release to downgrade from.
 from __future__ import annotations
 
 import subprocess
-from typing import Optional
+from dataclasses import dataclass
+from typing import Mapping, Optional
 
 import yaml
 
@@ -29,15 +30,19 @@ def committed_stack_file(stack: str, revision: str = "HEAD") -> Optional[dict]:
     return yaml.safe_load(shown.stdout) or {}
 
 
-def committed_members(stack: str, revision: str = "HEAD") -> list[str]:
-    """labeling.members of the stack's file at `revision`; none when git does not hold the file."""
-    committed = committed_stack_file(stack, revision)
-    return configured_members((committed or {}).get("config") or {}, PROJECT)
+@dataclass(frozen=True)
+class CommittedDeploy:
+    """What the last deploy from the committed stack file made, as far as the plan can tell."""
+
+    members: list[str]
+    release: Mapping[str, str]
 
 
-def committed_release(stack: str, revision: str = "HEAD") -> dict[str, str]:
-    """The Label Studio versions the stack's file at `revision` deploys; NEVER_DEPLOYED without it."""
+def committed_deploy(stack: str, revision: str = "HEAD") -> CommittedDeploy:
+    """labeling.members and the Label Studio versions of the stack's file at `revision` (one git
+    read); no members and NEVER_DEPLOYED when git does not hold the file."""
     committed = committed_stack_file(stack, revision)
     if committed is None:
-        return dict(NEVER_DEPLOYED)
-    return configured_release(committed.get("config") or {}, PROJECT)
+        return CommittedDeploy([], NEVER_DEPLOYED)
+    config = committed.get("config") or {}
+    return CommittedDeploy(configured_members(config, PROJECT), configured_release(config, PROJECT))

@@ -28,7 +28,7 @@ from components import PROJECT_ROOT
 from components.settings.stack_file import StackFileError, stack_file_path
 from tools.chart_render import render_errors
 from tools.manifests import StackObjects, stack_objects, type_token
-from tools.deployed import committed_members, committed_release
+from tools.deployed import committed_deploy
 from tools.plan_labeling import labeling_plan
 from tools.stack_eval import DeclaredResource, Evaluation, evaluate, project_dir
 
@@ -139,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     # The accounts and the release the last deploy made, as far as the plan can tell offline.
+    deployed = committed_deploy(args.stack)
     try:
-        evaluation = evaluate(args.stack, previous_members=committed_members(args.stack),
-                              deployed_release=committed_release(args.stack))
+        evaluation = evaluate(args.stack, previous_members=deployed.members, deployed_release=deployed.release)
     except (pulumi.RunError, StackFileError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

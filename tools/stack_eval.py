@@ -396,20 +396,23 @@ def _alias_dict(alias: Any) -> dict:
 # --------------------------------------------------------------------------- evaluation
 
 
-def configured_members(config: Mapping[str, Any], project: str) -> list[str]:
-    """labeling.members as the configuration holds it (a list, or its JSON text)."""
-    section = config.get(f"{project}:labeling") or {}
+def _config_section(config: Mapping[str, Any], project: str, name: str) -> Mapping[str, Any]:
+    """A top-level section as the configuration holds it: a map, or its JSON text."""
+    section = config.get(f"{project}:{name}") or {}
     if isinstance(section, str):
         section = json.loads(section)
-    members = section.get("members") if isinstance(section, Mapping) else None
+    return section if isinstance(section, Mapping) else {}
+
+
+def configured_members(config: Mapping[str, Any], project: str) -> list[str]:
+    """labeling.members as the configuration holds it."""
+    members = _config_section(config, project, "labeling").get("members")
     return [m for m in members if isinstance(m, str)] if isinstance(members, list) else []
 
 
 def configured_release(config: Mapping[str, Any], project: str) -> dict[str, str]:
     """labelStudio's imageTag and chartVersion as the configuration sets them (or their defaults)."""
-    section = config.get(f"{project}:labelStudio") or {}
-    if isinstance(section, str):
-        section = json.loads(section)
+    section = _config_section(config, project, "labelStudio")
     return {"imageTag": str(section.get("imageTag", DEFAULT_LABEL_STUDIO_IMAGE_TAG)),
             "chartVersion": str(section.get("chartVersion", DEFAULT_CHART_VERSION))}
 
