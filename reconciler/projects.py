@@ -157,3 +157,20 @@ def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, s
             report(f"{label}: waiting for the backend to answer healthy ({problem[:160]})")
             announced = True
         sleep(min(ML_BACKEND_RETRY_SECONDS, deadline.remaining()))
+
+
+# Label Studio asks the backend for a prediction as a labeler opens a task that has none from
+# the backend's model version: on opening it (the Data Manager) when show_collab_predictions is
+# on, and in the labeling stream when the project's model_version also names the backend (by
+# its title). The platform's SAM server answers at once and embeds the image in the background,
+# so the labeler's first click costs one decoder pass.
+PREDICTION_ON_OPEN = {"show_collab_predictions": True, "model_version": SAM_BACKEND_TITLE}
+
+
+def ensure_prediction_on_open(client: LabelStudioClient, project: dict, spec: ProjectSpec,
+                              report: Callable[[str], None]) -> None:
+    current = client.get(f"/api/projects/{project['id']}/")
+    changes = {name: value for name, value in PREDICTION_ON_OPEN.items() if current.get(name) != value}
+    if changes:
+        client.patch(f"/api/projects/{project['id']}/", changes)
+        report(f'project "{spec.title}": SAM warm-up on task open: set {", ".join(sorted(changes))}')

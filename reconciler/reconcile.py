@@ -23,7 +23,8 @@ from reconciler.client import Deadline, LabelStudioClient, Opener, client_from_e
 from reconciler.contract import SCHEDULED_FLAG, DesiredState, RunEnvironment, parse_desired_state
 from reconciler.errors import ReconcileError
 from reconciler.projects import (
-    check_token, ensure_project, ensure_sam_backend, find_project, list_projects, remove_sam_backends, wait_for_health,
+    check_token, ensure_prediction_on_open, ensure_project, ensure_sam_backend, find_project, list_projects,
+    remove_sam_backends, wait_for_health,
 )
 from reconciler.storages import (
     EXPORT_STORAGES, ensure_source_storage, ensure_storage, export_storage_payload, import_storage_payload,
@@ -73,6 +74,7 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     for spec in sam_projects:
         project = projects[spec.title]
         backend = ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
+        ensure_prediction_on_open(client, project, spec, report)
         (sam_self_test or SamSelfTest(client, state.sam_url)).run(project, backend, spec, report, state.sam_self_test)
     invite = fetch_invite(client)
     report("invite link: available (kept out of logs)")

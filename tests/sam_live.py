@@ -17,18 +17,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 from components import PROJECT_ROOT
 from components.chart_values import ADMIN_TOKEN_KEY
-from components.sam_backend import LABEL_STUDIO_URL_VARIABLES
+from components.sam_container import LABEL_STUDIO_URL_VARIABLES
 from reconciler.client import LabelStudioClient
 from reconciler.contract import RunEnvironment, parse_desired_state
 from reconciler.reconcile import reconcile
 from reconciler.sam_selftest import RLE_CHANNELS, image_size, interactive_context, rle_values, sam_tags, storage_uri
-from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, png_bytes, s3_client
+from tests.live_services import MOTO_ACCESS_KEY_ID, MOTO_SECRET_ACCESS_KEY, SAM_STUB_ADDRESS, png_bytes, s3_client
 from tests.live_stack import LiveStack, live_stack
 from tools.stack_eval import Evaluation
 
@@ -56,22 +57,26 @@ def sam_stack(work_dir: Path, image_sides: tuple[int, ...] = IMAGE_SIDES,
 def deployment_environment(stack: LiveStack, work_dir: Path, evaluation: Optional[Evaluation] = None,
                            **replacements: str) -> dict[str, str]:
     """The SAM container's env as the stack declares it (or `evaluation`, the same stack with
-    other SAM settings), for a process on this machine."""
+    other SAM settings), for a process on this machine: the pod's IP is the loopback address
+    Label Studio lets through, and `$(NAME)` references are expanded as the kubelet does."""
     deployment = (evaluation or stack.evaluation).one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
     [container] = deployment.inputs["spec"]["template"]["spec"]["containers"]
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work_dir)}
     for variable in container["env"]:
         name = variable["name"]
-        if "valueFrom" in variable:
+        if "valueFrom" in variable and "fieldRef" in variable["valueFrom"]:
+            assert variable["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+            environment[name] = SAM_STUB_ADDRESS
+        elif "valueFrom" in variable:
             assert variable["valueFrom"]["secretKeyRef"]["key"] == ADMIN_TOKEN_KEY
             environment[name] = stack.admin.token
         elif name in LABEL_STUDIO_URL_VARIABLES:
             environment[name] = stack.label_studio_url
-        elif name in ("XDG_CACHE_HOME", "MODEL_DIR"):
+        elif name in ("XDG_CACHE_HOME", "MODEL_DIR", "HOME"):
             environment[name] = str(work_dir / name.lower())
         else:
-            environment[name] = variable["value"]
-    assert environment["THREADS"] == "1"
+            environment[name] = re.sub(r"\$\((\w+)\)", lambda ref: environment.get(ref.group(1), ref.group(0)),
+                                       variable["value"])
     return {**environment, **replacements}
 
 

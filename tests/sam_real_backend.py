@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from components.sam_backend import BAKED_CHECKPOINT_DIR
+from components.sam_container import BAKED_CHECKPOINT_DIR
 from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
 
 ML_BACKEND_DIR_VARIABLE = "LABEL_STUDIO_ML_BACKEND_DIR"

@@ -91,6 +91,8 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "sam.startupTimeoutSeconds": ("dev", ("600", "3600")),
     "sam.workers": ("dev", ("1", "4")),
     "sam.imageCacheSize": ("dev", ("5Gi", "1073741824")),
+    "sam.replicas": ("dev", ("1", "3")),
+    "sam.embeddingCacheMiB": ("dev", ("512", "4096")),  # with the platform's server (SETUP)
     "sam.selfTest": ("dev", ("warn", "fail")),
     "sam.unpinnedImageReason": ("prod", ("no digest verified yet", "1")),
     'sam.nodeSelector["nvidia.com/gpu.family"]': ("prod", ("ampere", "true", "2")),
@@ -129,6 +131,7 @@ EXAMPLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 # Keys an example needs set first, as `pulumi config set --path` would.
 SETUP = {"sam.tolerations[0].value": {"sam.tolerations[0].key": "dedicated"},
+         "sam.embeddingCacheMiB": {"sam.model": "sam2.1-tiny"},
          "labeling.projects[0].split": {"labeling.members[0]": "annotator@example.com"},
          # Only a config SAM can fill may ask for it (dev's first project classifies).
          "labeling.projects[0].sam": {"labeling.projects[0].labelConfig": "label_configs/sam_segmentation.xml"}}

@@ -22,8 +22,8 @@ from reconciler.contract import (
 )
 from reconciler.errors import ReconcileError
 from reconciler.projects import (
-    HEALTH_POLL_SECONDS, LEGACY_SAM_BACKEND_TITLE, ML_BACKEND_RETRY_SECONDS, SAM_BACKEND_TITLE, ensure_sam_backend,
-    wait_for_health,
+    HEALTH_POLL_SECONDS, LEGACY_SAM_BACKEND_TITLE, ML_BACKEND_RETRY_SECONDS, PREDICTION_ON_OPEN, SAM_BACKEND_TITLE,
+    ensure_prediction_on_open, ensure_sam_backend, wait_for_health,
 )
 from reconciler.reconcile import main, reconcile
 from reconciler.storages import (
@@ -155,7 +155,8 @@ class FakeLabelStudio:
             if not 3 <= len(title) <= 50:
                 return self.answer(400, {"detail": "Validation error", "validation_errors": {
                     "title": ["Ensure this field has at least 3 characters."]}})
-            project = {"id": self.new_id(), "title": title, "label_config": body["label_config"], "task_number": 0}
+            project = {"id": self.new_id(), "title": title, "label_config": body["label_config"], "task_number": 0,
+                       "show_collab_predictions": True, "model_version": ""}
             self.projects[project["id"]] = project
             return self.answer(201, project)
         if match := re.fullmatch(r"/api/projects/(\d+)/", path):
@@ -193,6 +194,10 @@ class FakeLabelStudio:
                     "non_field_errors": ["Can't connect to ML backend, health check failed."]}})
             backend = {**body, "id": self.new_id(), "state": "CO", "readable_state": "Connected"}
             self.backends[backend["id"]] = backend
+            # As Label Studio does: a project without a model version takes the first backend's title.
+            project = self.projects.get(body["project"])
+            if project is not None and not project.get("model_version"):
+                project["model_version"] = body.get("title", "")
             return self.answer(201, backend)
         if (match := re.fullmatch(r"/api/ml/(\d+)", path)) and method == "DELETE":
             del self.backends[int(match[1])]
@@ -543,6 +548,21 @@ def test_sam_backend_that_never_answers_fails_at_the_deadline():
     with pytest.raises(ReconcileError, match="not healthy before the deadline: non_field_errors: Can't connect"):
         ensure_sam_backend(client, {"id": 7}, "http://sam:9090", ProjectSpec("SAM", "", "", "", True),
                                Deadline(30, clock), lambda line: None, sleep=clock.sleep)
+
+
+def test_a_sam_project_asks_the_backend_as_labelers_open_tasks_again_after_someone_switched_it_off():
+    fake = FakeLabelStudio()
+    client = LabelStudioClient("http://ls", "good-token", fake)
+    project = client.post("/api/projects/", {"title": "SAM", "label_config": CATS_CONFIG})
+    spec = ProjectSpec("SAM", CATS_CONFIG, "p", "", True)
+    ensure_sam_backend(client, project, "http://sam:9090", spec, Deadline(60, FakeClock()), lambda line: None)
+    lines = []
+    ensure_prediction_on_open(client, project, spec, lines.append)
+    assert lines == []  # adding the backend named it the project's model version
+    fake.projects[project["id"]].update(show_collab_predictions=False, model_version="someone's model")
+    ensure_prediction_on_open(client, project, spec, lines.append)
+    assert lines == ['project "SAM": SAM warm-up on task open: set model_version, show_collab_predictions']
+    assert {name: fake.projects[project["id"]][name] for name in PREDICTION_ON_OPEN} == PREDICTION_ON_OPEN
 
 
 # ---------------------------------------------------------------- team Secret

@@ -13,17 +13,16 @@ import kubernetes_validate
 import pytest
 
 from components.sam_backend import (
-    BAKED_CHECKPOINT_DIR,
     HEALTH_PATH,
-    IMAGE_CACHE_DIR,
-    LABEL_STUDIO_TOKEN_VARIABLES,
-    LABEL_STUDIO_URL_VARIABLES,
     SAM_LABELS,
     SAM_NAME,
     SAM_PORT,
     rollout_budget_seconds,
     sam_manifests,
     service_url,
+)
+from components.sam_container import (
+    BAKED_CHECKPOINT_DIR, IMAGE_CACHE_DIR, LABEL_STUDIO_TOKEN_VARIABLES, LABEL_STUDIO_URL_VARIABLES,
 )
 from components.conventions import SecretKeyRef
 from components.network import to_pods

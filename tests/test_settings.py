@@ -37,7 +37,7 @@ BAD_CONFIGS = [
     ({"labelStudio.replicas": True}, "labelStudio.replicas", "not an integer"),
     ({"protect": "yes"}, "protect", "not a boolean"),
     ({"storage.mode": "s3compatible"}, "storage.mode", "did you mean 's3Compatible'"),
-    ({"sam.model": "SAM3"}, "sam.model", "expected one of MobileSAM | SAM | SAM2"),
+    ({"sam.model": "SAM3"}, "sam.model", "expected one of sam2.1-tiny | sam2.1-small | sam2.1-base-plus | sam2.1-large | MobileSAM | SAM | SAM2"),
     ({"sam.model": "SAM2"}, "sam.model", "needs a GPU"),
     ({"sam.image": "t9kpublic/label-studio-sam:main@sha256:" + "0" * 64}, "sam.image", "looks made up (it repeats '0')"),
     ({"sam.image": "t9kpublic/label-studio-sam:main@sha256:" + "0123456789abcdef" * 4}, "sam.image",

@@ -27,9 +27,20 @@ class DatabaseMode(StrEnum):
 
 
 class SamModel(StrEnum):
-    MOBILE_SAM = "MobileSAM"  # CPU-friendly
-    SAM = "SAM"               # ViT-H, needs a GPU
+    # Served by the platform's own SAM server (sam-server/): one embedding cache for the team.
+    SAM2_1_TINY = "sam2.1-tiny"            # CPU or GPU
+    SAM2_1_SMALL = "sam2.1-small"          # CPU or GPU
+    SAM2_1_BASE_PLUS = "sam2.1-base-plus"  # GPU
+    SAM2_1_LARGE = "sam2.1-large"          # GPU
+    # Served by the upstream label-studio-ml-backend examples.
+    MOBILE_SAM = "MobileSAM"  # segment_anything_model, CPU-friendly
+    SAM = "SAM"               # segment_anything_model with ViT-H, needs a GPU
     SAM2 = "SAM2"             # the segment_anything_2_image example, GPU only
+
+    @property
+    def platform_server(self) -> bool:
+        """Served by sam-server/ (the image built from it), not by an upstream example."""
+        return self.value.startswith("sam2.1-")
 
 
 @dataclass(frozen=True)
@@ -181,8 +192,13 @@ class SamSettings:
     resources: Resources
     shm_size: str
     startup_timeout_seconds: int
-    # gunicorn worker processes, each with its own predictor answering one request at a time.
+    # gunicorn worker processes, each with its own predictor answering one request at a time
+    # (the upstream examples; the platform's server runs one process per pod).
     workers: int = 1
+    # Pods inside the labeling windows.
+    replicas: int = 1
+    # The platform's server: MiB of image features its embedding cache holds.
+    embedding_cache_mib: Optional[int] = None
     # The emptyDir the backend caches downloaded task images in.
     image_cache_size: str = "10Gi"
     # What a failed deploy-time self-test does to the run: fail it, or only warn.

@@ -21,6 +21,14 @@ DEFAULT_SAM2_CHECKPOINT = "sam2.1_hiera_large.pt"
 # embedding; on a GPU each worker would hold its own copy of the model in GPU memory.
 DEFAULT_CPU_WORKERS = 2
 DEFAULT_GPU_WORKERS = 1
+# The platform's server keeps image features (16 MiB an image, whatever the model size) in pod
+# memory on a CPU and in GPU memory on a GPU: 64 and 128 images.
+DEFAULT_CPU_EMBEDDING_CACHE_MIB = 1024
+DEFAULT_GPU_EMBEDDING_CACHE_MIB = 2048
+# What the server needs beside its cache on a CPU: the model, torch, a download being decoded.
+CPU_MEMORY_BESIDE_CACHE_MIB = 1536
+# The larger SAM 2.1 models take many seconds an image on a CPU.
+GPU_SIZED_MODELS = ("sam2.1-base-plus", "sam2.1-large")
 # A ViT-H image is several GB: pulling it onto a fresh GPU node can take minutes, on top of
 # loading the model. The rollout budget (and the lead before an active-hours window) covers both.
 IMAGE_PULL_ALLOWANCE_SECONDS = 600
@@ -68,11 +76,27 @@ def _check_image_cache(section: Section, size: Optional[str], resources: Resourc
                                         "expected a smaller cache or a larger limit")
 
 
+def _check_embedding_cache(section: Section, cache_mib: Optional[int], resources: Resources, gpus: int) -> None:
+    # On a CPU the cache lives in the pod's memory: past the limit the kernel kills the pod.
+    limit = resources.limits.get("memory")
+    if gpus or not limit or not is_quantity(limit):
+        return
+    wanted = (cache_mib or DEFAULT_CPU_EMBEDDING_CACHE_MIB) + CPU_MEMORY_BESIDE_CACHE_MIB
+    if wanted * 1024 * 1024 > quantity_value(limit):
+        key = "embeddingCacheMiB" if cache_mib else "resources.limits.memory"
+        shown = cache_mib if cache_mib else show(limit)
+        section.error(key, f"{shown} leaves no room: the embedding cache ({cache_mib or DEFAULT_CPU_EMBEDDING_CACHE_MIB} "
+                           f"MiB) and {CPU_MEMORY_BESIDE_CACHE_MIB} MiB beside it exceed resources.limits.memory "
+                           f"{show(limit)}; expected a smaller sam.embeddingCacheMiB or a larger limit")
+
+
 def read_sam(section: Section, production: bool) -> SamSettings:
     enabled = section.boolean("enabled", "Deploy the SAM ML backend and connect it to SAM-assisted projects.", True)
-    model = section.choice("model", "MobileSAM (CPU-friendly) or SAM (ViT-H, needs a GPU): the "
-                           "segment_anything_model example's SAM_CHOICE; SAM2: the segment_anything_2_image example "
-                           "(GPU only).", [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
+    model = section.choice("model", "sam2.1-tiny, sam2.1-small (CPU or GPU), sam2.1-base-plus, sam2.1-large (GPU): "
+                           "the platform's SAM server (sam.image an image built from sam-server/). MobileSAM "
+                           "(CPU-friendly) or SAM (ViT-H, needs a GPU): the upstream segment_anything_model "
+                           "example's SAM_CHOICE; SAM2: the upstream segment_anything_2_image example (GPU only).",
+                           [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
     image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
                            kind="image reference")
     gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
@@ -90,8 +114,14 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     shm_size = section.quantity("shmSize", "Size of the in-memory /dev/shm volume.", DEFAULT_SHM_SIZE)
     startup = section.integer("startupTimeoutSeconds", "How long the model may take to load before the pod is restarted.",
                               600, minimum=60, maximum=3600)
-    workers = section.integer("workers", "gunicorn workers per pod, each with its own model answering one click at a "
-                              "time (default 2 on CPU, 1 with a GPU).", None, minimum=1, maximum=8)
+    workers = section.integer("workers", "Upstream examples: gunicorn workers per pod, each with its own model "
+                              "answering one click at a time (default 2 on CPU, 1 with a GPU).", None, minimum=1, maximum=8)
+    replicas = section.integer("replicas", "SAM pods (inside sam.activeHours' windows). The platform's server routes "
+                               "each image's clicks to one pod, so an image is embedded once for the team.",
+                               1, minimum=1, maximum=16)
+    cache_mib = section.integer("embeddingCacheMiB", "The platform's server: MiB of image features kept for every "
+                                "labeler (16 MiB an image; default 1024 on CPU, in pod memory, 2048 on a GPU, in GPU "
+                                "memory).", None, minimum=64, maximum=262144)
     image_cache_size = section.quantity("imageCacheSize", "Size of the emptyDir the backend caches task images in; "
                                         "below resources.limits.ephemeral-storage.", DEFAULT_IMAGE_CACHE_SIZE)
     self_test = section.choice("selfTest", "What a failed deploy-time SAM self-test does: fail the run or warn.",
@@ -114,20 +144,41 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     if not enabled:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
-                              "startupTimeoutSeconds", "workers", "imageCacheSize", "selfTest", "modelConfig",
-                              "modelCheckpoint", "unpinnedImageReason", "activeHours"), "while sam.enabled is false")
+                              "startupTimeoutSeconds", "workers", "replicas", "embeddingCacheMiB", "imageCacheSize",
+                              "selfTest", "modelConfig", "modelCheckpoint", "unpinnedImageReason", "activeHours"),
+                             "while sam.enabled is false")
     else:
         _check_image(section, image, production, unpinned_reason)
-        _check_image_cache(section, image_cache_size, resources)
         if model in (SamModel.SAM, SamModel.SAM2) and gpus == 0:
-            section.error("model", f"\"{model.value}\" needs a GPU but sam.gpus is 0; expected MobileSAM on CPU or gpus >= 1")
+            section.error("model", f"\"{model.value}\" needs a GPU but sam.gpus is 0; expected MobileSAM or "
+                                   "sam2.1-tiny on CPU, or gpus >= 1")
         if model is not SamModel.SAM2:
             section.inapplicable(("modelConfig", "modelCheckpoint"), "unless sam.model is SAM2")
+        if model.platform_server:
+            # One process per pod with one embedding lane; downloads are not kept.
+            section.inapplicable(("workers", "imageCacheSize"), "with the platform's server (sam.model sam2.1-*)")
+            _check_embedding_cache(section, cache_mib, resources, gpus)
+            if model.value in GPU_SIZED_MODELS and gpus == 0:
+                section.problems.warnings.append(
+                    f"{section.key('model')}: {model.value} on a CPU takes many seconds an image; "
+                    "sam2.1-tiny or sam2.1-small suit a CPU")
+        else:
+            _check_image_cache(section, image_cache_size, resources)
+            section.inapplicable(("embeddingCacheMiB",), "unless sam.model is a sam2.1-* model (the platform's server)")
+            if replicas > 1:
+                section.problems.warnings.append(
+                    f"{section.key('replicas')}: {replicas} replicas of the upstream {model.value} example each embed "
+                    "an image again when a click reaches them; the platform's server (sam.model sam2.1-*) does not")
     if gpus > 0 and not tolerations_raw:
         tolerations = (DEFAULT_GPU_TOLERATION,)
     return SamSettings(enabled, model, image, gpus, node_selector, tolerations, resources,
                        shm_size or DEFAULT_SHM_SIZE, startup,
-                       workers=workers or (DEFAULT_GPU_WORKERS if gpus > 0 else DEFAULT_CPU_WORKERS),
+                       workers=1 if model.platform_server else (
+                           workers or (DEFAULT_GPU_WORKERS if gpus > 0 else DEFAULT_CPU_WORKERS)),
+                       replicas=replicas,
+                       embedding_cache_mib=(cache_mib or (DEFAULT_GPU_EMBEDDING_CACHE_MIB if gpus > 0
+                                                          else DEFAULT_CPU_EMBEDDING_CACHE_MIB))
+                       if model.platform_server else None,
                        image_cache_size=image_cache_size or DEFAULT_IMAGE_CACHE_SIZE,
                        self_test=self_test or SELF_TEST_FAIL,
                        model_config=(model_config or DEFAULT_SAM2_CONFIG) if model is SamModel.SAM2 else None,

@@ -1,0 +1,74 @@
+"""The platform's SAM server (sam-server/) on this machine, for the live tests and the benchmark:
+started from its own environment (.venv-sam-server, `make env-sam-server`, installed from
+sam-server/uv.lock as its image installs it) with the env the SAM Deployment declares.
+
+Differences from the pod, each harmless for what is tested:
+- the checkpoint is SAM 2.1 with random weights, written at test time in the layout of Meta's
+  files and loaded the way the image's checkpoint is: the masks mean nothing, but their size is
+  the task image's and every tensor has its real shape, so the work per image and per click is
+  the real work;
+- it runs on the CPU, with torch's threads as the Deployment's CPU limit sets them;
+- its address is a loopback one (SAM_STUB_ADDRESS, which Label Studio's SSRF protection lets
+  through) on a free port, and the replicas it routes between are listed by address instead of
+  being found through the headless Service's DNS name (the same code path: a name resolves to
+  the addresses it stands for).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+from components import PROJECT_ROOT
+from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
+from tests.prerequisites import require_path
+
+SERVER_DIR = PROJECT_ROOT / "sam-server"
+SERVER_PYTHON = PROJECT_ROOT / ".venv-sam-server" / "bin" / "python"
+SETUP_COMMAND = "make env-sam-server"
+# Loading SAM 2.1 tiny takes a second or two; on a busy 2-core machine, more.
+LOAD_TIMEOUT_SECONDS = 180
+
+
+def server_python() -> Path:
+    return require_path(SERVER_PYTHON, "the SAM server's environment", f"run {SETUP_COMMAND}")
+
+
+def random_checkpoint(model: str, directory: Path) -> Path:
+    """A SAM 2.1 checkpoint with random weights (made once per directory and model)."""
+    path = directory / f"{model}-random.pt"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(server_python()), "-m", "sam_server.random_checkpoint", model, str(path)], cwd=SERVER_DIR,
+                       check=True, capture_output=True, timeout=300)
+    return path
+
+
+@contextlib.contextmanager
+def running_sam_servers(deployment_env: Mapping[str, str], work_dir: Path, log_dir: Path, replicas: int = 1,
+                        extra_env: Mapping[str, str] | None = None) -> Iterator[Sequence[str]]:
+    """`replicas` servers with the Deployment's env, routing between each other as the pods do;
+    yields their URLs once every one answers /health."""
+    ports = [free_port() for _ in range(replicas)]
+    addresses = [f"{SAM_STUB_ADDRESS}:{port}" for port in ports]
+    checkpoint = random_checkpoint(deployment_env["SAM_MODEL"], work_dir / "checkpoints")
+    processes = []
+    try:
+        for port, address in zip(ports, addresses):
+            scratch = work_dir / f"replica-{port}"
+            scratch.mkdir(parents=True, exist_ok=True)
+            environment = {**deployment_env, "SAM_HOST": SAM_STUB_ADDRESS, "SAM_PORT": str(port),
+                           "SAM_SELF_ADDRESS": address, "SAM_PEERS": ",".join(addresses),
+                           "SAM_CHECKPOINT": str(checkpoint), "HOME": str(scratch), "TMPDIR": str(scratch),
+                           "PYTHONPATH": str(SERVER_DIR), **(extra_env or {})}
+            processes.append(start_process(f"sam-server-{port}", [str(server_python()), "-m", "sam_server"],
+                                           log_dir, environment))
+        urls = [f"http://{address}" for address in addresses]
+        for process, url in zip(processes, urls):
+            wait_for_process_url(process, f"{url}/health", LOAD_TIMEOUT_SECONDS, expect_status=200)
+        yield urls
+    finally:
+        for process in processes:
+            process.stop()
