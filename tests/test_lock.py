@@ -1,8 +1,8 @@
 """Every environment installs from a lock that matches what the project declares.
 
 - uv.lock (the program, the plan, the policy pack and the test tools),
-  tools/checkov/uv.lock and tools/label-studio-previous/uv.lock are current against their
-  pyproject.toml: `uv lock --check`.
+  tools/checkov/uv.lock, tools/label-studio-previous/uv.lock and sam-server/uv.lock (the SAM
+  server: torch, sam2) are current against their pyproject.toml: `uv lock --check`.
 - requirements.txt and policy/requirements.txt, the exports for pip users, say exactly
   what the lock says (versions and hashes).
 - The plan's Helm engine is never a dependency of the Pulumi program.
@@ -32,7 +32,9 @@ CHECKOV_PROJECT = ROOT / "tools" / "checkov"
 PREVIOUS_LABEL_STUDIO_PROJECT = ROOT / "tools" / "label-studio-previous"
 ACTIONLINT = ROOT / "tools" / "actionlint"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
-UV_PROJECTS = {"program": ROOT, "checkov": CHECKOV_PROJECT, "label-studio-previous": PREVIOUS_LABEL_STUDIO_PROJECT}
+SAM_SERVER_PROJECT = ROOT / "sam-server"
+UV_PROJECTS = {"program": ROOT, "checkov": CHECKOV_PROJECT, "label-studio-previous": PREVIOUS_LABEL_STUDIO_PROJECT,
+               "sam-server": SAM_SERVER_PROJECT}
 # Exported file -> the `uv export` arguments that make it (as in the Makefile's lock target).
 EXPORTS = {
     "requirements.txt": [],
@@ -154,6 +156,18 @@ def test_the_previous_label_studio_has_its_own_lock_because_one_lock_holds_one_r
     assert "env-label-studio-previous" in (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].splitlines()[0]
 
 
+def test_the_sam_server_has_its_own_lock_and_torch_never_enters_the_program_s() -> None:
+    program, server = lock_versions(), lock_versions(SAM_SERVER_PROJECT / "uv.lock")
+    assert not {"torch", "torchvision", "sam2"} & set(program)
+    assert (server["torch"], server["torchvision"], server["sam2"]) == ("2.14.1", "0.29.1", "1.1.0")
+    # sam2 is an sdist: the lock pins its file by hash.
+    [sam2] = [package for package in tomllib.loads((SAM_SERVER_PROJECT / "uv.lock").read_text())["package"]
+              if package["name"] == "sam2"]
+    assert sam2["sdist"]["hash"] == "sha256:7e0ea252d43c10d853e3acfce0b5770ac683c30481bd6de311300e9d44f45b74"
+    installs = [command for where, command in install_commands() if where == "Makefile env-sam-server"]
+    assert installs == ["@bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)"]
+
+
 def test_actionlint_is_locked_with_an_integrity_hash() -> None:
     declared = json.loads((ACTIONLINT / "package.json").read_text())["dependencies"]
     locked = json.loads((ACTIONLINT / "package-lock.json").read_text())["packages"]
@@ -170,7 +184,7 @@ def test_actionlint_is_locked_with_an_integrity_hash() -> None:
 def test_python_is_pinned_once() -> None:
     pinned = (ROOT / ".python-version").read_text().strip()
     assert re.fullmatch(r"3\.\d+", pinned)
-    for path in (PYPROJECT, CHECKOV_PROJECT / "pyproject.toml", PREVIOUS_LABEL_STUDIO_PROJECT / "pyproject.toml"):
+    for path in (PYPROJECT, *(project / "pyproject.toml" for project in UV_PROJECTS.values())):
         assert pyproject(path)["project"]["requires-python"] == f"=={pinned}.*", path
     for workflow in WORKFLOWS:
         for job_id, step in steps(workflow):
@@ -228,9 +242,9 @@ def install_commands() -> Iterator[tuple[str, str]]:
         if target != "lock":  # the one place that re-resolves, on purpose
             for line in lines:
                 yield f"Makefile {target}", line
-    for script in sorted((ROOT / ".ci").iterdir()):
+    for script in [*sorted((ROOT / ".ci").iterdir()), SAM_SERVER_PROJECT / "install.sh"]:
         for line in script.read_text().replace("\\\n", " ").splitlines():
-            yield f".ci/{script.name}", line
+            yield str(script.relative_to(ROOT)), line
     for workflow in WORKFLOWS:
         for job_id, step in steps(workflow):
             for line in step.get("run", "").replace("\\\n", " ").splitlines():
