@@ -15,7 +15,9 @@ from sam_server.config import ConfigError, read_config
 
 
 def main() -> int:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # sam2 logs every embedding at INFO on the root logger: the server's own lines only.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("sam_server").setLevel(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         config = read_config()
     except ConfigError as error:

@@ -60,6 +60,8 @@ class Server:
         # Warm-ups being downloaded or embedded.
         self.warming: set[asyncio.Future] = set()
         self._client: Optional[httpx.AsyncClient] = None
+        # Warm-ups handed to their image's owner, held until answered.
+        self._passing_on: set[asyncio.Future] = set()
 
     def _queue_changed(self, clicks: int, warmups: int) -> None:
         self.metrics.queue_depth.labels("click").set(clicks)
@@ -107,7 +109,8 @@ class Server:
 
     # ------------------------------------------------------------ /predict
 
-    async def predict(self, body: dict) -> dict:
+    async def predict(self, body: dict, passed_on: bool = False) -> tuple[int, dict]:
+        """(status, answer). `passed_on`: another replica sent it here as the image's owner."""
         tasks = body.get("tasks") or []
         if not tasks:
             raise BadRequest("no tasks to predict")
@@ -115,20 +118,29 @@ class Server:
         clicked = click((body.get("params") or {}).get("context"))
         if clicked is None:
             for task in tasks:
-                self._warm_up(task, found)
-            return {"results": [answer([], self.model_version)["results"][0] for _ in tasks]}
+                url = _image_url(task, found)
+                owner = None if passed_on else await self._other_owner(url)
+                if owner:
+                    self._pass_on_in_background(owner, {**body, "tasks": [task]})
+                else:
+                    self._warm_up(url, task.get("id"))
+            return 200, {"results": [answer([], self.model_version)["results"][0] for _ in tasks]}
         task = tasks[0]
         url = _image_url(task, found)
+        owner = None if passed_on else await self._other_owner(url)
+        if owner:
+            reply = await self._pass_on(owner, body)
+            if reply is not None:
+                return reply
         started = time.monotonic()
         cached = self.cache.peek(url) is not None
         features = await self.features(url, url, task.get("id"), CLICK)
         mask = await asyncio.get_running_loop().run_in_executor(
             self.decoder, self.model.decode, features, prompt(clicked, features.width, features.height))
         self.metrics.click_seconds.labels("hit" if cached else "miss").observe(time.monotonic() - started)
-        return answer([mask_result(mask, found, clicked.label)], self.model_version)
+        return 200, answer([mask_result(mask, found, clicked.label)], self.model_version)
 
-    def _warm_up(self, task: dict, found) -> None:
-        url = _image_url(task, found)
+    def _warm_up(self, url: str, task_id: Optional[int]) -> None:
         if self.cache.peek(url) is not None or url in self._loading:
             self.metrics.warmups.labels("ready").inc()
             return
@@ -137,7 +149,7 @@ class Server:
             self.metrics.warmups.labels("dropped").inc()
             return
         self.metrics.warmups.labels("queued").inc()
-        warming = asyncio.ensure_future(self.features(url, url, task.get("id"), WARMUP))
+        warming = asyncio.ensure_future(self.features(url, url, task_id, WARMUP))
         self.warming.add(warming)
         warming.add_done_callback(self._warmed_up)
 
@@ -148,27 +160,31 @@ class Server:
 
     # ------------------------------------------------------------ replicas
 
-    async def forwarded(self, request: Request, body: dict) -> Optional[Response]:
-        """The owner's answer when another replica owns the request's image; None to answer here."""
-        if self.replicas is None or request.headers.get(FORWARDED_HEADER):
-            return None
-        try:
-            url = _image_url((body.get("tasks") or [{}])[0], tags(body.get("label_config")))
-        except BadRequest:
+    async def _other_owner(self, url: str) -> Optional[str]:
+        """The replica owning `url`'s image when that is another one."""
+        if self.replicas is None:
             return None
         owner = await asyncio.to_thread(self.replicas.owner, url)
-        if owner == self.replicas.self_address:
-            return None
+        return None if owner == self.replicas.self_address else owner
+
+    async def _pass_on(self, owner: str, body: dict) -> Optional[tuple[int, dict]]:
+        """The owner's answer; None when it cannot be reached (then this replica answers)."""
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=FORWARD_TIMEOUT_SECONDS)
         try:
             reply = await self._client.post(f"http://{owner}/predict", json=body, headers={FORWARDED_HEADER: "1"})
-        except httpx.HTTPError as error:
+            document = reply.json()
+        except (httpx.HTTPError, ValueError) as error:
             log.warning("replica %s unreachable, answering here: %s", owner, _one_line(error))
             self.metrics.forwarded.labels("unreachable").inc()
             return None
         self.metrics.forwarded.labels("answered").inc()
-        return Response(reply.content, reply.status_code, media_type="application/json")
+        return reply.status_code, document
+
+    def _pass_on_in_background(self, owner: str, body: dict) -> None:
+        passing = asyncio.ensure_future(self._pass_on(owner, body))
+        self._passing_on.add(passing)
+        passing.add_done_callback(self._passing_on.discard)
 
     # ------------------------------------------------------------ routes
 
@@ -192,10 +208,8 @@ class Server:
         async def predict(request: Request) -> Response:
             try:
                 body = await request.json()
-                passed_on = await self.forwarded(request, body)
-                if passed_on is not None:
-                    return passed_on
-                return JSONResponse(await self.predict(body))
+                status, document = await self.predict(body, passed_on=bool(request.headers.get(FORWARDED_HEADER)))
+                return JSONResponse(document, status)
             except BadRequest as error:
                 self.metrics.errors.inc()
                 return JSONResponse({"status": 400, "detail": f"BadRequest: {error}"}, 400)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import http.server
-import io
 import threading
 import time
 
@@ -71,7 +70,9 @@ def test_simultaneous_clicks_on_eight_images_each_get_their_own_images_mask(mode
     server = make_server(model, images)
 
     async def clicks():
-        return await asyncio.gather(*(server.predict(body(images, index)) for index in range(len(SIZES))))
+        replies = await asyncio.gather(*(server.predict(body(images, index)) for index in range(len(SIZES))))
+        assert {status for status, _ in replies} == {200}
+        return [answer for _, answer in replies]
 
     answers = asyncio.run(clicks())
     assert [mask_size(answer) for answer in answers] == SIZES
@@ -114,7 +115,7 @@ def test_a_task_opened_without_a_click_is_answered_at_once_and_its_image_embedde
     server = make_server(model, images)
 
     async def scenario():
-        answer = await server.predict(body(images, 3, context=None))
+        _, answer = await server.predict(body(images, 3, context=None))
         assert server.cache.peek(f"{images}/3.png") is None
         await asyncio.gather(*server.warming)
         return answer
@@ -129,7 +130,7 @@ def test_warm_ups_beyond_the_bound_are_dropped(model, images):
     tasks = [{"id": index + 1, "data": {"image": f"{images}/{index}.png"}} for index in range(5)]
 
     async def scenario():
-        answer = await server.predict({"tasks": tasks, "label_config": CONFIG, "params": {}})
+        _, answer = await server.predict({"tasks": tasks, "label_config": CONFIG, "params": {}})
         await asyncio.gather(*server.warming)
         return answer
 
