@@ -21,6 +21,13 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
   exit 0
 fi
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+# The lock's wheels (torch's among them) are built for one Python: the one the image runs.
+WANTED_PYTHON="$(sed -n 's/^requires-python = "==\(3\.[0-9]*\)\.\*"$/\1/p' "$HERE/pyproject.toml")"
+FOUND_PYTHON="$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+if [ "$FOUND_PYTHON" != "$WANTED_PYTHON" ]; then
+  echo "error: $VENV runs Python $FOUND_PYTHON; sam-server/uv.lock is for Python $WANTED_PYTHON (set PYTHON=python$WANTED_PYTHON, remove $VENV)" >&2
+  exit 1
+fi
 REQUIREMENTS="$(mktemp)"
 trap 'rm -f "$REQUIREMENTS" "$REQUIREMENTS".*' EXIT
 "$UV" export --frozen --project "$HERE" --no-emit-project --no-default-groups "${GROUPS_ARGS[@]}" \
