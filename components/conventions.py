@@ -5,7 +5,7 @@ contexts, and references to Secret keys.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 
@@ -90,3 +90,20 @@ class ScheduledRun:
         spec = manifest["spec"]
         return cls(manifest["metadata"]["name"], spec.get("startingDeadlineSeconds", 0)
                    + spec["jobTemplate"]["spec"]["activeDeadlineSeconds"])
+
+
+@dataclass(frozen=True)
+class MetricsEndpoint:
+    """A Deployment whose pods export Prometheus metrics, as whoever scrapes them and alerts on
+    them needs it: the pods' labels, the container port's name and the path."""
+
+    deployment: str
+    pod_labels: Mapping[str, str]
+    port_name: str
+    path: str
+
+    @property
+    def pod_pattern(self) -> str:
+        """The names of the Deployment's pods, `<deployment>-<template hash>-<suffix>`, and of no
+        other workload's: a series is picked by its pod, never by a name prefix."""
+        return f"{self.deployment}-[a-z0-9]+-[a-z0-9]+"

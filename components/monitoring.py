@@ -1,17 +1,19 @@
-"""The platform's alerts: one PrometheusRule for the cluster's Prometheus Operator.
+"""The platform's alerts: one PrometheusRule for the cluster's Prometheus Operator, and the
+PodMonitor that has it scrape the series kube-state-metrics does not export.
 
 The alerts read kube-state-metrics' series of the platform's own objects (metric names as in
 its docs/metrics/workload/{job,cronjob,deployment}-metrics.md): a failed run of the deploy
 Job, the scheduled reconcile, the export re-sync or the pre-upgrade backup, a nightly backup
 or scheduled reconcile that has not succeeded for too long, and Label Studio or SAM without
-an available replica. Every expression selects the stack's namespace exactly and each object
-by the name the component that declares it computes (`AlertTargets`), so two stacks in one
-cluster never answer for each other. Each alert links to its section of docs/operations.md.
+an available replica. With the platform's own SAM server (sam-server/, which exports metrics
+at /metrics; the upstream examples export none) they also read its click latency and queue
+depth, scraped through the PodMonitor. Every expression selects the stack's namespace exactly
+and each object by the name the component that declares it computes (`AlertTargets`), so two
+stacks in one cluster never answer for each other. Each alert links to its section of
+docs/operations.md.
 
-`prometheus_rule` is pure (tests run its groups through `promtool test rules`); `Alerts`
-only declares its result. SAM click latency and queue depth alerts, and the monitor scraping
-them, come with a SAM server that exports metrics: the deployed example exports none, so
-there is nothing to select yet. They join `_alerts` and this component then.
+`prometheus_rule` and `pod_monitor` are pure (tests run the rule's groups through `promtool
+test rules`); `Alerts` only declares their results.
 """
 
 from __future__ import annotations
@@ -22,15 +24,25 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.conventions import ScheduledRun, child_of, labels
+from components.conventions import MetricsEndpoint, ScheduledRun, child_of, labels
+from components.network import Peer, pods_in
 from components.settings import MonitoringSettings
 
 ALERTS_NAME = "labeling-alerts"
-RULE_API_VERSION = "monitoring.coreos.com/v1"
+OPERATOR_API_VERSION = "monitoring.coreos.com/v1"
 RULE_KIND = "PrometheusRule"
+POD_MONITOR_KIND = "PodMonitor"
+# The Prometheus Operator labels every Prometheus pod it runs so (its makeSelectorLabels).
+PROMETHEUS_POD_LABELS = {"app.kubernetes.io/name": "prometheus"}
 # Label Studio's pods are ready within a few minutes; a rollout keeps the old one available
 # meanwhile. Without any replica for longer, nobody can label.
 LABEL_STUDIO_GRACE_SECONDS = 300
+# The clicks of the last 5 minutes make the percentile: several scrapes at any usual interval.
+CLICK_LATENCY_WINDOW = "5m"
+# A slow spell that lasts 10 minutes is a team waiting, not one large image.
+SLOW_CLICKS_FOR_SECONDS = 600
+# A queue that does not drain within 5 minutes holds more clicks than the replica embeds.
+QUEUED_CLICKS_FOR_SECONDS = 300
 CRITICAL = "critical"
 WARNING = "warning"
 
@@ -59,6 +71,8 @@ class AlertTargets:
     nightly_backup: Optional[ScheduledRun] = None
     pre_upgrade_job_pattern: Optional[str] = None
     sam: Optional[WatchedDeployment] = None
+    # The SAM pods' metrics, when its server exports them (the platform's own).
+    sam_metrics: Optional[MetricsEndpoint] = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,33 @@ def no_available_replica(namespace: str, deployment: str) -> str:
             f'{series("kube_deployment_status_replicas_available", namespace, deployment=deployment)} == 0')
 
 
+def click_latency_p95(namespace: str, sam: MetricsEndpoint) -> str:
+    """The 95th percentile of the team's clicks over the window, from every SAM pod's histogram
+    (a click is counted by the replica that answers it, never by the one that forwarded it)."""
+    buckets = series("sam_click_seconds_bucket", namespace, pod=Regex(sam.pod_pattern))
+    return f"histogram_quantile(0.95, sum by (namespace, le) (rate({buckets}[{CLICK_LATENCY_WINDOW}])))"
+
+
+def queued_clicks(namespace: str, sam: MetricsEndpoint) -> str:
+    """Clicks waiting for an embedding, per SAM pod (each replica has its own embedding lane)."""
+    return f'max by (namespace, pod) ({series("sam_queue_depth", namespace, pod=Regex(sam.pod_pattern), kind="click")})'
+
+
+def _sam_server_alerts(settings: MonitoringSettings, sam: MetricsEndpoint, namespace: str) -> list[Alert]:
+    return [
+        Alert("LabelingSamClicksSlow", f"{click_latency_p95(namespace, sam)} > {settings.sam_click_p95_seconds}",
+              WARNING, f"SAM server {{{{ $labels.namespace }}}}/{sam.deployment} takes "
+                       "{{ $value | humanizeDuration }} for one click in 20",
+              f"Labelers wait for their masks: 5% of the clicks of the last {CLICK_LATENCY_WINDOW} took longer than "
+              f"{settings.sam_click_p95_seconds} s (monitoring.samClickP95Seconds).", SLOW_CLICKS_FOR_SECONDS),
+        Alert("LabelingSamClicksQueued", f"{queued_clicks(namespace, sam)} > {settings.sam_queued_clicks}", WARNING,
+              "SAM server pod {{ $labels.namespace }}/{{ $labels.pod }} has {{ $value }} clicks waiting for an "
+              "embedding",
+              f"More than {settings.sam_queued_clicks} clicks (monitoring.samQueuedClicks) wait on this replica: "
+              "each waits for every embedding ahead of it.", QUEUED_CLICKS_FOR_SECONDS),
+    ]
+
+
 def _alerts(settings: MonitoringSettings, targets: AlertTargets, namespace: str) -> list[Alert]:
     job = "{{ $labels.namespace }}/{{ $labels.job_name }}"
     cronjob = "{{ $labels.namespace }}/{{ $labels.cronjob }}"
@@ -182,6 +223,8 @@ def _alerts(settings: MonitoringSettings, targets: AlertTargets, namespace: str)
                             f"SAM backend {deployment} has no ready replica",
                             "SAM-assisted labeling gets no masks: the backend wants replicas and none became ready "
                             "within its startup budget.", targets.sam.grace_seconds))
+    if targets.sam_metrics:
+        alerts += _sam_server_alerts(settings, targets.sam_metrics, namespace)
     return alerts
 
 
@@ -189,12 +232,34 @@ def prometheus_rule(settings: MonitoringSettings, targets: AlertTargets, namespa
     """The PrometheusRule: the alerts of what this stack declares, in its namespace, labelled
     for the cluster's Prometheus to select (`monitoring.ruleLabels`)."""
     return {
-        "apiVersion": RULE_API_VERSION,
+        "apiVersion": OPERATOR_API_VERSION,
         "kind": RULE_KIND,
         "metadata": {"name": ALERTS_NAME, "namespace": namespace, "labels": labels(ALERTS_NAME, **settings.rule_labels)},
         "spec": {"groups": [{"name": "labeling-platform",
                              "rules": [a.rule(settings.runbook_url) for a in _alerts(settings, targets, namespace)]}]},
     }
+
+
+def pod_monitor(settings: MonitoringSettings, endpoint: MetricsEndpoint, namespace: str) -> dict:
+    """The PodMonitor of the endpoint's pods, labelled like the rule (`monitoring.ruleLabels`).
+
+    A PodMonitor, not a ServiceMonitor: the SAM pods sit behind two Services (the ClusterIP one
+    and the headless one of the replicas' peers), and a ServiceMonitor selecting by the pods'
+    labels would match both and scrape every pod twice. Without a namespaceSelector it selects
+    pods of its own namespace only; the series get that `namespace` and their `pod`."""
+    return {
+        "apiVersion": OPERATOR_API_VERSION,
+        "kind": POD_MONITOR_KIND,
+        "metadata": {"name": endpoint.deployment, "namespace": namespace,
+                     "labels": labels(endpoint.deployment, **settings.rule_labels)},
+        "spec": {"selector": {"matchLabels": dict(endpoint.pod_labels)},
+                 "podMetricsEndpoints": [{"port": endpoint.port_name, "path": endpoint.path}]},
+    }
+
+
+def prometheus_scraper(settings: MonitoringSettings) -> Peer:
+    """The cluster's Prometheus pods, as a scraped workload's NetworkPolicy admits them."""
+    return pods_in(settings.prometheus_namespace, PROMETHEUS_POD_LABELS)
 
 
 @dataclass(frozen=True)
@@ -205,13 +270,20 @@ class AlertsArgs:
 
 
 class Alerts(pulumi.ComponentResource):
-    """The PrometheusRule of the platform's alerts."""
+    """The PrometheusRule of the platform's alerts, and the PodMonitor of the metrics they read."""
 
     def __init__(self, name: str, args: AlertsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:monitoring:Alerts", name, None, opts)
-        rule = pulumi.Output.from_input(args.namespace).apply(
-            lambda namespace: prometheus_rule(args.settings, args.targets, namespace))
-        k8s.apiextensions.CustomResource(
-            f"{name}-rule", api_version=RULE_API_VERSION, kind=RULE_KIND,
-            metadata=rule.apply(lambda r: r["metadata"]), spec=rule.apply(lambda r: r["spec"]), opts=child_of(self))
+        namespace = pulumi.Output.from_input(args.namespace)
+        self._declare(f"{name}-rule", RULE_KIND,
+                      namespace.apply(lambda ns: prometheus_rule(args.settings, args.targets, ns)))
+        sam_metrics = args.targets.sam_metrics
+        if sam_metrics:
+            self._declare(f"{name}-sam-pod-monitor", POD_MONITOR_KIND,
+                          namespace.apply(lambda ns: pod_monitor(args.settings, sam_metrics, ns)))
         self.register_outputs({"ruleName": ALERTS_NAME})
+
+    def _declare(self, name: str, kind: str, manifest: pulumi.Output[dict]) -> None:
+        k8s.apiextensions.CustomResource(
+            name, api_version=OPERATOR_API_VERSION, kind=kind, metadata=manifest.apply(lambda m: m["metadata"]),
+            spec=manifest.apply(lambda m: m["spec"]), opts=child_of(self))

@@ -32,8 +32,12 @@ LINK_LOCAL = "169.254.0.0/16"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 # Names that only resolve inside the cluster.
 IN_CLUSTER_SUFFIXES = (".svc", ".svc.cluster.local", ".cluster.local")
+# The label Kubernetes puts on every namespace: its name.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 Rule = dict
+# Who a rule admits or reaches: a `from` or `to` entry.
+Peer = dict
 
 
 def _ports(ports: Iterable[int], protocols: Sequence[str] = ("TCP",)) -> list[dict]:
@@ -48,6 +52,12 @@ def to_pods(pod_labels: Mapping[str, str], ports: Iterable[int], namespace_label
     if namespace_labels is not None:
         peer["namespaceSelector"] = {"matchLabels": dict(namespace_labels)}
     return {"to": [peer], "ports": _ports(ports)}
+
+
+def pods_in(namespace: str, pod_labels: Mapping[str, str]) -> Peer:
+    """Pods with these labels in the named namespace, and no other pod."""
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}},
+            "podSelector": {"matchLabels": dict(pod_labels)}}
 
 
 def to_any_pod(ports: Iterable[int]) -> Rule:
@@ -81,7 +91,7 @@ def to_internet(ports: Iterable[int]) -> Rule:
 
 def dns(network: NetworkSettings) -> list[Rule]:
     """The cluster's DNS pods, and NodeLocal DNSCache when configured."""
-    rules = [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": network.dns_namespace}}}],
+    rules = [{"to": [{"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: network.dns_namespace}}}],
               "ports": _ports([DNS_PORT], ("UDP", "TCP"))}]
     if network.node_local_dns:
         rules.append({"to": [{"ipBlock": {"cidr": f"{network.node_local_dns}/32"}}],

@@ -20,7 +20,9 @@ from components.database import ManagedDatabase, ManagedDatabaseArgs, external_c
 from components.ingress import IngressArgs, LabelStudioIngress
 from components.label_studio import LabelStudio, LabelStudioArgs, MlBackendPeer
 from components.labeling import LabelingConfiguration, LabelingConfigurationArgs
-from components.monitoring import LABEL_STUDIO_GRACE_SECONDS, Alerts, AlertsArgs, AlertTargets, WatchedDeployment
+from components.monitoring import (
+    LABEL_STUDIO_GRACE_SECONDS, Alerts, AlertsArgs, AlertTargets, WatchedDeployment, prometheus_scraper,
+)
 from components.sam_backend import SamBackend, SamBackendArgs
 from components.settings import DatabaseMode, Settings, StorageMode
 from components.storage import ObjectStorage, ObjectStorageArgs
@@ -142,6 +144,8 @@ class LabelingPlatform(pulumi.ComponentResource):
                     object_store=self.storage.access.egress if self.storage.access.presign else None,
                     store_trust=self.storage.access.trust if self.storage.access.presign else None,
                     self_test_pod_labels=LabelingConfiguration.full_run_pod_labels,
+                    # The alerts read the server's metrics: Prometheus scrapes them.
+                    metrics_scraper=prometheus_scraper(settings.monitoring) if settings.monitoring.enabled else None,
                 ),
                 opts=in_cluster,
             )
@@ -168,6 +172,7 @@ class LabelingPlatform(pulumi.ComponentResource):
                 nightly_backup=backup.scheduled_run if backup else None,
                 pre_upgrade_job_pattern=self.label_studio.pre_upgrade_backup.job_name_pattern,
                 sam=WatchedDeployment(SamBackend.deployment_name, self.sam.startup_budget_seconds) if self.sam else None,
+                sam_metrics=self.sam.metrics if self.sam else None,
             )
             Alerts(f"{name}-alerts", AlertsArgs(settings.monitoring, namespace_name, targets), opts=in_cluster)
         self.log_commands = pulumi.Output.all(*log_commands).apply("\n".join)

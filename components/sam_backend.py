@@ -23,10 +23,12 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.conventions import SecretKeyRef, child_of, in_cluster_url, labels
-from components.network import Rule, dns, network_policy, to_pods
+from components.conventions import MetricsEndpoint, SecretKeyRef, child_of, in_cluster_url, labels
+from components.network import Peer, Rule, dns, network_policy, to_pods
 from components.sam_active_hours import SamActiveHours, SamActiveHoursArgs
-from components.sam_container import SAM_PEERS_NAME, SAM_PORT, container_security, environment, volumes_and_mounts
+from components.sam_container import (
+    SAM_PEERS_NAME, SAM_PORT, SAM_PORT_NAME, container_security, environment, volumes_and_mounts,
+)
 from components.settings import NetworkSettings, SamSettings
 from components.settings.sam import IMAGE_PULL_ALLOWANCE_SECONDS
 from components.storage import StoreTrust
@@ -37,6 +39,8 @@ SAM_NAME = SAM_SERVICE_NAME
 SAM_CA_VARIABLES = ("REQUESTS_CA_BUNDLE",)
 SAM_LABELS = labels(SAM_NAME, **{"app.kubernetes.io/component": "ml-backend"})
 HEALTH_PATH = "/health"
+# The platform's server exports its Prometheus metrics here, on the port that serves predictions.
+METRICS_PATH = "/metrics"
 REPLICAS_FIELD = "spec.replicas"
 PATCH_FORCE_ANNOTATION = "pulumi.com/patchForce"
 
@@ -106,7 +110,7 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
         "name": "sam",
         "image": settings.image,
         "imagePullPolicy": _pull_policy(settings.image),
-        "ports": [{"name": "http", "containerPort": SAM_PORT, "protocol": "TCP"}],
+        "ports": [{"name": SAM_PORT_NAME, "containerPort": SAM_PORT, "protocol": "TCP"}],
         "env": environment(settings, namespace, label_studio_url, api_token),
         **_probes(settings),
         "resources": _resources(settings),
@@ -168,7 +172,7 @@ def _service(namespace: pulumi.Input[str], name: str = SAM_NAME, headless: bool 
     spec = {
         "type": "ClusterIP",
         "selector": dict(SAM_LABELS),
-        "ports": [{"name": "http", "port": SAM_PORT, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": SAM_PORT_NAME, "port": SAM_PORT, "targetPort": SAM_PORT_NAME, "protocol": "TCP"}],
     }
     if headless:
         # Its name resolves to every ready replica's address (not-ready ones are left out, so a
@@ -178,8 +182,17 @@ def _service(namespace: pulumi.Input[str], name: str = SAM_NAME, headless: bool 
             "metadata": {"name": name, "namespace": namespace, "labels": dict(SAM_LABELS)}, "spec": spec}
 
 
+def metrics_endpoint(settings: SamSettings) -> Optional[MetricsEndpoint]:
+    """Where the backend's pods export Prometheus metrics: the platform's server does, the
+    upstream examples export none."""
+    if not settings.model.platform_server:
+        return None
+    return MetricsEndpoint(SAM_NAME, SAM_LABELS, SAM_PORT_NAME, METRICS_PATH)
+
+
 def _network_policy(settings: SamSettings, namespace: pulumi.Input[str], label_studio_pod_labels: Mapping[str, str],
-                    egress: Sequence[Rule], self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict:
+                    egress: Sequence[Rule], self_test_pod_labels: Sequence[Mapping[str, str]] = (),
+                    metrics_scraper: Optional[Peer] = None) -> dict:
     # Label Studio calls the backend, and the reconciler's self-test asks it directly for the
     # cause of a failure; the backend calls Label Studio back for task images. It downloads
     # nothing at start: the checkpoints are baked into the image. The platform's server passes
@@ -188,15 +201,20 @@ def _network_policy(settings: SamSettings, namespace: pulumi.Input[str], label_s
     if settings.model.platform_server:
         callers.append(SAM_LABELS)
         egress = [*egress, to_pods(SAM_LABELS, [SAM_PORT])]
-    ingress = [{"from": [{"podSelector": {"matchLabels": dict(caller)}} for caller in callers],
-                "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    port = [{"protocol": "TCP", "port": SAM_PORT}]
+    ingress = [{"from": [{"podSelector": {"matchLabels": dict(caller)}} for caller in callers], "ports": port}]
+    if metrics_scraper and metrics_endpoint(settings):
+        # Prometheus reads /metrics on the port that serves predictions: a NetworkPolicy admits
+        # ports, not paths. Only this port, and only for the scraper's pods.
+        ingress.append({"from": [metrics_scraper], "ports": port})
     return network_policy(SAM_NAME, namespace, SAM_LABELS, egress=egress, ingress=ingress)
 
 
 def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_studio_url: pulumi.Input[str],
                   api_token: SecretKeyRef, label_studio_pod_labels: Mapping[str, str],
                   egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None,
-                  self_test_pod_labels: Sequence[Mapping[str, str]] = ()) -> dict[str, dict]:
+                  self_test_pod_labels: Sequence[Mapping[str, str]] = (),
+                  metrics_scraper: Optional[Peer] = None) -> dict[str, dict]:
     """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy, and
     PeersService for the platform's server).
 
@@ -207,7 +225,8 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     manifests = {
         "Deployment": _deployment(settings, namespace, label_studio_url, api_token, store_trust),
         "Service": _service(namespace),
-        "NetworkPolicy": _network_policy(settings, namespace, label_studio_pod_labels, egress, self_test_pod_labels),
+        "NetworkPolicy": _network_policy(settings, namespace, label_studio_pod_labels, egress, self_test_pod_labels,
+                                         metrics_scraper),
     }
     if settings.model.platform_server:
         manifests["PeersService"] = _service(namespace, SAM_PEERS_NAME, headless=True)
@@ -236,6 +255,9 @@ class SamBackendArgs:
     # The full reconciler runs' pods (the Job's, the scheduled run's): the self-test asks the
     # backend directly why a prediction failed.
     self_test_pod_labels: Sequence[Mapping[str, str]] = ()
+    # The pods that scrape the backend's metrics (the cluster's Prometheus), when something
+    # alerts on them; admitted only where the server exports metrics.
+    metrics_scraper: Optional[Peer] = None
 
 
 class SamBackend(pulumi.ComponentResource):
@@ -250,6 +272,8 @@ class SamBackend(pulumi.ComponentResource):
     deployment_name = SAM_NAME
     # How long a pod may take to become ready: past it, a replica that should serve does not.
     startup_budget_seconds: int
+    # Where its pods export Prometheus metrics; None for the upstream examples, which export none.
+    metrics: Optional[MetricsEndpoint]
 
     def __init__(self, name: str, args: SamBackendArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:ml:SamBackend", name, None, pulumi.ResourceOptions.merge(
@@ -257,7 +281,8 @@ class SamBackend(pulumi.ComponentResource):
         egress = [*dns(args.network), to_pods(args.label_studio_pod_labels, [args.label_studio_pod_port]),
                   *([args.object_store] if args.object_store else [])]
         manifests = sam_manifests(args.settings, args.namespace, args.label_studio_url, args.api_token,
-                                  args.label_studio_pod_labels, egress, args.store_trust, args.self_test_pod_labels)
+                                  args.label_studio_pod_labels, egress, args.store_trust, args.self_test_pod_labels,
+                                  args.metrics_scraper)
         # The provider's readiness wait stays on: the Deployment completes once /health answers.
         # With active hours the scaler owns spec.replicas: `pulumi up` leaves them as it finds them
         # (leaving the field out instead would not do: the provider takes over a field another
@@ -288,6 +313,7 @@ class SamBackend(pulumi.ComponentResource):
         self.url = service.metadata.apply(lambda metadata: service_url(metadata["namespace"]))
         self.cluster_ip = service.spec.cluster_ip
         self.startup_budget_seconds = rollout_budget_seconds(args.settings)
+        self.metrics = metrics_endpoint(args.settings)
         self.log_command = pulumi.Output.from_input(args.namespace).apply(
             lambda ns: f"kubectl -n {ns} logs -f deploy/{SAM_NAME}")
         self.register_outputs({"url": self.url})

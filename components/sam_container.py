@@ -18,6 +18,7 @@ from reconciler.contract import SAM_SERVICE_NAME
 
 # label_studio_ml's gunicorn and the platform's server listen here.
 SAM_PORT = 9090
+SAM_PORT_NAME = "http"
 # The platform's server finds its fellow replicas by this headless Service's addresses.
 SAM_PEERS_NAME = f"{SAM_SERVICE_NAME}-peers"
 # The user the platform's server image runs as (sam-server/Dockerfile).

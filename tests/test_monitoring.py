@@ -1,9 +1,10 @@
 """The platform's alerts: what the PrometheusRule selects, that each alert fires when it should
 and stays silent when it should not (Prometheus's own engine, `promtool test rules`, on
-synthetic kube-state-metrics series), and which stacks declare it."""
+synthetic kube-state-metrics series and the SAM server's own), and which stacks declare it."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ from components.conventions import ScheduledRun
 from components.labeling import JOB_NAME_PATTERN, job_name
 from components.monitoring import ALERTS_NAME, AlertTargets, WatchedDeployment, prometheus_rule
 from components.reconciler_pods import EXPORT_RESYNC_NAME, SCHEDULED_RECONCILE_NAME
-from components.sam_backend import SAM_NAME
+from components.sam_backend import SAM_NAME, metrics_endpoint
 from components.settings import MonitoringSettings
+from components.settings.monitoring import (
+    DEFAULT_PROMETHEUS_NAMESPACE, DEFAULT_SAM_CLICK_P95_SECONDS, DEFAULT_SAM_QUEUED_CLICKS, MAX_SAM_CLICK_P95_SECONDS,
+)
 from components.upgrade_backup import JOB_NAME_PATTERN as PRE_UPGRADE_JOB_PATTERN
 from components.upgrade_backup import PRE_UPGRADE_NAME
 from tests.conftest import PROJECT_ROOT, evaluate_cached, stack_settings
@@ -28,8 +32,12 @@ from tests.prerequisites import PROMTOOL_INSTALL, require_program
 NS = "labeling-test"
 OTHER_NS = "labeling-other"
 RUNBOOK = "https://git.example.com/platform/labeling-platform/blob/main/docs/operations.md"
-SETTINGS = MonitoringSettings(True, {"release": "kube-prometheus-stack"}, RUNBOOK, missed_reconciles=3)
+SETTINGS = MonitoringSettings(True, {"release": "kube-prometheus-stack"}, RUNBOOK, missed_reconciles=3,
+                              prometheus_namespace=DEFAULT_PROMETHEUS_NAMESPACE,
+                              sam_click_p95_seconds=DEFAULT_SAM_CLICK_P95_SECONDS,
+                              sam_queued_clicks=DEFAULT_SAM_QUEUED_CLICKS)
 HOUR, DAY = 3600, 86400
+SAM_SERVER = stack_settings("dev", {"sam.model": "sam2.1-tiny"}).sam
 # Every alert the platform has, each object as its component names it.
 TARGETS = AlertTargets(
     label_studio=WatchedDeployment("label-studio-ls-app", 300),
@@ -39,11 +47,17 @@ TARGETS = AlertTargets(
     nightly_backup=ScheduledRun(BACKUP_NAME, 2 * HOUR),
     pre_upgrade_job_pattern=PRE_UPGRADE_JOB_PATTERN,
     sam=WatchedDeployment(SAM_NAME, 1200),
+    sam_metrics=metrics_endpoint(SAM_SERVER),
 )
 RULE = prometheus_rule(SETTINGS, TARGETS, NS)
 RULES = {rule["alert"]: rule for rule in RULE["spec"]["groups"][0]["rules"]}
 DEPLOY_JOB = job_name("{}", {})
 PRE_UPGRADE_JOB = f"{PRE_UPGRADE_NAME}-0a1b2c3d4e"
+# The alerts on the platform's SAM server's own metrics (the upstream examples export none).
+SAM_SERVER_ALERTS = {"LabelingSamClicksSlow", "LabelingSamClicksQueued"}
+SAM_POD, SAM_POD_2 = f"{SAM_NAME}-6d9c7b8f5-x2x4z", f"{SAM_NAME}-6d9c7b8f5-q8w7n"
+# A pod of another workload in the namespace whose name starts like the SAM pods' names.
+CANARY_POD = f"{SAM_NAME}-canary-5d8f9c7b6-k4m2p"
 
 
 # --------------------------------------------------------------------------- synthetic series
@@ -85,6 +99,34 @@ def deployment(name: str, wanted: int, available: int, namespace: str = NS) -> d
             metric("kube_deployment_status_replicas_available", namespace, deployment=name): available}
 
 
+SAM_METRICS_MODULE = (PROJECT_ROOT / "sam-server" / "sam_server" / "metrics.py").read_text()
+# The server's click histogram buckets, read without importing the server.
+[CLICK_BUCKETS] = [ast.literal_eval(node.value) for node in ast.parse(SAM_METRICS_MODULE).body
+                   if isinstance(node, ast.Assign) and node.targets[0].id == "CLICK_BUCKETS"]
+
+
+def scraped(pod: str, namespace: str) -> dict:
+    """The labels the PodMonitor's scrape gives every series of a SAM pod."""
+    return {"pod": pod, "container": "sam", "endpoint": "http", "job": f"{namespace}/{SAM_NAME}",
+            "instance": "10.0.3.7:9090"}
+
+
+def clicks(pod: str, seconds: float, per_minute: int, cache: str = "miss", namespace: str = NS,
+           minutes: int = 60) -> dict:
+    """A SAM pod's click histogram, as prometheus_client exports it, counting `per_minute` clicks
+    of `seconds` each minute for `minutes`, then none: the buckets' counters in promtool's values
+    notation."""
+    def counter(per_minute: int) -> str:
+        return f"0+{per_minute}x{minutes} {per_minute * minutes}+0x{60 - minutes}"
+    bounds = [repr(float(bound)) for bound in CLICK_BUCKETS] + ["+Inf"]
+    return {metric("sam_click_seconds_bucket", namespace, cache=cache, le=bound, **scraped(pod, namespace)):
+            counter(per_minute if seconds <= float(bound) else 0) for bound in bounds}
+
+
+def queued(pod: str, depth: int, kind: str = "click", namespace: str = NS) -> dict:
+    return {metric("sam_queue_depth", namespace, kind=kind, **scraped(pod, namespace)): depth}
+
+
 @dataclass(frozen=True)
 class Case:
     alert: str
@@ -119,7 +161,10 @@ OTHER_STACK = {
     **cronjob_run(SCHEDULED_RECONCILE_NAME, f"{SCHEDULED_RECONCILE_NAME}-1", HOUR, True, OTHER_NS),
     **cronjob_state(SCHEDULED_RECONCILE_NAME, last_schedule=HOUR, interval=HOUR, namespace=OTHER_NS),
     **deployment("label-studio-ls-app", 1, 0, OTHER_NS), **deployment(SAM_NAME, 1, 0, OTHER_NS),
+    **queued(SAM_POD, 50, namespace=OTHER_NS),
 }
+# ... and the other stack's SAM server answering every click slowly (counters: they change).
+OTHER_STACK_CHANGING = clicks(SAM_POD, 30, 20, namespace=OTHER_NS)
 RECONCILE = SCHEDULED_RECONCILE_NAME
 CASES = [
     Case("LabelingDeployJobFailed", "the deploy Job failed", failed_job(DEPLOY_JOB), 5,
@@ -180,6 +225,21 @@ CASES = [
          f"Pre-upgrade backup {NS}/{PRE_UPGRADE_JOB} failed"),
     Case("LabelingPreUpgradeBackupFailed", "a finished dump; the nightly backup's failed run",
          {**failed_job(PRE_UPGRADE_JOB, failed=False), **failed_job(f"{BACKUP_NAME}-29400000")}, 5),
+    # 18 clicks a minute on cached images, 2 that wait 12 s for their embedding on the other
+    # replica: the team's 95th percentile is 12 s.
+    Case("LabelingSamClicksSlow", "one click in 10 takes 12 s, for 10 minutes", {}, 20,
+         {"namespace": NS}, f"SAM server {NS}/{SAM_NAME} takes 12s for one click in 20",
+         changing={**clicks(SAM_POD, 0.1, 18, "hit"), **clicks(SAM_POD_2, 12, 2)}),
+    Case("LabelingSamClicksSlow", "first clicks take 4 s, under the threshold; another workload's slow pod", {}, 20,
+         changing={**clicks(SAM_POD, 0.1, 18, "hit"), **clicks(SAM_POD_2, 4, 2), **clicks(CANARY_POD, 30, 20)}),
+    Case("LabelingSamClicksSlow", "a slow spell 5 minutes old (it must last 10)", {}, 10,
+         changing={**clicks(SAM_POD, 0.1, 18, "hit"), **clicks(SAM_POD_2, 12, 2, minutes=12)}),
+    Case("LabelingSamClicksQueued", "8 clicks wait on one replica for 5 minutes",
+         {**queued(SAM_POD, 8), **queued(SAM_POD_2, 0)}, 10,
+         {"namespace": NS, "pod": SAM_POD}, f"SAM server pod {NS}/{SAM_POD} has 8 clicks waiting for an embedding"),
+    Case("LabelingSamClicksQueued", "a burst that drains; warm-ups queued; another workload's queue",
+         {**queued(SAM_POD, 50, "warmup"), **queued(CANARY_POD, 50)}, 10,
+         changing={metric("sam_queue_depth", kind="click", **scraped(SAM_POD, NS)): "8x3 0x8"}),
 ]
 
 
@@ -210,7 +270,7 @@ def promtool_failures(tmp_path_factory) -> str:
     directory = tmp_path_factory.mktemp("promtool")
     _rules_file(directory)
     groups = [{"name": name, **Case(c.alert, c.what, {**OTHER_STACK, **c.series}, c.at_minutes, c.fires_with,
-                                    c.summary, c.changing).promtool_test()}
+                                    c.summary, {**OTHER_STACK_CHANGING, **c.changing}).promtool_test()}
               for name, c in zip(CASE_NAMES, CASES)]
     test_file = directory / "test.yaml"
     # Rules evaluated every 5 minutes (every case's time is a multiple of it): the alerts' windows
@@ -281,6 +341,17 @@ def test_the_rule_carries_the_selector_labels_and_the_platform_labels():
     assert (RULE["metadata"]["name"], RULE["metadata"]["namespace"]) == (ALERTS_NAME, NS)
 
 
+def test_the_sam_server_alerts_read_the_server_s_own_metrics_and_thresholds():
+    exported = set(re.findall(r'(?:Histogram|Gauge|Counter)\(\s*"(\w+)"', SAM_METRICS_MODULE))
+    for name in SAM_SERVER_ALERTS:
+        [used] = {m for m, _ in _selectors(RULES[name]["expr"])}
+        assert re.sub(r"_bucket$", "", used) in exported, name
+    assert f"> {DEFAULT_SAM_CLICK_P95_SECONDS}" in RULES["LabelingSamClicksSlow"]["expr"]
+    assert f"> {DEFAULT_SAM_QUEUED_CLICKS}" in RULES["LabelingSamClicksQueued"]["expr"]
+    # A percentile past the histogram's top bucket reads as that bucket: a threshold must stay below it.
+    assert MAX_SAM_CLICK_P95_SECONDS < max(CLICK_BUCKETS)
+
+
 def test_a_stack_without_sam_scheduled_runs_or_nightly_backup_alerts_on_what_it_has():
     rule = prometheus_rule(SETTINGS, AlertTargets(TARGETS.label_studio, TARGETS.deploy_job_pattern), NS)
     assert [r["alert"] for r in rule["spec"]["groups"][0]["rules"]] == ["LabelingDeployJobFailed",
@@ -302,8 +373,9 @@ def _alerts_of(evaluation) -> dict[str, str]:
 
 def test_prod_declares_the_rule_under_the_alerts_component():
     alerts = _alerts_of(evaluate_cached("prod"))
-    # RDS: no backup Job or CronJob of the stack's own to watch.
-    assert set(alerts) == set(RULES) - {"LabelingDatabaseBackupMissing", "LabelingPreUpgradeBackupFailed"}
+    # RDS: no backup Job or CronJob of the stack's own to watch; the upstream SAM example exports no metrics.
+    assert set(alerts) == set(RULES) - {"LabelingDatabaseBackupMissing", "LabelingPreUpgradeBackupFailed",
+                                        *SAM_SERVER_ALERTS}
     assert 'deployment="label-studio-ls-app"' in alerts["LabelStudioUnavailable"]
 
 
@@ -315,7 +387,7 @@ def test_dev_declares_no_rule():
 def test_switching_monitoring_on_in_dev_watches_every_object_it_declares():
     evaluation = evaluate_cached("dev", {"monitoring.enabled": True})
     alerts = _alerts_of(evaluation)
-    assert set(alerts) == set(RULES)
+    assert set(alerts) == set(RULES) - SAM_SERVER_ALERTS
     namespace = stack_settings("dev").namespace
     cronjobs = {r.inputs["metadata"]["name"] for r in evaluation.resources if r.type == "kubernetes:batch/v1:CronJob"}
     deployments = {r.inputs["metadata"]["name"] for r in evaluation.resources

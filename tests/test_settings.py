@@ -81,6 +81,9 @@ BAD_CONFIGS = [
     ({"monitoring.ruleLabels": {"release": "not a label value"}}, "monitoring.ruleLabels.release", "not"),
     ({"monitoring.runbookUrl": "https://git.example.com/ops.md#alerts"}, "monitoring.runbookUrl", "without a fragment"),
     ({"monitoring.missedReconciles": 0}, "monitoring.missedReconciles", "out of range"),
+    ({"monitoring.prometheusNamespace": "Monitoring"}, "monitoring.prometheusNamespace", "not a DNS label"),
+    ({"monitoring.samClickP95Seconds": 32}, "monitoring.samClickP95Seconds", "expected an integer from 1 to 30"),
+    ({"monitoring.samQueuedClicks": "four"}, "monitoring.samQueuedClicks", "not an integer"),
 ]
 
 

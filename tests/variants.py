@@ -35,6 +35,8 @@ EXTERNAL_DATABASE = {"mode": "external", "host": "db.example.com", "port": 6432,
 RDS = {"mode": "rds",
        "rds": {"vpcId": "vpc-0a1b2c3d4e5f60718", "subnetIds": ["subnet-0a1b2c3d", "subnet-0e1f2a3b"],
                "allowedCidrs": ["10.20.0.0/16"], "backupRetentionDays": 3}}
+# An image built from sam-server/ and pushed to the team's registry.
+SAM_SERVER_IMAGE = "registry.example.com/labeling/sam-server:0.1.0"
 OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
 
 VARIANTS: dict[str, Variant] = {
@@ -50,4 +52,7 @@ VARIANTS: dict[str, Variant] = {
     "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
     # prod scales SAM with CronJobs; the same windows through KEDA, and a late-night override.
     "sam-keda": Variant("prod", {"sam.activeHours.scaler": "keda", "sam.activeHours.keepUpUntil": "2026-12-08T02:00"}),
+    # The platform's own SAM server on prod's GPU, under prod's monitoring: its PodMonitor, the
+    # scrape in its NetworkPolicy and the alerts on its metrics.
+    "sam-server": Variant("prod", {"sam.model": "sam2.1-large", "sam.image": SAM_SERVER_IMAGE}),
 }

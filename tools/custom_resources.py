@@ -7,6 +7,10 @@ any other field (as strict kubernetes-validate does): a typo fails here, not in 
   spec.scaleTargetRef {apiVersion, kind, name (required)}, minReplicaCount / maxReplicaCount
   (int32), triggers (required) [{type (required), metadata: map of strings}]; the cron scaler
   reads metadata timezone, start, end and desiredReplicas (strings).
+- monitoring.coreos.com/v1 PodMonitor: the Prometheus Operator's CRD
+  (example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml): spec.selector
+  (required), a LabelSelector {matchLabels: map of strings}; spec.podMetricsEndpoints
+  [{port (the container port's name), path}] (strings).
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Any, Mapping, Optional
 import jsonschema
 
 _STRING = {"type": "string"}
+_STRING_MAP = {"type": "object", "additionalProperties": _STRING}
 _NAMED_METADATA = {"type": "object", "required": ["name"],
-                   "properties": {"name": _STRING, "namespace": _STRING,
-                                  "labels": {"type": "object", "additionalProperties": _STRING},
-                                  "annotations": {"type": "object", "additionalProperties": _STRING}},
+                   "properties": {"name": _STRING, "namespace": _STRING, "labels": _STRING_MAP,
+                                  "annotations": _STRING_MAP},
                    "additionalProperties": False}
 _CRON_METADATA = {"type": "object", "required": ["timezone", "start", "end", "desiredReplicas"],
                   "properties": {key: _STRING for key in ("timezone", "start", "end", "desiredReplicas")},
@@ -47,7 +51,28 @@ SCALED_OBJECT = {
     "additionalProperties": False,
 }
 
-SCHEMAS: Mapping[tuple[str, str], dict] = {("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT}
+POD_MONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
+        "metadata": _NAMED_METADATA,
+        "spec": {
+            "type": "object", "required": ["selector"], "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "additionalProperties": False,
+                             "properties": {"matchLabels": _STRING_MAP}},
+                "podMetricsEndpoints": {"type": "array", "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"port": _STRING, "path": _STRING}}},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
+SCHEMAS: Mapping[tuple[str, str], dict] = {("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
+                                           ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR}
 
 
 def custom_resource_problem(obj: Mapping[str, Any]) -> Optional[str]:

@@ -256,6 +256,12 @@ class MonitoringSettings:
     runbook_url: str
     # How many intervals of the scheduled reconcile may pass without a success.
     missed_reconciles: int
+    # Where the cluster's Prometheus runs: the platform's SAM server lets its pods scrape /metrics.
+    prometheus_namespace: str
+    # The platform's SAM server: the 95th percentile of click latency, and the clicks waiting for
+    # an embedding on one replica, above which the team is waiting on SAM.
+    sam_click_p95_seconds: int
+    sam_queued_clicks: int
 
 
 @dataclass(frozen=True)

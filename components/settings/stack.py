@@ -59,7 +59,7 @@ def _parse(values: Mapping[str, Any], stack: str, secret_keys: frozenset[str],
     labeling = read_labeling(root.section("labeling", "Projects, storages and team declared as code."), sam,
                              storage.prefix)
     network = read_network(root.section("network", "What the pods' egress NetworkPolicies may reach."))
-    monitoring = read_monitoring(root.section("monitoring", "Alerts for the cluster's Prometheus Operator."))
+    monitoring = read_monitoring(root.section("monitoring", "Alerts for the cluster's Prometheus Operator."), sam)
     root.finish()
     settings = Settings(stack, namespace, protect, kubernetes, label_studio, storage, ingress, sam, labeling, network,
                         monitoring)
