@@ -67,7 +67,8 @@ def reconciler_modules() -> dict[str, str]:
 
 def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: Optional[str],
                   sam_self_test: str = contract.SELF_TEST_FAIL,
-                  sam_active_hours: Optional[ActiveHours] = None) -> DesiredState:
+                  sam_active_hours: Optional[ActiveHours] = None,
+                  sam_pod_labels: Optional[Mapping[str, str]] = None) -> DesiredState:
     """What the reconciler makes Label Studio look like; `storage.bucket` is resolved here."""
     return DesiredState(
         # Label Studio has the endpoint as S3_ENDPOINT (components/chart_values.py): the
@@ -82,6 +83,7 @@ def desired_state(settings: LabelingSettings, storage: StorageAccess, sam_url: O
         remove_members=settings.remove_members,
         sam_self_test=sam_self_test,
         sam_active_hours=sam_active_hours if sam_url else None,
+        sam_pod_labels=dict(sam_pod_labels or {}) if sam_url else {},
     )
 
 
@@ -128,14 +130,21 @@ def invite_url_from_secret_data(data: Optional[Mapping[str, str]]) -> Optional[s
     return base64.b64decode(encoded).decode() if encoded else None
 
 
-def team_access_rbac(namespace: pulumi.Input[str], team_secret: str) -> dict[str, dict]:
-    """The Job may read and write one Secret (the invite link) and nothing else."""
+# While Label Studio refuses the SAM backend, a full run lists the SAM pods and their events to
+# name what keeps them from starting (reconciler/sam_pods.py). Read only, its namespace only.
+SAM_POD_READER_RULE = {"apiGroups": [""], "resources": ["events", "pods"], "verbs": ["list"]}
+
+
+def reconciler_rbac(namespace: pulumi.Input[str], team_secret: str, reads_sam_pods: bool) -> dict[str, dict]:
+    """The full runs may read and write one Secret (the invite link, the record of created accounts,
+    the run lock) and, where a project wants SAM, list the pods and events of their namespace."""
+    secret_rule = {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [team_secret],
+                   "verbs": ["get", "patch"]}
     return {
         "role": {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
             "metadata": {"name": RECONCILER_NAME, "namespace": namespace, "labels": LABELS},
-            "rules": [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": [team_secret],
-                       "verbs": ["get", "patch"]}],
+            "rules": [secret_rule, *([SAM_POD_READER_RULE] if reads_sam_pods else [])],
         },
         "binding": {
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
@@ -164,7 +173,8 @@ class LabelingConfigurationArgs:
     protect: bool = False
     # What a failed SAM self-test does (sam.selfTest).
     sam_self_test: str = contract.SELF_TEST_FAIL
-    # The SAM pods and port: the self-test asks the backend itself for the cause of a failure.
+    # The SAM pods and port: the self-test asks the backend itself for the cause of a failure, and
+    # a run Label Studio keeps refusing the backend reads the pods' status for why they do not start.
     sam_pod_labels: Optional[Mapping[str, str]] = None
     sam_port: int = 0
     # sam.activeHours: outside the windows a run reports SAM paused instead of waiting for it.
@@ -198,7 +208,7 @@ class LabelingConfiguration(pulumi.ComponentResource):
             lambda bucket: replace(args.storage, bucket=bucket))
         state_json = pulumi.Output.all(resolved_storage, args.sam_url if wants_sam else None).apply(
             lambda values: json.dumps(desired_state(settings, values[0], values[1], args.sam_self_test,
-                                                    args.sam_active_hours).to_document(),
+                                                    args.sam_active_hours, args.sam_pod_labels).to_document(),
                                       indent=2, sort_keys=True))
         bundle = state_json.apply(lambda text: job_name(text, modules))
 
@@ -222,7 +232,8 @@ class LabelingConfiguration(pulumi.ComponentResource):
             automount_service_account_token=True,
             opts=child_of(self, "reconciler"),
         )
-        rbac = team_access_rbac(args.namespace, team_secret)
+        rbac = reconciler_rbac(args.namespace, team_secret, reads_sam_pods=bool(
+            wants_sam and args.sam_url is not None and args.sam_pod_labels))
         k8s.rbac.v1.Role(f"{name}-role", metadata=rbac["role"]["metadata"], rules=rbac["role"]["rules"],
                          opts=child_of(self, "reconciler"))
         k8s.rbac.v1.RoleBinding(f"{name}-role-binding", metadata=rbac["binding"]["metadata"],

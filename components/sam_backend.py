@@ -116,6 +116,9 @@ def _deployment(settings: SamSettings, namespace: pulumi.Input[str], label_studi
         "resources": _resources(settings),
         "securityContext": container_security(settings),
         "volumeMounts": mounts,
+        # A container that exits with an error leaves its log's tail as the termination message:
+        # the reconciler names a crash loop by its last line (reconciler/sam_pods.py).
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     pod_spec = {
         # It talks to Label Studio over HTTP and never to the Kubernetes API.

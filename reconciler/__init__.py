@@ -6,6 +6,7 @@ mounts these modules from a ConfigMap and runs `python -m reconciler <desired.js
     contract.py   what the stack and the reconciler share (desired state, environment)
     client.py     the Label Studio API client
     projects.py   health, token, projects, the SAM backend
+    sam_pods.py   why the SAM pods cannot start, from their status and events
     storages.py   source and export storages, the sync
     team.py       the team Secret: the invite link and the record of created accounts
     members.py    accounts through the invite sign-up, removal when delisted

@@ -86,6 +86,9 @@ class DesiredState:
     sam_self_test: str = SELF_TEST_FAIL
     # sam.activeHours: outside its windows SAM runs no pod and the run leaves it alone.
     sam_active_hours: ActiveHours | None = None
+    # The labels of the SAM Deployment's pods: while Label Studio refuses the backend, the run
+    # reads their status for the cause (reconciler/sam_pods.py).
+    sam_pod_labels: dict[str, str] = field(default_factory=dict)
 
     def to_document(self) -> dict:
         """The JSON document `parse_desired_state` reads."""
@@ -98,6 +101,7 @@ class DesiredState:
             "samUrl": self.sam_url,
             "samSelfTest": self.sam_self_test,
             "samActiveHours": self.sam_active_hours.to_document() if self.sam_active_hours else None,
+            "samPodLabels": dict(self.sam_pod_labels),
             "projects": [{"title": p.title, "labelConfig": p.label_config, "prefix": p.prefix,
                           "regexFilter": p.regex_filter, "sam": p.sam, "split": list(p.split)}
                          for p in self.projects],
@@ -165,6 +169,7 @@ def parse_desired_state(document: dict) -> DesiredState:
         remove_members=tuple(document.get("removeMembers") or ()),
         sam_self_test=sam_self_test,
         sam_active_hours=_active_hours(document.get("samActiveHours")),
+        sam_pod_labels=_labels(document.get("samPodLabels")),
     )
 
 
@@ -175,6 +180,14 @@ def _active_hours(document: dict | None) -> ActiveHours | None:
         return ActiveHours.from_document(document)
     except (KeyError, TypeError, ValueError) as error:
         raise ReconcileError(f"desired state: samActiveHours is not a schedule ({error})") from None
+
+
+def _labels(document: object) -> dict[str, str]:
+    if not document:
+        return {}
+    if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
+        raise ReconcileError("desired state: samPodLabels is not an object of label -> value")
+    return dict(document)
 
 
 def credential(environ: dict[str, str], name: str) -> str | None:

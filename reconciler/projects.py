@@ -118,10 +118,12 @@ def remove_sam_backends(client: LabelStudioClient, project: dict, spec: ProjectS
 
 def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, spec: ProjectSpec,
                        deadline: Deadline, report: Callable[[str], None],
-                       sleep: Callable[[float], None] = time.sleep) -> dict:
+                       sleep: Callable[[float], None] = time.sleep,
+                       pods_failure: Callable[[], str | None] = lambda: None) -> dict:
     """Connect the SAM backend for interactive pre-annotation. Label Studio calls the backend's
     /health and /setup before it accepts it, and SAM answers only once its model is loaded, so
-    refusals are retried until the deadline."""
+    refusals are retried until the deadline; unless `pods_failure` names a cause that keeps the
+    backend's pods from starting (reconciler/sam_pods.py): then no answer is coming."""
     label = f'project "{spec.title}": ml backend {sam_url}'
     # Only a backend the reconciler manages is updated; one added by hand is left as it is.
     managed = [item for item in client.get(f"/api/ml/?project={project['id']}") if is_managed_backend(item)]
@@ -151,6 +153,9 @@ def ensure_sam_backend(client: LabelStudioClient, project: dict, sam_url: str, s
             if error.status != 400:
                 raise
             problem = error.detail
+        cause = pods_failure()
+        if cause:
+            raise ReconcileError(f"{label}: SAM pods cannot start: {cause}")
         if deadline.expired():
             raise ReconcileError(f"{label}: not healthy before the deadline: {problem}")
         if not announced:

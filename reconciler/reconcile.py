@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -30,6 +31,7 @@ from reconciler.storages import (
     EXPORT_STORAGES, ensure_source_storage, ensure_storage, export_storage_payload, import_storage_payload,
     probe_s3_endpoint, resync_export_storage, s3_probe_url, sync_source_storage,
 )
+from reconciler.sam_pods import SamPods
 from reconciler.sam_selftest import SamSelfTest
 from reconciler.members import CreatedRecord, SignUp, invite_sign_up, reconcile_members
 from reconciler.lock import RunLock
@@ -48,11 +50,12 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
               report: Callable[[str], None] = _print, deadline: Deadline | None = None,
               s3_opener: Opener | None = None, kubernetes_opener: Opener | None = None,
               service_account_dir: Path = SERVICE_ACCOUNT_DIR, sign_up: SignUp | None = None,
-              sam_self_test: SamSelfTest | None = None, clock: Clock = utc_now) -> dict[str, dict]:
+              sam_self_test: SamSelfTest | None = None, clock: Clock = utc_now,
+              sam_pods: SamPods | None = None, sleep: Callable[[float], None] = time.sleep) -> dict[str, dict]:
     """Apply `state`; returns the Label Studio project of each desired title. `clock` tells whether
-    SAM is inside its active hours."""
+    SAM is inside its active hours; `sleep` is how the run waits between attempts."""
     deadline = deadline or Deadline(environment.deadline_seconds)
-    _check_services(state, client, deadline, report, s3_opener)
+    _check_services(state, client, deadline, report, s3_opener, sleep)
     existing = list_projects(client)
     projects: dict[str, dict] = {}
     for spec in state.projects:
@@ -62,7 +65,7 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
                                        spec, report)
         ensure_storage(client, "export", EXPORT_STORAGES, project,
                        export_storage_payload(state, spec, environment), state, spec, report)
-        sync_source_storage(client, source, spec, deadline, report)
+        sync_source_storage(client, source, spec, deadline, report, sleep)
         if not spec.sam:
             remove_sam_backends(client, project, spec, report)
         ensure_tabs(client, project, spec, report)
@@ -71,9 +74,11 @@ def reconcile(state: DesiredState, client: LabelStudioClient, environment: RunEn
     sam_projects = [spec for spec in state.projects if spec.sam]
     if sam_projects and _sam_paused(state, clock(), report):
         sam_projects = []
+    pods = sam_pods or SamPods.in_pod(state.sam_pod_labels, report, kubernetes_opener, service_account_dir)
     for spec in sam_projects:
         project = projects[spec.title]
-        backend = ensure_sam_backend(client, project, state.sam_url, spec, deadline, report)
+        backend = ensure_sam_backend(client, project, state.sam_url, spec, deadline, report, sleep,
+                                     pods.start_failure)
         ensure_prediction_on_open(client, project, spec, report)
         (sam_self_test or SamSelfTest(client, state.sam_url)).run(project, backend, spec, report, state.sam_self_test)
     invite = fetch_invite(client)
@@ -103,8 +108,9 @@ def _sam_paused(state: DesiredState, now, report: Callable[[str], None]) -> bool
 
 
 def _check_services(state: DesiredState, client: LabelStudioClient, deadline: Deadline,
-                    report: Callable[[str], None], s3_opener: Opener | None) -> None:
-    wait_for_health(client, deadline, report)
+                    report: Callable[[str], None], s3_opener: Opener | None,
+                    sleep: Callable[[float], None] = time.sleep) -> None:
+    wait_for_health(client, deadline, report, sleep)
     user = check_token(client)
     report(f"api token: accepted (user {user.get('email', '?')})")
     if state.projects:

@@ -128,13 +128,30 @@ def test_a_changed_state_renames_the_job_and_an_unchanged_one_does_not():
     assert labeling.job_name("{}", {"a.py": "x"}) != labeling.job_name("{}", {"b.py": "x"})
 
 
-def test_reconciler_may_touch_only_the_team_secret(stack_eval):
-    objects = reconciler_objects(stack_eval)
-    [rule] = objects["Role"].inputs["rules"]
-    assert rule == {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["label-studio-team-access"],
+TEAM_SECRET_RULE = {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["label-studio-team-access"],
                     "verbs": ["get", "patch"]}
+SAM_POD_READER_RULE = {"apiGroups": [""], "resources": ["events", "pods"], "verbs": ["list"]}
+
+
+def test_reconciler_may_touch_only_the_team_secret_and_read_pods_while_a_project_wants_sam(stack_eval):
+    objects = reconciler_objects(stack_eval)
+    wants_sam = bool(json.loads(objects["ConfigMap"].inputs["data"][labeling.DESIRED_STATE_FILE])["samUrl"])
+    assert objects["Role"].inputs["rules"] == [TEAM_SECRET_RULE, *([SAM_POD_READER_RULE] if wants_sam else [])]
     team = stack_eval.one("kubernetes:core/v1:Secret", "labeling-configuration-team-access")
     assert team.ignore_changes == ["data", "stringData"]
+    without = evaluate_cached(stack_eval.stack, {"labeling.projects": [
+        {"title": "Cats", "labelConfig": "label_configs/image_classification.xml", "prefix": "cats"}]})
+    assert reconciler_objects(without)["Role"].inputs["rules"] == [TEAM_SECRET_RULE]
+
+
+@pytest.mark.parametrize("stack", stacks_running_sam())
+def test_the_state_names_the_labels_of_the_pods_the_sam_deployment_makes(stack):
+    """The run finds the SAM pods by the labels the Deployment gives them, passed in its state."""
+    stack_eval = evaluate_cached(stack)
+    template = stack_eval.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment").inputs["spec"]["template"]
+    document = json.loads(reconciler_objects(stack_eval)["ConfigMap"].inputs["data"][labeling.DESIRED_STATE_FILE])
+    wants_sam = bool(document["samUrl"])
+    assert parse_desired_state(document).sam_pod_labels == (template["metadata"]["labels"] if wants_sam else {})
 
 
 def test_the_record_of_created_accounts_is_protected_in_a_protected_stack(stack_eval):

@@ -70,8 +70,9 @@ CHECKOV_SKIPS = [
                 "registry round trip to every run and gain nothing (no private image to re-authorise)"),
     ScopedCheck("CKV_K8S_38", (RECONCILER_JOB[0], RECONCILER_JOB[2]),
                 "the reconciler (the Job and its scheduled run) writes the team invite link, its record of "
-                "created accounts and its run lock into its one Secret through the API; its Role allows "
-                "get/patch on that Secret only"),
+                "created accounts and its run lock into its one Secret through the API, and reads the SAM "
+                "pods' status and events to name why they cannot start; its Role allows get/patch on that "
+                "Secret only, and list on pods and events while a project wants SAM"),
     ScopedCheck("CKV_K8S_38", SAM_SCALER,
                 "the scaler of sam.activeHours patches the SAM Deployment's replicas through the API; its Role "
                 "allows patch on that one Deployment's scale subresource only"),
