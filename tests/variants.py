@@ -37,6 +37,14 @@ RDS = {"mode": "rds",
                "allowedCidrs": ["10.20.0.0/16"], "backupRetentionDays": 3}}
 OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
 
+# The upstream label-studio-ml-backend examples, one setting away from the platform's server
+# (the stacks' default): MobileSAM on a CPU, and SAM (ViT-H) on a GPU in a protected stack,
+# whose moving upstream tag needs its reason.
+UPSTREAM_SAM_IMAGE = "heartexlabs/label-studio-ml-backend:sam-master"
+UPSTREAM_MOBILE_SAM = {"sam.model": "MobileSAM", "sam.image": UPSTREAM_SAM_IMAGE}
+UPSTREAM_SAM_ON_GPU = {"sam.model": "SAM", "sam.image": UPSTREAM_SAM_IMAGE,
+                       "sam.unpinnedImageReason": "the upstream example publishes no digest to vouch for"}
+
 VARIANTS: dict[str, Variant] = {
     "dev": Variant("dev"),
     "prod": Variant("prod"),
@@ -49,5 +57,6 @@ VARIANTS: dict[str, Variant] = {
     "no-sam": Variant("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}),
     "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
     # prod scales SAM with CronJobs; the same windows through KEDA, and a late-night override.
+    "sam-upstream": Variant("dev", UPSTREAM_MOBILE_SAM),
     "sam-keda": Variant("prod", {"sam.activeHours.scaler": "keda", "sam.activeHours.keepUpUntil": "2026-12-08T02:00"}),
 }
