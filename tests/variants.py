@@ -5,6 +5,7 @@ per-component tests all cover the same ground.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
 
@@ -45,6 +46,14 @@ UPSTREAM_MOBILE_SAM = {"sam.model": "MobileSAM", "sam.image": UPSTREAM_SAM_IMAGE
 UPSTREAM_SAM_ON_GPU = {"sam.model": "SAM", "sam.image": UPSTREAM_SAM_IMAGE,
                        "sam.unpinnedImageReason": "the upstream example publishes no digest to vouch for"}
 
+# The platform's image by digest, as the sam-image workflow proposes it, and admitted only with
+# that workflow's signature (sam.verifySignature).
+SIGNING_REPOSITORY = "example-org/labeling-platform"
+SAM_SERVER_BUILD = (f"ghcr.io/{SIGNING_REPOSITORY}/sam-server:1.0.0@sha256:"
+                    + hashlib.sha256(b"a build of sam-server/Dockerfile").hexdigest())
+SIGNED_SAM_SERVER = {"sam.image": SAM_SERVER_BUILD,
+                     "sam.verifySignature": {"enabled": True, "repository": SIGNING_REPOSITORY}}
+
 VARIANTS: dict[str, Variant] = {
     "dev": Variant("dev"),
     "prod": Variant("prod"),
@@ -58,5 +67,6 @@ VARIANTS: dict[str, Variant] = {
     "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
     # prod scales SAM with CronJobs; the same windows through KEDA, and a late-night override.
     "sam-upstream": Variant("dev", UPSTREAM_MOBILE_SAM),
+    "sam-signed-image": Variant("prod", SIGNED_SAM_SERVER),
     "sam-keda": Variant("prod", {"sam.activeHours.scaler": "keda", "sam.activeHours.keepUpUntil": "2026-12-08T02:00"}),
 }
