@@ -3,7 +3,11 @@
 signatures at admission.
 
 The workflow signs each build keyless: Fulcio certifies the identity of the workflow run that
-asked, from its GitHub OIDC token, and the signature is logged in Rekor. The policy admits a
+asked, from its GitHub OIDC token, and the signature is logged in Rekor. Its cosign is a 3.x
+release (sigstore/cosign-installer v4.1.2 installs v3.0.6), which stores the signature as a
+Sigstore bundle the image's OCI referrers point at, not as a `sha256-<digest>.sig` tag:
+Kyverno reads those with `type: SigstoreBundle` (pkg/image/verifiers/cpol/cosign/sigstore.go
+at v1.19.0, since 1.13), checking them against Sigstore's public trust root. The policy admits a
 SAM pod only when every image in it carries such a signature by this repository's
 .github/workflows/sam-image.yml on main: an image built elsewhere, from another branch, or
 pushed by hand under the same name is refused, as is an upstream example's image. Only the SAM
@@ -25,7 +29,6 @@ GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 SIGNING_WORKFLOW = ".github/workflows/sam-image.yml"
 # The workflow builds and signs main only (its build job's condition).
 SIGNING_REF = "refs/heads/main"
-REKOR_URL = "https://rekor.sigstore.dev"
 
 
 def signer_identity(repository: str) -> str:
@@ -56,12 +59,12 @@ def image_signature_policy(settings: ImageSignatureSettings, namespace: pulumi.I
                 "match": {"any": [{"resources": {"kinds": ["Pod"], "namespaces": [namespace],
                                                  "selector": {"matchLabels": dict(pod_labels)}}}]},
                 "verifyImages": [{
+                    "type": "SigstoreBundle",
                     # Every image of a SAM pod: an unsigned one cannot slip in under another name.
                     "imageReferences": ["*"],
                     "failureAction": "Enforce",
                     "attestors": [{"entries": [{"keyless": {
-                        "subject": signer_identity(settings.repository), "issuer": GITHUB_OIDC_ISSUER,
-                        "rekor": {"url": REKOR_URL}}}]}],
+                        "subject": signer_identity(settings.repository), "issuer": GITHUB_OIDC_ISSUER}}]}],
                     # The stack names the image by digest (sam.verifySignature needs one): the
                     # signature is checked for that build, and nothing rewrites the pod.
                     "mutateDigest": False,

@@ -22,8 +22,7 @@ from components.sam_backend import (
     service_url,
 )
 from components.sam_container import (
-    BAKED_CHECKPOINT_DIR, IMAGE_CACHE_DIR, LABEL_STUDIO_TOKEN_VARIABLES, LABEL_STUDIO_URL_VARIABLES, SAM_PEERS_NAME,
-    SAM_SERVER_UID,
+    BAKED_CHECKPOINT_DIR, IMAGE_CACHE_DIR, LABEL_STUDIO_TOKEN_VARIABLES, LABEL_STUDIO_URL_VARIABLES, SAM_SERVER_UID,
 )
 from components.conventions import SecretKeyRef
 from components.network import to_pods

@@ -46,6 +46,8 @@ def test_every_image_of_a_sam_pod_needs_the_workflows_keyless_signature_on_main(
     [rule] = signed()["spec"]["rules"]
     [verify] = rule["verifyImages"]
     assert verify["imageReferences"] == ["*"] and verify["failureAction"] == "Enforce" and verify["required"]
+    # cosign 3 (the workflow's) attaches a Sigstore bundle through the OCI referrers, not a .sig tag.
+    assert verify["type"] == "SigstoreBundle"
     [attestor] = verify["attestors"]
     [entry] = attestor["entries"]
     assert entry["keyless"]["subject"] == (

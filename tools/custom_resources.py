@@ -11,8 +11,9 @@ any other field (as strict kubernetes-validate does): a typo fails here, not in 
   spec_types.go, rule_types.go, match_resources_types.go, resource_description_types.go,
   image_verification_types.go at tag v1.19.0): spec.background (bool), spec.rules [{name
   (required), match {any: [{resources {kinds, namespaces, selector}}]}, verifyImages
-  [{imageReferences, failureAction Audit|Enforce, attestors [{entries [{keyless {subject,
-  issuer, rekor {url (required)}}}]}], mutateDigest, verifyDigest, required (bools)}]}].
+  [{type Cosign|SigstoreBundle|Notary, imageReferences, failureAction Audit|Enforce, attestors
+  [{entries [{keyless {subject, issuer, rekor {url (required)}}}]}], mutateDigest,
+  verifyDigest, required (bools)}]}].
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ _KEYLESS = {"type": "object", "required": ["subject", "issuer"], "additionalProp
     "rekor": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {"url": _STRING}}}}
 _VERIFY_IMAGES = {"type": "object", "required": ["imageReferences", "attestors"], "additionalProperties": False,
                   "properties": {
+                      "type": {"enum": ["Cosign", "SigstoreBundle", "Notary"]},
                       "imageReferences": {**_STRINGS, "minItems": 1},
                       "failureAction": {"enum": ["Audit", "Enforce"]},
                       "attestors": {"type": "array", "minItems": 1, "items": {

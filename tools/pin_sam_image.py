@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 from typing import Optional
 
 import yaml

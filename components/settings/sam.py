@@ -175,13 +175,13 @@ def read_sam(section: Section, production: bool) -> SamSettings:
         hours_section = Section(hours_section.path, hours_section.raw, section.problems.recording_only())
         signature_section = Section(signature_section.path, signature_section.raw, section.problems.recording_only())
     active_hours = read_active_hours(hours_section, startup + IMAGE_PULL_ALLOWANCE_SECONDS)
-    image_signature = _read_signature(signature_section, SamModel(model or SamModel.SAM2_1_TINY), image)
+    model = SamModel(model or SamModel.SAM2_1_TINY)
+    image_signature = _read_signature(signature_section, model, image)
     section.finish()
     tolerations = tuple(
         t for i, raw in enumerate(tolerations_raw)
         if (t := _toleration(section.key(f"tolerations[{i}]"), raw, section.problems)) is not None
     )
-    model = SamModel(model or SamModel.SAM2_1_TINY)
     if not enabled:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
