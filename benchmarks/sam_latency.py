@@ -35,6 +35,7 @@ from pathlib import Path
 
 from reconciler.client import LabelStudioClient
 from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
+from tests.variants import UPSTREAM_MOBILE_SAM
 from tests.sam_real_backend import (
     ML_BACKEND_DIR_VARIABLE, SETUP_COMMAND, IncompleteSetup, RealBackend, real_backend_from_environment,
     running_real_backend,
@@ -74,7 +75,7 @@ def timed_click(project: SamProject, task: dict) -> float:
 
 def measure(stack, api: LabelStudioClient, backend: RealBackend, workers: int, cpu_limit: str, clicks: int,
             work_dir: Path) -> None:
-    evaluation = evaluate("dev", {"sam.workers": workers, "sam.resources.requests.cpu": "1",
+    evaluation = evaluate("dev", {**UPSTREAM_MOBILE_SAM, "sam.workers": workers, "sam.resources.requests.cpu": "1",
                                   "sam.resources.limits.cpu": cpu_limit})
     environment = deployment_environment(stack, work_dir, evaluation)
     settings = ", ".join(f"{name}={environment[name]}" for name in THREAD_VARIABLES)
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
           f"MobileSAM (random weights), torch {torch_version(backend)}, {args.images} images of "
           f"{args.side}x{args.side}, {datetime.date.today().isoformat()}")
     with tempfile.TemporaryDirectory(prefix="labeling-sam-latency-") as work:
-        with sam_stack(Path(work) / "stack", image_sides=(args.side,) * args.images) as stack:
+        with sam_stack(Path(work) / "stack", image_sides=(args.side,) * args.images,
+                       overrides=UPSTREAM_MOBILE_SAM) as stack:
             api = LabelStudioClient(stack.label_studio_url, stack.admin.token)
             for workers in args.workers:
                 measure(stack, api, backend, workers, args.cpu_limit, args.clicks, Path(work) / f"workers-{workers}")

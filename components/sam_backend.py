@@ -29,6 +29,7 @@ from components.sam_active_hours import SamActiveHours, SamActiveHoursArgs
 from components.sam_container import (
     SAM_PEERS_NAME, SAM_PORT, SAM_PORT_NAME, container_security, environment, volumes_and_mounts,
 )
+from components.sam_image_policy import image_signature_policy
 from components.settings import NetworkSettings, SamSettings
 from components.settings.sam import IMAGE_PULL_ALLOWANCE_SECONDS
 from components.storage import StoreTrust
@@ -218,8 +219,8 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
                   egress: Sequence[Rule], store_trust: Optional[StoreTrust] = None,
                   self_test_pod_labels: Sequence[Mapping[str, str]] = (),
                   metrics_scraper: Optional[Peer] = None) -> dict[str, dict]:
-    """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy, and
-    PeersService for the platform's server).
+    """The backend's Kubernetes objects, keyed by kind (Deployment, Service, NetworkPolicy,
+    PeersService for the platform's server, and ImageSignaturePolicy with sam.verifySignature).
 
     Plain strings give plain manifests; Pulumi Inputs may stand in for any string.
     """
@@ -233,6 +234,8 @@ def sam_manifests(settings: SamSettings, namespace: pulumi.Input[str], label_stu
     }
     if settings.model.platform_server:
         manifests["PeersService"] = _service(namespace, SAM_PEERS_NAME, headless=True)
+    if settings.image_signature:
+        manifests["ImageSignaturePolicy"] = image_signature_policy(settings.image_signature, namespace, SAM_LABELS)
     return manifests
 
 
@@ -309,6 +312,11 @@ class SamBackend(pulumi.ComponentResource):
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy", metadata=manifests["NetworkPolicy"]["metadata"],
             spec=manifests["NetworkPolicy"]["spec"], opts=child_of(self, SAM_NAME))
+        if "ImageSignaturePolicy" in manifests:
+            policy = manifests["ImageSignaturePolicy"]
+            k8s.apiextensions.CustomResource(
+                f"{name}-image-signature-policy", api_version=policy["apiVersion"], kind=policy["kind"],
+                metadata=policy["metadata"], spec=policy["spec"], opts=child_of(self))
 
         # From the Service alone: the reconciler starts syncing while the model loads, and
         # waits for the backend to answer before it registers it. Pulumi still waits for the

@@ -5,8 +5,9 @@ mistake is stopped before it reaches AWS or the cluster. The pack is defined her
 only constructed in `__main__.py`, because constructing a `PolicyPack` starts the
 analyzer server and blocks: tests and tools import this module instead.
 
-Every rule is mandatory except the moving-image-tag warning, which is advisory because
-dev stacks may knowingly run an upstream tag that moves.
+Every rule is mandatory except the moving-image-tag warning, which is advisory because a
+stack may knowingly run a tag without a digest (dev before the SAM image's first digest, the
+exact release tags of the images no registry was asked for a digest of here).
 """
 
 from __future__ import annotations
@@ -315,9 +316,10 @@ def _pinned_image_problems(container: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _moving_tag_problems(container: Mapping[str, Any]) -> Iterator[str]:
+    # The config contract's rule for sam.image, for every container: any tag may move.
     image = container.get("image")
     if image and image_reference_problem(image) == (None, True):
-        yield f"image {image!r} uses a tag upstream moves; pin it with @sha256:<digest>"
+        yield f"image {image!r} has a tag without a digest, and a tag may move; pin it with @sha256:<digest>"
 
 
 def _privileged_problems(container: Mapping[str, Any]) -> Iterator[str]:
@@ -458,7 +460,7 @@ ALL_POLICIES = [
         _pinned_image_problems),
     _container_policy(
         "k8s-image-moving-tag",
-        "Images on a tag upstream moves (main, master, *-master) should carry a digest (CKV_K8S_43).",
+        "Images should carry a digest: any tag may move, sam-master, sam-v1 and 1.0.0 alike (CKV_K8S_43).",
         _moving_tag_problems, ADVISORY),
     _container_policy(
         "k8s-no-privileged-containers",

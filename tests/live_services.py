@@ -111,10 +111,11 @@ class ManagedProcess:
                 self.process.wait(timeout=20)
 
 
-def start_process(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None) -> ManagedProcess:
+def start_process(name: str, command: list[str], log_dir: Path, env: dict[str, str] | None = None,
+                  cwd: Path | None = None) -> ManagedProcess:
     log_path = log_dir / f"{name}.log"
     log_file = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                stdin=subprocess.DEVNULL)
     log_file.close()
     return ManagedProcess(name, process, log_path)

@@ -57,9 +57,17 @@ def sam_stack(work_dir: Path, image_sides: tuple[int, ...] = IMAGE_SIDES,
 def deployment_environment(stack: LiveStack, work_dir: Path, evaluation: Optional[Evaluation] = None,
                            **replacements: str) -> dict[str, str]:
     """The SAM container's env as the stack declares it (or `evaluation`, the same stack with
-    other SAM settings), for a process on this machine: the pod's IP is the loopback address
-    Label Studio lets through, and `$(NAME)` references are expanded as the kubelet does."""
-    deployment = (evaluation or stack.evaluation).one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
+    other SAM settings), for a process on this machine beside this stack's Label Studio."""
+    return container_environment(evaluation or stack.evaluation, stack.label_studio_url, stack.admin.token, work_dir,
+                                 **replacements)
+
+
+def container_environment(evaluation: Evaluation, label_studio_url: str, token: str, work_dir: Path,
+                          **replacements: str) -> dict[str, str]:
+    """The SAM container's env in `evaluation`, for a process on this machine: the pod's IP is the
+    loopback address Label Studio lets through, Label Studio is at `label_studio_url`, the token's
+    secretKeyRef is `token`, and `$(NAME)` references are expanded as the kubelet does."""
+    deployment = evaluation.one("kubernetes:apps/v1:Deployment", "labeling-sam-deployment")
     [container] = deployment.inputs["spec"]["template"]["spec"]["containers"]
     environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work_dir)}
     for variable in container["env"]:
@@ -69,9 +77,9 @@ def deployment_environment(stack: LiveStack, work_dir: Path, evaluation: Optiona
             environment[name] = SAM_STUB_ADDRESS
         elif "valueFrom" in variable:
             assert variable["valueFrom"]["secretKeyRef"]["key"] == ADMIN_TOKEN_KEY
-            environment[name] = stack.admin.token
+            environment[name] = token
         elif name in LABEL_STUDIO_URL_VARIABLES:
-            environment[name] = stack.label_studio_url
+            environment[name] = label_studio_url
         elif name in ("XDG_CACHE_HOME", "MODEL_DIR", "HOME"):
             environment[name] = str(work_dir / name.lower())
         else:

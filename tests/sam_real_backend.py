@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from components.sam_container import BAKED_CHECKPOINT_DIR
+from tests.image_definition import as_kubernetes_runs_it, read_image_definition
 from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
 
 ML_BACKEND_DIR_VARIABLE = "LABEL_STUDIO_ML_BACKEND_DIR"
@@ -76,21 +77,11 @@ def real_backend_from_environment() -> RealBackend | None:
 
 
 def image_definition(dockerfile: str) -> tuple[dict[str, str], str]:
-    """(ENV, CMD) of the example's Dockerfile: its runtime env (build-time `${...}` defaults
-    left out) and its shell-form start command."""
-    environment: dict[str, str] = {}
-    command = ""
-    for line in dockerfile.replace("\\\n", " ").splitlines():
-        if line.startswith("ENV "):
-            for assignment in shlex.split(line[len("ENV "):]):
-                name, _, value = assignment.partition("=")
-                if "${" not in value:
-                    environment[name] = value
-        elif line.startswith("CMD "):
-            command = line[len("CMD "):].strip()
-    if not command.startswith("gunicorn "):
-        raise ValueError(f"the example's image no longer starts gunicorn: CMD {command!r}")
-    return environment, command
+    """(ENV, CMD) of the example's Dockerfile: its runtime env and its shell-form start command."""
+    image = read_image_definition(dockerfile)
+    if not isinstance(image.command, str) or not image.command.startswith("gunicorn "):
+        raise ValueError(f"the example's image no longer starts gunicorn: CMD {image.command!r}")
+    return dict(image.env), image.command
 
 
 def random_checkpoint(backend: RealBackend, path: Path) -> Path:
@@ -105,7 +96,7 @@ def process_environment(backend: RealBackend, dockerfile_env: Mapping[str, str],
     """The Dockerfile's ENV (checkpoint paths moved from the image's models directory to
     `models_dir`) overridden by the Deployment's, with the backend environment first on PATH."""
     image = {name: value.replace(BAKED_CHECKPOINT_DIR, str(models_dir)) for name, value in dockerfile_env.items()}
-    environment = {**image, **deployment_env, "PORT": str(port)}
+    environment = {**as_kubernetes_runs_it(image, deployment_env), "PORT": str(port)}
     environment["PATH"] = f"{backend.venv / 'bin'}:{environment.get('PATH', '/usr/bin:/bin')}"
     return environment
 

@@ -35,10 +35,12 @@ MISTAKE_EXAMPLES = fuzz_examples(full=150, fast=40)
 dns_label = st.from_regex(r"[a-z][a-z0-9-]{0,14}[a-z0-9]", fullmatch=True)
 host_name = st.builds(lambda a, b: f"{a}.{b}.example.com", dns_label, dns_label)
 hex_id = st.from_regex(r"[0-9a-f]{8,17}", fullmatch=True)
-PINNED_IMAGES = ["heartexlabs/label-studio-ml-backend:sam-1.0.0",
-                 "registry.example.com/ml/sam:2024.06.1",
-                 "heartexlabs/label-studio-ml-backend:sam-master@sha256:" + hashlib.sha256(b"a verified build").hexdigest()]
-MOVING_IMAGES = ["t9kpublic/label-studio-sam:main", "heartexlabs/label-studio-ml-backend:sam-master"]
+# Only a digest pins: a tag without one may move, whatever it looks like.
+PINNED_IMAGES = [f"{name}@sha256:{hashlib.sha256(name.encode()).hexdigest()}" for name in (
+    "ghcr.io/example-org/labeling-platform/sam-server:1.0.0", "registry.example.com/ml/sam:2024.06.1",
+    "heartexlabs/label-studio-ml-backend:sam-master")]
+MOVING_IMAGES = ["t9kpublic/label-studio-sam:main", "heartexlabs/label-studio-ml-backend:sam-master",
+                 "heartexlabs/label-studio-ml-backend:sam-1.0.0", "ghcr.io/example-org/labeling-platform/sam-server:1.0.0"]
 SAM_LABEL_CONFIG = "label_configs/sam_segmentation.xml"
 LABEL_CONFIGS = ["label_configs/image_classification.xml", SAM_LABEL_CONFIG]
 
@@ -116,7 +118,9 @@ ingress = st.one_of(
 def sam(protect: bool):
     images = PINNED_IMAGES if protect else PINNED_IMAGES + MOVING_IMAGES
     cpu_model = st.fixed_dictionaries({"model": st.just("MobileSAM"), "gpus": st.integers(0, 8)})
-    gpu_model = st.fixed_dictionaries({"model": st.just("SAM"), "gpus": st.integers(1, 8)})
+    # The platform's server keeps its embedding cache in GPU memory there: no pod memory to size.
+    gpu_model = st.fixed_dictionaries({"model": st.sampled_from(["SAM", "sam2.1-tiny", "sam2.1-large"]),
+                                       "gpus": st.integers(1, 8)})
     enabled = st.builds(lambda model, image, res: {"enabled": True, "image": image, "resources": res, **model},
                         st.one_of(cpu_model, gpu_model), st.sampled_from(images), resources())
     return st.one_of(st.just({"enabled": False}), enabled)

@@ -374,8 +374,8 @@ def _alerts_of(evaluation) -> dict[str, str]:
 def test_prod_declares_the_rule_under_the_alerts_component():
     alerts = _alerts_of(evaluate_cached("prod"))
     # RDS: no backup Job or CronJob of the stack's own to watch; the upstream SAM example exports no metrics.
-    assert set(alerts) == set(RULES) - {"LabelingDatabaseBackupMissing", "LabelingPreUpgradeBackupFailed",
-                                        *SAM_SERVER_ALERTS}
+    # Prod runs the platform's SAM server on RDS: no in-cluster backup.
+    assert set(alerts) == set(RULES) - {"LabelingDatabaseBackupMissing", "LabelingPreUpgradeBackupFailed"}
     assert 'deployment="label-studio-ls-app"' in alerts["LabelStudioUnavailable"]
 
 
@@ -387,7 +387,7 @@ def test_dev_declares_no_rule():
 def test_switching_monitoring_on_in_dev_watches_every_object_it_declares():
     evaluation = evaluate_cached("dev", {"monitoring.enabled": True})
     alerts = _alerts_of(evaluation)
-    assert set(alerts) == set(RULES) - SAM_SERVER_ALERTS
+    assert set(alerts) == set(RULES)
     namespace = stack_settings("dev").namespace
     cronjobs = {r.inputs["metadata"]["name"] for r in evaluation.resources if r.type == "kubernetes:batch/v1:CronJob"}
     deployments = {r.inputs["metadata"]["name"] for r in evaluation.resources

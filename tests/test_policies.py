@@ -12,15 +12,18 @@ import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
 from components.conventions import app_selector_labels, postgresql_pod_labels
-from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES,
+from policy.guardrails import (ALL_POLICIES, BUCKET_POLICY_TYPES, ENCRYPTION_TYPES, HELM_RELEASE_TYPES, containers,
                                IAM_POLICY_TYPES, POD_SPEC_PATHS, PUBLIC_ACCESS_BLOCK_TYPES, RDS_TYPES, VERSIONING_TYPES,
                                literal_secrets_in_values, names_a_secret, stack_of)
 from tests.conftest import ALL_STACKS, changed_at, evaluate_cached, objects_cached
+from tests.variants import SAM_SERVER_BUILD
 from tools.manifests import StackObjects
 from tools.policy_check import (blocking, mandatory, options_of, rendered_resources, run_pack, run_policies,
                                 skipped, subject)
 from tools.policy_skips import POLICY_SKIPS
 from tools.stack_eval import DeclaredResource
+
+SAM_SERVER_TAG = "ghcr.io/example-org/labeling-platform/sam-server:1.0.0"
 
 POLICIES = {p.name: p for p in ALL_POLICIES}
 BUCKET = "labeling-dev-images-example"
@@ -213,9 +216,13 @@ CASES = [
     ("k8s-image-moving-tag", [deployment(with_container(
         image="t9kpublic/label-studio-sam:main@sha256:" + "a" * 64))], None),
     ("k8s-image-moving-tag", [deployment(with_container(image="t9kpublic/label-studio-sam:main"))],
-     "tag upstream moves"),
+     "a tag may move"),
     ("k8s-image-moving-tag", [cron_job(with_container(image="heartexlabs/label-studio-ml-backend:sam-master"))],
-     "tag upstream moves"),
+     "a tag may move"),
+    ("k8s-image-moving-tag", [deployment(with_container(image="registry.example.com/sam:sam-v1"))], "a tag may move"),
+    ("k8s-image-moving-tag", [deployment(with_container(image=SAM_SERVER_BUILD))], None),
+    ("k8s-image-moving-tag", [deployment(with_container(image="ghcr.io/example-org/labeling-platform/sam-server:1.0.0"))],
+     "without a digest"),
     ("k8s-no-privileged-containers", [job_init(GOOD_CONTAINER)], None),
     ("k8s-no-privileged-containers", [job_init(with_container(
         securityContext={"privileged": True, "allowPrivilegeEscalation": False}))],
@@ -402,10 +409,21 @@ def test_the_skips_cover_the_chart_sidecars_and_nothing_else():
         assert found and all("containers[0] (app)" in v.message for v in found), changes
 
 
-def test_dev_reports_its_moving_sam_tag_as_advisory():
-    advisory = [v for v in run_pack(objects_cached("dev")) if v.level == EnforcementLevel.ADVISORY]
-    assert [v.policy for v in advisory] == ["k8s-image-moving-tag"]
-    assert "heartexlabs/label-studio-ml-backend:sam-master" in advisory[0].message
+def _advisory_images(objects: StackObjects) -> set[str]:
+    advisory = [v for v in run_pack(objects) if v.level == EnforcementLevel.ADVISORY]
+    assert {v.policy for v in advisory} <= {"k8s-image-moving-tag"}
+    return {v.message.split("image '", 1)[1].split("'", 1)[0] for v in advisory}
+
+
+def test_every_image_without_a_digest_is_reported_as_advisory():
+    """The config contract's rule for sam.image, for every container the stack runs: a tag
+    without a digest may move, whatever it looks like."""
+    objects = objects_cached("dev", {"sam.image": SAM_SERVER_TAG})
+    images = {container["image"] for resource in (*objects.evaluation.resources, *rendered_resources(objects))
+              for _, container in containers(resource.type, resource.inputs)}
+    assert SAM_SERVER_TAG in images
+    # A digest pins: the rule's own cases hold the same image with one (CASES).
+    assert _advisory_images(objects) == {image for image in images if "@sha256:" not in image}
 
 
 @pytest.mark.parametrize("stack", ALL_STACKS)

@@ -22,12 +22,14 @@ from components.sam_backend import (
     service_url,
 )
 from components.sam_container import (
-    BAKED_CHECKPOINT_DIR, IMAGE_CACHE_DIR, LABEL_STUDIO_TOKEN_VARIABLES, LABEL_STUDIO_URL_VARIABLES,
+    BAKED_CHECKPOINT_DIR, IMAGE_CACHE_DIR, LABEL_STUDIO_TOKEN_VARIABLES, LABEL_STUDIO_URL_VARIABLES, SAM_SERVER_UID,
 )
 from components.conventions import SecretKeyRef
 from components.network import to_pods
-from components.settings import Resources, SamModel, SamSettings, Toleration, quantity_value
+from components.settings import Resources, SamModel, SamSettings, Settings, Toleration, quantity_value
 from tests.conftest import evaluate_cached, stack_settings, stacks_running_sam
+from tests.variants import UPSTREAM_MOBILE_SAM, UPSTREAM_SAM_ON_GPU, Variant
+from tests.variants import VARIANTS as NAMED_VARIANTS
 from tools.object_validation import KUBERNETES_VERSION
 from tools.stack_eval import DeclaredResource, Evaluation
 SAM_TYPES = {
@@ -40,10 +42,16 @@ ACTIVE_HOURS_TYPE = "labeling:ml:SamActiveHours"
 GPU = "nvidia.com/gpu"
 
 
-@pytest.fixture(params=stacks_running_sam())
+@pytest.fixture(params=[*stacks_running_sam(), "sam-upstream"])
 def stack_eval(request) -> Evaluation:
-    """Each stack that runs SAM (the suite's fixture, narrowed): a stack with SAM off declares none."""
-    return evaluate_cached(request.param)
+    """Each stack that runs SAM (the suite's fixture, narrowed: a stack with SAM off declares
+    none), and dev with the upstream example instead of the platform's server."""
+    return evaluate_cached(*NAMED_VARIANTS.get(request.param, Variant(request.param)))
+
+
+def settings_of(evaluation: Evaluation) -> Settings:
+    """The settings the evaluated program read (a variant's overrides included)."""
+    return evaluation.program["settings"]
 
 GPU_OVERRIDES = {"sam.gpus": 2, "sam.nodeSelector": {"node.kubernetes.io/instance-type": "g5.12xlarge"}}
 CUSTOM_TOLERATION = {"key": "dedicated", "operator": "Equal", "value": "sam", "effect": "NoSchedule"}
@@ -63,8 +71,10 @@ VARIANT_IDS = ["dev", "prod", "prod-2gpus", "prod-tolerations", "dev-1gpu"]
 
 
 def sam_resources(evaluation: Evaluation) -> dict[str, DeclaredResource]:
+    """The Deployment, Service and NetworkPolicy named SAM_NAME (not the platform server's peers Service)."""
     children = evaluation.children_of(evaluation.one(COMPONENT_TYPE))
-    return {kind: next(r for r in children if r.type == type_) for kind, type_ in SAM_TYPES.items()}
+    return {kind: next(r for r in children if r.type == type_ and r.inputs["metadata"]["name"] == SAM_NAME)
+            for kind, type_ in SAM_TYPES.items()}
 
 
 def pod_spec(deployment: dict) -> dict:
@@ -236,7 +246,7 @@ def test_objects_are_valid_kubernetes(stack_eval):
 
 
 def test_objects_live_in_the_platform_namespace_with_explicit_names(stack_eval):
-    namespace = stack_settings(stack_eval.stack).namespace
+    namespace = settings_of(stack_eval).namespace
     for resource in sam_resources(stack_eval).values():
         metadata = resource.inputs["metadata"]
         assert (metadata["name"], metadata["namespace"]) == (SAM_NAME, namespace)
@@ -248,8 +258,11 @@ def test_every_child_belongs_to_the_component_and_uses_the_stack_provider(stack_
     children = [r for r in stack_eval.resources if r.parent == component.urn]
     # With sam.activeHours, the scaler is a component of its own inside this one.
     scaler = [r.type for r in children if r.type == ACTIVE_HOURS_TYPE]
-    assert sorted(r.type for r in children) == sorted([*SAM_TYPES.values(), *scaler])
-    assert bool(scaler) == (stack_settings(stack_eval.stack).sam.active_hours is not None)
+    settings = settings_of(stack_eval).sam
+    # The platform's server finds its fellow replicas through a headless Service of its own.
+    peers = [SAM_TYPES["Service"]] if settings.model.platform_server else []
+    assert sorted(r.type for r in children) == sorted([*SAM_TYPES.values(), *peers, *scaler])
+    assert bool(scaler) == (settings.active_hours is not None)
     for child in (r for r in children if r.custom):
         assert child.provider.startswith(stack_eval.one("pulumi:providers:kubernetes").urn)
 
@@ -260,7 +273,11 @@ def test_token_reaches_the_pod_only_by_secret_key_ref(stack_eval):
     env = environment(sam_container(deployment.inputs))
     secrets = secret_values(stack_eval)
     assert not [v["name"] for v in env.values() if v.get("value") in secrets]
-    for name in LABEL_STUDIO_TOKEN_VARIABLES:
+    # The upstream examples read either spelling, the platform's server the newer one.
+    expected = LABEL_STUDIO_TOKEN_VARIABLES if not settings_of(stack_eval).sam.model.platform_server else (
+        "LABEL_STUDIO_API_KEY",)
+    assert [name for name in LABEL_STUDIO_TOKEN_VARIABLES if name in env] == list(expected)
+    for name in expected:
         assert set(env[name]) == {"name", "valueFrom"}
         reference = env[name]["valueFrom"]["secretKeyRef"]
         (secret,) = [s for s in stack_eval.of_type("kubernetes:core/v1:Secret")
@@ -269,9 +286,10 @@ def test_token_reaches_the_pod_only_by_secret_key_ref(stack_eval):
 
 
 def test_label_studio_is_reached_by_its_service_dns_name(stack_eval):
-    settings = stack_settings(stack_eval.stack)
+    settings = settings_of(stack_eval)
     env = environment(sam_container(sam_resources(stack_eval)["Deployment"].inputs))
-    for name in LABEL_STUDIO_URL_VARIABLES:
+    assert "LABEL_STUDIO_URL" in env
+    for name in (name for name in LABEL_STUDIO_URL_VARIABLES if name in env):
         url = urlsplit(env[name]["value"])
         with pytest.raises(ValueError):
             ipaddress.ip_address(url.hostname)
@@ -305,7 +323,7 @@ def test_gpu_overrides_reach_the_pod():
 
 
 def test_probes_wait_for_the_model_on_health(stack_eval):
-    settings = stack_settings(stack_eval.stack).sam
+    settings = settings_of(stack_eval).sam
     deployment = sam_resources(stack_eval)["Deployment"].inputs
     container = sam_container(deployment)
     assert {"name": "http", "containerPort": SAM_PORT, "protocol": "TCP"} in container["ports"]
@@ -330,8 +348,11 @@ def test_shared_memory_is_an_in_memory_volume_of_the_configured_size(stack, over
     assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": settings.shm_size}
 
 
-def test_model_cache_is_writable_and_leaves_the_baked_checkpoints_visible(stack_eval):
-    deployment = sam_resources(stack_eval)["Deployment"].inputs
+@pytest.mark.parametrize(("stack", "overrides"), [("dev", UPSTREAM_MOBILE_SAM), ("prod", UPSTREAM_SAM_ON_GPU)],
+                         ids=["dev-mobilesam", "prod-sam"])
+def test_model_cache_is_writable_and_leaves_the_baked_checkpoints_visible(stack, overrides):
+    """The upstream examples write their sqlite cache under MODEL_DIR beside the baked checkpoints."""
+    deployment = sam_resources(evaluate_cached(stack, overrides))["Deployment"].inputs
     pod = pod_spec(deployment)
     container = sam_container(deployment)
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
@@ -349,10 +370,16 @@ def test_pod_runs_with_least_privilege(stack_eval):
     container = sam_container(deployment)
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["automountServiceAccountToken"] is False
-    assert container["securityContext"] == {
-        "allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]},
-    }
-    assert container["image"] == stack_settings(stack_eval.stack).sam.image
+    unprivileged = {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}}
+    settings = settings_of(stack_eval).sam
+    if settings.model.platform_server:
+        # The platform's image has its own user and writes only to its volumes.
+        assert container["securityContext"] == {**unprivileged, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                                "runAsUser": SAM_SERVER_UID, "runAsGroup": SAM_SERVER_UID}
+    else:
+        # The upstream image runs as root and writes under its working directory.
+        assert container["securityContext"] == unprivileged
+    assert container["image"] == settings.image
 
 
 def test_service_exposes_the_http_port_in_cluster_only(stack_eval):
@@ -380,14 +407,21 @@ def test_network_policy_admits_only_the_chart_app_pods_and_the_self_test(chart_d
     scheduled = evaluation.one("kubernetes:batch/v1:CronJob", "labeling-configuration-scheduled-reconcile")
     scheduled_pods = {"podSelector": {"matchLabels": scheduled.inputs["spec"]["jobTemplate"]["spec"]["template"]
                                       ["metadata"]["labels"]}}
-    assert spec["ingress"] == [{"from": [app_pods, job_pods, scheduled_pods],
-                                "ports": [{"protocol": "TCP", "port": SAM_PORT}]}]
+    # The platform's server hands a click to the replica that owns its image.
+    peers = [{"podSelector": {"matchLabels": SAM_LABELS}}] if stack_settings(stack, overrides).sam.model.platform_server \
+        else []
+    callers = {"from": [app_pods, job_pods, scheduled_pods, *peers], "ports": [{"protocol": "TCP", "port": SAM_PORT}]}
+    # The cluster's Prometheus scrapes the platform's server when monitoring is on (tests/test_sam_metrics.py).
+    assert spec["ingress"][0] == callers
+    settings = stack_settings(stack, overrides)
+    scraped = settings.monitoring.enabled and settings.sam.model.platform_server
+    assert len(spec["ingress"]) == (2 if scraped else 1)
     # Out: Label Studio's app pods, for task images through Label Studio's nginx on 8085.
     assert {"to": [app_pods], "ports": [{"protocol": "TCP", "port": 8085}]} in spec["egress"]
 
 
 def test_backend_url_output_is_the_service_dns_name(stack_eval):
-    assert stack_eval.outputs["samBackendUrl"] == service_url(stack_settings(stack_eval.stack).namespace)
+    assert stack_eval.outputs["samBackendUrl"] == service_url(settings_of(stack_eval).namespace)
 
 
 def test_disabled_backend_declares_nothing():
@@ -408,11 +442,12 @@ def test_disabled_backend_declares_nothing():
 
 
 @pytest.mark.parametrize(("stack", "overrides", "workers"),
-                         [("dev", {}, 2), ("prod", {}, 1), ("dev", {"sam.workers": 3}, 3)],
+                         [("dev", UPSTREAM_MOBILE_SAM, 2), ("prod", UPSTREAM_SAM_ON_GPU, 1),
+                          ("dev", {**UPSTREAM_MOBILE_SAM, "sam.workers": 3}, 3)],
                          ids=["dev-cpu", "prod-gpu", "dev-3-workers"])
 def test_every_worker_answers_one_request_at_a_time(stack, overrides, workers):
-    """The image starts `gunicorn --workers $WORKERS --threads $THREADS` around one predictor per
-    process: with one thread no two requests ever share a predictor."""
+    """The upstream image starts `gunicorn --workers $WORKERS --threads $THREADS` around one
+    predictor per process: with one thread no two requests ever share a predictor."""
     env = environment(sam_container(sam_resources(evaluate_cached(stack, overrides))["Deployment"].inputs))
     assert env["WORKERS"]["value"] == str(workers)
     assert env["THREADS"]["value"] == "1"
@@ -429,13 +464,15 @@ def test_torch_threads_are_each_workers_share_of_the_cpu_limit(limit, workers, t
 
 
 def test_committed_stacks_keep_threads_times_workers_within_the_cpu_limit(stack_eval):
-    settings = stack_settings(stack_eval.stack).sam
+    settings = settings_of(stack_eval).sam
     env = environment(sam_container(sam_resources(stack_eval)["Deployment"].inputs))
-    used = int(env["OMP_NUM_THREADS"]["value"]) * int(env["WORKERS"]["value"])
+    # The platform's server is one process: no WORKERS.
+    used = int(env["OMP_NUM_THREADS"]["value"]) * int(env.get("WORKERS", {"value": "1"})["value"])
     assert 1 <= used <= max(1, quantity_value(settings.resources.limits["cpu"]))
 
 
-@pytest.mark.parametrize(("stack", "overrides"), [("dev", {}), ("prod", {"sam.imageCacheSize": "4Gi"})],
+@pytest.mark.parametrize(("stack", "overrides"), [("dev", UPSTREAM_MOBILE_SAM),
+                                                  ("prod", {**UPSTREAM_SAM_ON_GPU, "sam.imageCacheSize": "4Gi"})],
                          ids=["dev", "prod-4Gi"])
 def test_image_cache_is_a_sized_empty_dir_inside_the_ephemeral_storage_limit(stack, overrides):
     settings = stack_settings(stack, overrides).sam
@@ -452,7 +489,7 @@ def test_image_cache_is_a_sized_empty_dir_inside_the_ephemeral_storage_limit(sta
 
 
 def test_sam2_gets_its_own_environment_instead_of_sam_choice():
-    overrides = {"sam.model": "SAM2", "sam.image": "heartexlabs/label-studio-ml-backend:sa2-master"}
+    overrides = {**UPSTREAM_SAM_ON_GPU, "sam.model": "SAM2", "sam.image": "heartexlabs/label-studio-ml-backend:sa2-master"}
     settings = stack_settings("prod", overrides).sam
     env = environment(sam_container(sam_resources(evaluate_cached("prod", overrides))["Deployment"].inputs))
     assert {name: env[name]["value"] for name in ("DEVICE", "MODEL_CONFIG", "MODEL_CHECKPOINT")} == {

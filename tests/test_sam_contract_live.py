@@ -25,6 +25,7 @@ from reconciler.errors import ReconcileError
 from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
 from tests.live_stack import job_environment, run_job
 from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
+from tests.variants import UPSTREAM_MOBILE_SAM
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,9 @@ STAND_IN = Path(__file__).with_name("sam_contract_backend.py")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with sam_stack(tmp_path_factory.mktemp("sam-contract")) as started:
+    # The stand-in takes the upstream example's download path (get_local_path, its image cache
+    # under XDG_CACHE_HOME): the env of a stack running the example.
+    with sam_stack(tmp_path_factory.mktemp("sam-contract"), overrides=UPSTREAM_MOBILE_SAM) as started:
         yield started
 
 

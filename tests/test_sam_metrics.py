@@ -13,7 +13,7 @@ from components.network import pods_in
 from components.sam_backend import METRICS_PATH, SAM_NAME, SAM_PORT
 from components.settings.monitoring import DEFAULT_PROMETHEUS_NAMESPACE
 from tests.conftest import evaluate_cached, stack_settings
-from tests.variants import SAM_SERVER_IMAGE, VARIANTS
+from tests.variants import SAM_SERVER_IMAGE, UPSTREAM_SAM_ON_GPU, VARIANTS
 from tools.object_validation import object_problem
 from tools.stack_eval import Evaluation
 
@@ -85,7 +85,7 @@ def test_dev_with_the_platform_server_and_monitoring_off_plans_no_scrape():
 
 
 def test_the_upstream_example_exports_no_metrics_so_nothing_scrapes_it():
-    evaluation = evaluate_cached("prod")
+    evaluation = evaluate_cached("prod", UPSTREAM_SAM_ON_GPU)
     assert evaluation.of_type(POD_MONITOR) == [] and _cross_namespace_peers(evaluation) == []
     assert not SAM_SERVER_ALERTS & _alert_names(evaluation)
 
@@ -101,6 +101,6 @@ def test_a_pod_monitor_off_its_crd_is_refused(change, problem):
 
 
 def test_the_sam_server_keys_are_ignored_with_a_warning_while_sam_runs_an_upstream_example():
-    settings = stack_settings("prod", {"monitoring.samQueuedClicks": 8})
+    settings = stack_settings("prod", {**UPSTREAM_SAM_ON_GPU, "monitoring.samQueuedClicks": 8})
     assert any(w.startswith("monitoring.samQueuedClicks: ignored unless SAM runs the platform's server")
                for w in settings.warnings), settings.warnings

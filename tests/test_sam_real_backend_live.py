@@ -21,6 +21,7 @@ import pytest
 
 from reconciler.client import LabelStudioClient
 from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
+from tests.variants import UPSTREAM_MOBILE_SAM
 from tests.sam_real_backend import (
     ML_BACKEND_DIR_VARIABLE, SETUP_COMMAND, IncompleteSetup, real_backend_from_environment, running_real_backend,
 )
@@ -36,7 +37,8 @@ CORES = os.cpu_count() or 1
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    overrides = {"sam.resources.requests.cpu": "1", "sam.resources.limits.cpu": str(CORES)}
+    # The upstream example, as a stack that chooses it runs it.
+    overrides = {**UPSTREAM_MOBILE_SAM, "sam.resources.requests.cpu": "1", "sam.resources.limits.cpu": str(CORES)}
     with sam_stack(tmp_path_factory.mktemp("sam-real"), overrides=overrides) as started:
         yield started
 

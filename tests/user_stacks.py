@@ -27,7 +27,8 @@ from tools.stack_eval import PLACEHOLDER_PREFIX, PROJECT_DIRS, stack_names
 FENCED = re.compile(r"```(?:sh|bash|shell)\n(.*?)```", re.S)
 # Values only the operator knows, as the docs write them, and what the user typed instead.
 # A digest as a registry prints one (random hex): the config check refuses made-up patterns.
-TYPED = {"<digest>": hashlib.sha256(b"a verified build").hexdigest()}
+TYPED = {"<digest>": hashlib.sha256(b"a verified build").hexdigest(), "<owner>": "example-org",
+         "<repo>": "labeling-platform", "<version>": "1.0.0"}
 
 
 def documented_commands(document: str, first: str) -> list[str]:
@@ -52,8 +53,8 @@ SUITE_STACK_PREFIX = "suite-"
 # commit of a staged upgrade would.
 NEXT_LABEL_STUDIO_RELEASE = "1.24.0"
 # The documented commands a user runs after `pulumi stack init onprem`: an existing
-# S3-compatible store and a kubeconfig set --secret (README), SAM with a pinned image
-# (docs/sam-backend.md), then the staged upgrade. One stack covers what user stacks differ
+# S3-compatible store and a kubeconfig set --secret (README), the platform's SAM image by
+# digest (docs/sam-image.md), then the staged upgrade. One stack covers what user stacks differ
 # in (ciphertext secrets, no chart version pinned, another store mode and release); what
 # each setting does is proven on the example stacks and variants.
 NEW_STACK_COMMANDS: dict[str, list[str]] = {
@@ -61,7 +62,7 @@ NEW_STACK_COMMANDS: dict[str, list[str]] = {
         *documented_commands("docs/operations.md", "labelStudio.adminEmail"),
         *documented_commands("README.md", "storage.mode s3Compatible"),
         *documented_commands("README.md", "kubernetes.kubeconfig"),
-        *documented_commands("docs/sam-backend.md", "sam.image"),
+        *documented_commands("docs/sam-image.md", "sam.image"),
         f"pulumi config set --path labelStudio.imageTag {NEXT_LABEL_STUDIO_RELEASE}",
     ],
 }

@@ -5,6 +5,7 @@ per-component tests all cover the same ground.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Optional
 
@@ -39,6 +40,22 @@ RDS = {"mode": "rds",
 SAM_SERVER_IMAGE = "registry.example.com/labeling/sam-server:0.1.0"
 OIDC_PROVIDER = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-central-1.amazonaws.com/id/EXAMPLE"
 
+# The upstream label-studio-ml-backend examples, one setting away from the platform's server
+# (the stacks' default): MobileSAM on a CPU, and SAM (ViT-H) on a GPU in a protected stack,
+# whose moving upstream tag needs its reason.
+UPSTREAM_SAM_IMAGE = "heartexlabs/label-studio-ml-backend:sam-master"
+UPSTREAM_MOBILE_SAM = {"sam.model": "MobileSAM", "sam.image": UPSTREAM_SAM_IMAGE}
+UPSTREAM_SAM_ON_GPU = {"sam.model": "SAM", "sam.image": UPSTREAM_SAM_IMAGE,
+                       "sam.unpinnedImageReason": "the upstream example publishes no digest to vouch for"}
+
+# The platform's image by digest, as the sam-image workflow proposes it, and admitted only with
+# that workflow's signature (sam.verifySignature).
+SIGNING_REPOSITORY = "example-org/labeling-platform"
+SAM_SERVER_BUILD = (f"ghcr.io/{SIGNING_REPOSITORY}/sam-server:1.0.0@sha256:"
+                    + hashlib.sha256(b"a build of sam-server/Dockerfile").hexdigest())
+SIGNED_SAM_SERVER = {"sam.image": SAM_SERVER_BUILD,
+                     "sam.verifySignature": {"enabled": True, "repository": SIGNING_REPOSITORY}}
+
 VARIANTS: dict[str, Variant] = {
     "dev": Variant("dev"),
     "prod": Variant("prod"),
@@ -51,6 +68,8 @@ VARIANTS: dict[str, Variant] = {
     "no-sam": Variant("dev", {"sam": {"enabled": False}, "labeling": {"projects": []}}),
     "no-ingress": Variant("dev", {"ingress": {"enabled": False}}),
     # prod scales SAM with CronJobs; the same windows through KEDA, and a late-night override.
+    "sam-upstream": Variant("dev", UPSTREAM_MOBILE_SAM),
+    "sam-signed-image": Variant("prod", SIGNED_SAM_SERVER),
     "sam-keda": Variant("prod", {"sam.activeHours.scaler": "keda", "sam.activeHours.keepUpUntil": "2026-12-08T02:00"}),
     # The platform's own SAM server on prod's GPU, under prod's monitoring: its PodMonitor, the
     # scrape in its NetworkPolicy and the alerts on its metrics.

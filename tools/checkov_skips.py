@@ -58,10 +58,11 @@ CHECKOV_SKIPS = [
                 "pg_dump, pg_restore and aws-cli take credentials from PGPASSWORD / AWS_* (by secretKeyRef) or from files "
                 "in their own formats (.pgpass, credentials ini), which the stack's Secrets do not hold"),
     ScopedCheck("CKV_K8S_43", SAM,
-                "a stack may run a moving SAM tag (dev runs upstream's sam-master on purpose): the config "
-                "contract warns there and refuses it in protected stacks unless sam.unpinnedImageReason says why "
-                "(the example prod file: it cannot vouch for a digest); policy k8s-image-moving-tag reports it "
-                "(advisory), and every pulumi up proves the pulled build with the SAM self-test"),
+                "a stack may run a SAM tag without a digest (the example stacks until the sam-image workflow's "
+                "first digest, the upstream examples' moving sam-master): the config contract warns there and "
+                "refuses it in protected stacks unless sam.unpinnedImageReason says why; policy "
+                "k8s-image-moving-tag reports it (advisory), and every pulumi up proves the pulled build with the "
+                "SAM self-test"),
     ScopedCheck("CKV_K8S_43", RECONCILER_JOB + SAM_SCALER + DATABASE_BACKUPS,
                 "exact release tags (python:3.12.8-slim-bookworm, bitnamilegacy/postgresql:17.6.0, "
                 "amazon/aws-cli:2.15.0; policy k8s-image-pinned); no registry is reachable here to resolve digests"),

@@ -11,6 +11,13 @@ any other field (as strict kubernetes-validate does): a typo fails here, not in 
   (example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml): spec.selector
   (required), a LabelSelector {matchLabels: map of strings}; spec.podMetricsEndpoints
   [{port (the container port's name), path}] (strings).
+- kyverno.io/v1 ClusterPolicy (cluster-scoped): Kyverno 1.19.0's types (api/kyverno/v1,
+  spec_types.go, rule_types.go, match_resources_types.go, resource_description_types.go,
+  image_verification_types.go at tag v1.19.0): spec.background (bool), spec.rules [{name
+  (required), match {any: [{resources {kinds, namespaces, selector}}]}, verifyImages
+  [{type Cosign|SigstoreBundle|Notary, imageReferences, failureAction Audit|Enforce, attestors
+  [{entries [{keyless {subject, issuer, rekor {url (required)}}}]}], mutateDigest,
+  verifyDigest, required (bools)}]}].
 """
 
 from __future__ import annotations
@@ -71,8 +78,57 @@ POD_MONITOR = {
     "additionalProperties": False,
 }
 
+_CLUSTER_METADATA = {**_NAMED_METADATA, "properties": {
+    name: schema for name, schema in _NAMED_METADATA["properties"].items() if name != "namespace"}}
+_STRINGS = {"type": "array", "items": _STRING}
+_KEYLESS = {"type": "object", "required": ["subject", "issuer"], "additionalProperties": False, "properties": {
+    "subject": _STRING, "issuer": _STRING,
+    "rekor": {"type": "object", "required": ["url"], "additionalProperties": False, "properties": {"url": _STRING}}}}
+_VERIFY_IMAGES = {"type": "object", "required": ["imageReferences", "attestors"], "additionalProperties": False,
+                  "properties": {
+                      "type": {"enum": ["Cosign", "SigstoreBundle", "Notary"]},
+                      "imageReferences": {**_STRINGS, "minItems": 1},
+                      "failureAction": {"enum": ["Audit", "Enforce"]},
+                      "attestors": {"type": "array", "minItems": 1, "items": {
+                          "type": "object", "required": ["entries"], "additionalProperties": False,
+                          "properties": {"entries": {"type": "array", "minItems": 1, "items": {
+                              "type": "object", "required": ["keyless"], "additionalProperties": False,
+                              "properties": {"keyless": _KEYLESS}}}}}},
+                      **{flag: {"type": "boolean"} for flag in ("mutateDigest", "verifyDigest", "required")}}}
+_MATCH_RESOURCES = {"type": "object", "additionalProperties": False, "properties": {
+    "kinds": _STRINGS, "namespaces": _STRINGS,
+    "selector": {"type": "object", "additionalProperties": False,
+                 "properties": {"matchLabels": _STRING_MAP}}}}
+
+CLUSTER_POLICY = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "kyverno.io/v1"}, "kind": {"const": "ClusterPolicy"},
+        "metadata": _CLUSTER_METADATA,
+        "spec": {
+            "type": "object", "required": ["rules"], "additionalProperties": False,
+            "properties": {
+                "background": {"type": "boolean"},
+                "rules": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name", "match"], "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string", "maxLength": 63},
+                        "match": {"type": "object", "additionalProperties": False, "properties": {
+                            "any": {"type": "array", "items": {
+                                "type": "object", "additionalProperties": False,
+                                "properties": {"resources": _MATCH_RESOURCES}}}}},
+                        "verifyImages": {"type": "array", "items": _VERIFY_IMAGES},
+                    }}},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+
 SCHEMAS: Mapping[tuple[str, str], dict] = {("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
-                                           ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR}
+                                           ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR,
+                                           ("kyverno.io/v1", "ClusterPolicy"): CLUSTER_POLICY}
 
 
 def custom_resource_problem(obj: Mapping[str, Any]) -> Optional[str]:

@@ -19,7 +19,6 @@ _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_MOVING_TAG = re.compile(r"^(latest|main|master|edge|nightly|dev)$|-(latest|main|master)$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 _QUANTITY_SCALE = {
@@ -163,8 +162,9 @@ def placeholder_pattern(hex_digits: str) -> Optional[str]:
 def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
     """(hard problem, moving) for a container image reference.
 
-    A missing tag or `latest` is always wrong; a tag that upstream moves (`main`,
-    `sam-master`) is only safe with a digest beside it.
+    A missing tag or `latest` is always wrong. Any other tag without a digest may move: a
+    registry lets its owner push a new build under an old tag (`sam-master`, `sam-v1` and
+    `1.0.0` alike), and only `@sha256:<digest>` names one build for good.
     """
     name, _, digest = image.partition("@")
     last = name.rsplit("/", 1)[-1]
@@ -178,7 +178,7 @@ def image_reference_problem(image: str) -> tuple[Optional[str], bool]:
         return "has no tag; expected repository:tag, pinned to a release", False
     if tag == "latest":
         return "uses the tag latest; expected a pinned tag", False
-    return None, bool(_MOVING_TAG.search(tag)) and not digest
+    return None, not digest
 
 
 _S3_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()/-]*$")

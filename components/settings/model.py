@@ -182,6 +182,15 @@ class Toleration:
 
 
 @dataclass(frozen=True)
+class ImageSignatureSettings:
+    """sam.verifySignature: the cluster admits the SAM pods only with an image the platform's
+    sam-image workflow signed (keyless), as a Kyverno ClusterPolicy checks at admission."""
+
+    # owner/name of the GitHub repository whose workflow signed the image.
+    repository: str
+
+
+@dataclass(frozen=True)
 class SamSettings:
     enabled: bool
     model: SamModel
@@ -208,6 +217,8 @@ class SamSettings:
     model_checkpoint: Optional[str] = None
     # The team's labeling windows; None: SAM runs around the clock.
     active_hours: Optional[SamActiveHoursSettings] = None
+    # None: the cluster is not asked to check the image's signature.
+    image_signature: Optional[ImageSignatureSettings] = None
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 from components.settings.active_hours import read_active_hours
 from components.settings.checks import (
     check_label_key, check_label_value, image_reference_problem, is_quantity, quantity_value,
 )
-from components.settings.model import Resources, SamModel, SamSettings, Toleration
+from components.settings.model import ImageSignatureSettings, Resources, SamModel, SamSettings, Toleration
 from components.settings.reader import Problems, Section, read_resources, show
 from reconciler.contract import SELF_TEST_FAIL, SELF_TEST_MODES
 
 DEFAULT_SHM_SIZE = "2Gi"
 DEFAULT_IMAGE_CACHE_SIZE = "10Gi"
+_GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+# Where a digest comes from: the platform's image's workflow prints it for every build and
+# proposes it to the stack files; an upstream image's registry answers for its tags.
+DIGEST_SOURCE = ("the sam-image workflow prints the platform image's digest and proposes it, docs/sam-image.md; "
+                 "for another image: docker buildx imagetools inspect <image>")
 # The segment_anything_2_image example's defaults: SAM 2.1 Hiera Large, baked into its image.
 DEFAULT_SAM2_CONFIG = "configs/sam2.1/sam2.1_hiera_l.yaml"
 DEFAULT_SAM2_CHECKPOINT = "sam2.1_hiera_large.pt"
@@ -51,20 +57,50 @@ def _toleration(path: str, raw: Any, problems: Problems) -> Optional[Toleration]
 def _check_image(section: Section, image: Optional[str], production: bool, unpinned_reason: Optional[str]) -> None:
     if image is None:
         if not section.has("image"):
-            section.error("image", "is required when sam.enabled is true; expected repository:tag, pinned")
+            section.error("image", "is required when sam.enabled is true; expected repository:tag@sha256:<digest>")
         return
     problem, moving = image_reference_problem(image)
     if problem:
         section.error("image", f"{show(image)} {problem}")
     elif moving and production and not unpinned_reason:
-        section.error("image", f"{show(image)} uses a moving tag without a digest; "
-                               "expected repository:tag@sha256:<digest> in a protected stack "
-                               "(or sam.unpinnedImageReason saying why not yet)")
+        section.error("image", f"{show(image)} has a tag without a digest, and a tag may move; expected "
+                               f"repository:tag@sha256:<digest> in a protected stack ({DIGEST_SOURCE}), "
+                               "or sam.unpinnedImageReason saying why not yet")
     elif moving and production:
-        section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag in a protected stack, "
+        section.problems.warnings.append(f"{section.key('image')}: {image} has no digest in a protected stack, "
                                          f"accepted because: {unpinned_reason}")
     elif moving:
-        section.problems.warnings.append(f"{section.key('image')}: {image} uses a moving tag; pin a digest before production")
+        section.problems.warnings.append(f"{section.key('image')}: {image} has no digest, so its tag may move; "
+                                         f"pin one before production ({DIGEST_SOURCE})")
+
+
+def check_github_repository(text: str) -> Optional[str]:
+    if _GITHUB_REPOSITORY.match(text):
+        return None
+    return "is not a GitHub repository; expected owner/name, e.g. example-org/labeling-platform"
+
+
+def _read_signature(section: Section, model: SamModel, image: Optional[str]) -> Optional[ImageSignatureSettings]:
+    """None while switched off (the default); the repository waits, unread, with one warning."""
+    enabled = section.boolean("enabled", "Admit the SAM pods only with an image the repository's "
+                              ".github/workflows/sam-image.yml signed on main (keyless, GitHub's OIDC issuer): a "
+                              "Kyverno ClusterPolicy the stack declares; the cluster runs Kyverno 1.13 or later.", False)
+    repository = section.string("repository", "owner/name of the GitHub repository whose sam-image workflow built "
+                                "and signed sam.image.", check=check_github_repository, kind="GitHub repository")
+    section.finish()
+    if not enabled:
+        section.inapplicable(("repository",), "while sam.verifySignature.enabled is false")
+        return None
+    if repository is None and not section.has("repository"):
+        section.error("repository", "is required when sam.verifySignature.enabled is true; expected owner/name of "
+                                    "the repository whose sam-image workflow signs the image")
+    if not model.platform_server:
+        section.error("enabled", f"true admits only the image the sam-image workflow signed, but sam.model "
+                                 f"{model.value} runs an upstream example's image; expected a sam2.1-* model or false")
+    elif image and "@sha256:" not in image:
+        section.error("enabled", f"true needs sam.image by digest, as a signature names one build, not "
+                                 f"{show(image)}; expected repository:tag@sha256:<digest>")
+    return ImageSignatureSettings(repository) if repository else None
 
 
 def _check_image_cache(section: Section, size: Optional[str], resources: Resources) -> None:
@@ -96,9 +132,10 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                            "the platform's SAM server (sam.image an image built from sam-server/). MobileSAM "
                            "(CPU-friendly) or SAM (ViT-H, needs a GPU): the upstream segment_anything_model "
                            "example's SAM_CHOICE; SAM2: the upstream segment_anything_2_image example (GPU only).",
-                           [m.value for m in SamModel], SamModel.MOBILE_SAM.value)
-    image = section.string("image", "SAM backend image, repository:tag[@sha256:digest]; set it in every stack file.",
-                           kind="image reference")
+                           [m.value for m in SamModel], SamModel.SAM2_1_TINY.value)
+    image = section.string("image", "SAM backend image, repository:tag@sha256:digest (a tag alone may move: a "
+                           "warning, and an error in a protected stack); set it in every stack file. sam2.1-*: "
+                           "the image the sam-image workflow builds from sam-server/.", kind="image reference")
     gpus = section.integer("gpus", "nvidia.com/gpu limit of the SAM pod (0: CPU).", 0, minimum=0, maximum=8)
     node_selector = section.string_map("nodeSelector", "Node labels the SAM pod must run on.", key_check=check_label_key,
                                        value_check=check_label_value)
@@ -129,23 +166,28 @@ def read_sam(section: Section, production: bool) -> SamSettings:
     model_config = section.string("modelConfig", "SAM 2's MODEL_CONFIG (model SAM2 only).", DEFAULT_SAM2_CONFIG)
     model_checkpoint = section.string("modelCheckpoint", "SAM 2's MODEL_CHECKPOINT, a file under the image's "
                                       "checkpoints/ (model SAM2 only).", DEFAULT_SAM2_CHECKPOINT)
-    unpinned_reason = section.string("unpinnedImageReason", "Why a protected stack runs sam.image on a moving tag "
+    unpinned_reason = section.string("unpinnedImageReason", "Why a protected stack runs sam.image on a tag "
                                      "without a digest; without it that is an error.")
     hours_section = section.section("activeHours", "The team's labeling windows: outside them SAM runs 0 replicas.")
+    signature_section = section.section("verifySignature", "Admission of the SAM pods only with the image the "
+                                        "platform's sam-image workflow signed (docs/sam-image.md).")
     if not enabled:
         hours_section = Section(hours_section.path, hours_section.raw, section.problems.recording_only())
+        signature_section = Section(signature_section.path, signature_section.raw, section.problems.recording_only())
     active_hours = read_active_hours(hours_section, startup + IMAGE_PULL_ALLOWANCE_SECONDS)
+    model = SamModel(model or SamModel.SAM2_1_TINY)
+    image_signature = _read_signature(signature_section, model, image)
     section.finish()
     tolerations = tuple(
         t for i, raw in enumerate(tolerations_raw)
         if (t := _toleration(section.key(f"tolerations[{i}]"), raw, section.problems)) is not None
     )
-    model = SamModel(model or SamModel.MOBILE_SAM)
     if not enabled:
         # Switching SAM off is one key: the rest of the section waits for it to come back.
         section.inapplicable(("model", "image", "gpus", "nodeSelector", "tolerations", "resources", "shmSize",
                               "startupTimeoutSeconds", "workers", "replicas", "embeddingCacheMiB", "imageCacheSize",
-                              "selfTest", "modelConfig", "modelCheckpoint", "unpinnedImageReason", "activeHours"),
+                              "selfTest", "modelConfig", "modelCheckpoint", "unpinnedImageReason", "activeHours",
+                              "verifySignature"),
                              "while sam.enabled is false")
     else:
         _check_image(section, image, production, unpinned_reason)
@@ -183,4 +225,5 @@ def read_sam(section: Section, production: bool) -> SamSettings:
                        self_test=self_test or SELF_TEST_FAIL,
                        model_config=(model_config or DEFAULT_SAM2_CONFIG) if model is SamModel.SAM2 else None,
                        model_checkpoint=(model_checkpoint or DEFAULT_SAM2_CHECKPOINT) if model is SamModel.SAM2 else None,
-                       active_hours=active_hours if enabled else None)
+                       active_hours=active_hours if enabled else None,
+                       image_signature=image_signature if enabled else None)
