@@ -34,7 +34,7 @@ unexport UV_PROJECT_ENVIRONMENT VIRTUAL_ENV
 # anew (an offline plan about twice as slow).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: plan restore-job test test-fast bench bench-sync bench-sam env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous env-sam-server
+.PHONY: plan restore-job test test-fast bench bench-sync bench-sam bench-self-test env-sam-backend check lock clean env-plan env-test env-checkov env-label-studio-previous env-sam-server
 
 # Built once per release: the directory's name carries the version, and tests/test_lock.py
 # checks that requirements-uv.txt pins the same one.
@@ -109,9 +109,16 @@ bench-sync: env-test
 env-sam-backend:
 	@PYTHON=$(PYTHON) bash tools/sam_backend_env.sh
 
-# CPU latency of the real SAM backend: embedding (first click on an image) and further clicks.
-bench-sam: env-test
+# What a team of labelers clicking at once waits for SAM's masks on this machine's CPU, and how often
+# an image is embedded: the platform's SAM server (1 and 2 replicas) and, when its env is set up
+# (LABEL_STUDIO_ML_BACKEND_DIR, make env-sam-backend), the upstream example.
+bench-sam: env-test env-sam-server
 	$(PY) -m benchmarks.sam_latency
+
+# How often the deploy-time SAM self-test catches a backend that mixes up simultaneous clicks
+# (a stand-in and, set up as above, the upstream example with THREADS=8), and its time when it passes.
+bench-self-test: env-test env-sam-server
+	$(PY) -m benchmarks.sam_self_test_detection
 
 check: env-test env-checkov
 	$(PY) -m tools.check

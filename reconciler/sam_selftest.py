@@ -1,14 +1,14 @@
 """The deploy-time SAM self-test: a labeler's click, asked for the way the labeling UI asks.
 
 For a SAM project with tasks, the reconciler takes a few tasks with different images and asks
-Label Studio for an interactive prediction of each, one at a time and then all at once (`POST /api/ml/<id>/
-interactive-annotating` with the task and a context holding a keypoint and a rectangle, as the
-UI sends them). Label Studio passes them to the backend's /predict with the task's raw
-`s3://bucket/key`; the backend downloads the image back from Label Studio and answers with a
-brush mask. Each answer must be a mask of its own image's size, learnt here from the image's
-bytes. Label Studio reduces a backend failure to "500 Server Error ... /predict"; to name the
-cause the reconciler then sends the same request to the backend's /predict itself and reads
-the backend's own error (its download's status and URL).
+Label Studio for an interactive prediction of each, one at a time and then all at once, for
+several rounds (`POST /api/ml/<id>/interactive-annotating` with the task and a context holding a
+keypoint and a rectangle, as the UI sends them). Label Studio passes them to the backend's
+/predict with the task's raw `s3://bucket/key`; the backend downloads the image back from Label
+Studio and answers with a brush mask. Each answer must be a mask of its own image's size,
+learnt here from the image's bytes. Label Studio reduces a backend failure to "500 Server Error
+... /predict"; to name the cause the reconciler then sends the same request to the backend's
+/predict itself and reads the backend's own error (its download's status and URL).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import binascii
 import json
 import re
 import socket
-import struct
 import time
 import urllib.error
 import urllib.parse
@@ -31,96 +30,42 @@ from typing import Callable
 from reconciler.client import LabelStudioClient, Opener, one_line, relative_api_path, urllib_opener
 from reconciler.contract import SELF_TEST_WARN, ProjectSpec
 from reconciler.errors import ApiError, ReconcileError
+from reconciler.sam_sizes import RLE_CHANNELS, image_size, rle_values
 
 # This many tasks (different images) are clicked on at once, after one click on each alone: with
 # one predictor shared between requests, masks come back shaped like another request's image.
 # Each click holds one of Label Studio's uWSGI workers until the backend answers, and a click on
 # an image the backend has not cached holds a second one for its download: clicking each image
-# alone first leaves the simultaneous clicks needing no more workers than there are clicks.
+# alone first leaves the simultaneous clicks needing no more workers than there are clicks. The
+# chart starts 2 workers per node core, so a pod on a 2-core node has 4: two held by the
+# self-test leave a labeler's click on a new image (a click and its download) the other two.
 CONCURRENT_PREDICTIONS = 2
+# A race shows only when the simultaneous clicks reach the same predictor: against the upstream
+# example with 2 workers and THREADS=8 one round of 2 caught it in 9 of 20 runs, 6 rounds in
+# all 20 (docs/sam-backend.md), so the rounds repeat: 8 would miss about one in 120. A round
+# costs at most one embedding per click: a few seconds on a CPU, a fraction of one on a GPU.
+SIMULTANEOUS_ROUNDS = 8
+# No round starts after the rounds have taken this long: on a CPU a round can cost an embedding
+# per click (each of the example's workers keeps one image; one worker took 3-15 s a round), every
+# hourly reconcile pays it, and labelers clicking meanwhile wait behind it. Against the racy
+# example a whole run took 7.3 s on average until caught: the budget leaves it its rounds.
+ROUNDS_BUDGET_SECONDS = 30.0
+# Why masks get mixed up, whichever way it shows (another image's mask or a predictor that lost
+# its image mid-click): the upstream example's image defaults to THREADS=8 around one predictor.
+SHARED_PREDICTOR = ("the backend shares one predictor between simultaneous requests "
+                    "(THREADS=1 for the upstream example)")
+# What the example's predictor (segment_anything's SamPredictor) raises when another request
+# reset its image between this request's set_image and its prediction.
+LOST_IMAGE_ERROR = "An image must be set with .set_image"
 PREDICTION_TIMEOUT_SECONDS = 150
 DOWNLOAD_TIMEOUT_SECONDS = 60
 # Where the labeler "clicks", in percent of the image: a keypoint in the middle, a box around it.
 KEYPOINT_AT = (50.0, 50.0)
 RECTANGLE_AT = (25.0, 25.0, 50.0, 50.0)
-# A brush mask holds 4 values (RGBA) per pixel.
-RLE_CHANNELS = 4
 
 
 class SelfTestFailure(Exception):
     """Why a SAM project's self-test failed: the one-line cause."""
-
-
-# ------------------------------------------------------------------ image sizes and masks
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header; None for other formats."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] == b"\xff\xd8":
-        return _jpeg_size(data)
-    return None
-
-
-# Start-of-frame markers carry the size; C4 (Huffman), C8 (reserved) and CC (arithmetic) do not.
-_JPEG_FRAME_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    position = 2
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            return None
-        marker = data[position + 1]
-        if marker == 0xFF:  # fill byte
-            position += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            position += 2
-            continue
-        (length,) = struct.unpack(">H", data[position + 2:position + 4])
-        if marker in _JPEG_FRAME_MARKERS and position + 9 <= len(data):
-            height, width = struct.unpack(">HH", data[position + 5:position + 9])
-            return width, height
-        position += 2 + length
-    return None
-
-
-class _Bits:
-    def __init__(self, data: list[int]):
-        self._bits = "".join(f"{byte:08b}" for byte in data)
-        self._at = 0
-
-    def read(self, size: int) -> int:
-        if self._at + size > len(self._bits):
-            raise ValueError("the RLE ends early")
-        value = int(self._bits[self._at:self._at + size], 2)
-        self._at += size
-        return value
-
-
-def rle_values(rle: list[int]) -> tuple[int, int]:
-    """(values, non-zero values) of a Label Studio brush RLE (label_studio_sdk.converter.brush's
-    format: a 32-bit count, word size, four run-length sizes, then runs). Raises ValueError when
-    the runs do not add up to the count."""
-    if not rle or not all(isinstance(byte, int) and 0 <= byte <= 255 for byte in rle):
-        raise ValueError("the RLE is not a list of bytes")
-    bits = _Bits(rle)
-    count = bits.read(32)
-    word_size = bits.read(5) + 1
-    run_sizes = [bits.read(4) + 1 for _ in range(4)]
-    done = non_zero = 0
-    while done < count:
-        repeated = bits.read(1)
-        end = done + 1 + bits.read(run_sizes[bits.read(2)])
-        if end > count:
-            raise ValueError("the RLE's runs overrun its count")
-        if repeated:
-            non_zero += (end - done) if bits.read(word_size) else 0
-        else:
-            non_zero += sum(1 for _ in range(end - done) if bits.read(word_size))
-        done = end
-    return count, non_zero
 
 
 # ------------------------------------------------------------------ what the UI sends
@@ -241,6 +186,9 @@ def describe_backend_error(detail: str) -> str:
                 "it cannot fetch cloud-storage images; use a current build")
     if "no access_token provided" in detail or "set LABEL_STUDIO_API_KEY" in detail:
         return "the backend has no Label Studio token (LABEL_STUDIO_API_KEY / LABEL_STUDIO_ACCESS_TOKEN)"
+    if LOST_IMAGE_ERROR in detail:
+        return (f"the backend's predictor lost its image to another request ({one_line(detail)[:120]}): "
+                f"{SHARED_PREDICTOR}")
     return f"the backend failed: {one_line(detail)[:300]}"
 
 
@@ -287,14 +235,19 @@ class SamSelfTest:
         samples = [self._sample(task, tags) for task in tasks]
         # One at a time first: the backend downloads each image and computes its embedding.
         first = [self._predict(backend, sample, tags) for sample in samples]
-        for sample, (answer, _) in zip(samples, first):
-            self._check(sample, answer, project, tags)
+        outcomes = [self._check(sample, answer, project, tags) for sample, (answer, _) in zip(samples, first)]
+        slowest, rounds, started = 0.0, 0, self._clock()
         with ThreadPoolExecutor(max_workers=len(samples)) as pool:
-            together = list(pool.map(lambda sample: self._predict(backend, sample, tags), samples))
-        outcomes = [self._check(sample, answer, project, tags) for sample, (answer, _) in zip(samples, together)]
+            while rounds < SIMULTANEOUS_ROUNDS and self._clock() - started < ROUNDS_BUDGET_SECONDS:
+                rounds += 1
+                together = list(pool.map(lambda sample: self._predict(backend, sample, tags), samples))
+                where = f"among {len(samples)} simultaneous clicks (round {rounds} of {SIMULTANEOUS_ROUNDS})"
+                for sample, (answer, seconds) in zip(samples, together):
+                    self._check(sample, answer, project, tags, where)
+                    slowest = max(slowest, seconds)
         return (f"masks of each image's own size ({', '.join(outcomes)}); first click "
                 f"{max(seconds for _, seconds in first):.2f} s (download and embedding), {len(samples)} simultaneous "
-                f"clicks {max(seconds for _, seconds in together):.2f} s")
+                f"clicks {rounds} times in {self._clock() - started:.1f} s, slowest {slowest:.2f} s")
 
     def _tasks(self, project_id: int) -> list[dict]:
         listing = self._client.get(f"/api/tasks/?project={project_id}&page_size={CONCURRENT_PREDICTIONS}")
@@ -335,11 +288,12 @@ class SamSelfTest:
             answer = {"errors": [f"Label Studio was unreachable: {one_line(str(error))}"]}
         return answer, self._clock() - started
 
-    def _check(self, sample: Sample, answer: object, project: dict, tags: SamTags) -> str:
+    def _check(self, sample: Sample, answer: object, project: dict, tags: SamTags, where: str = "") -> str:
+        """The image's size when `answer` is a mask of it; `where` says which simultaneous clicks it was among."""
         task_id = sample.task["id"]
         errors = answer.get("errors") if isinstance(answer, dict) else None
         if errors:
-            raise SelfTestFailure(self._cause(one_line(" ".join(map(str, errors))), sample, project, tags))
+            raise SelfTestFailure(self._cause(one_line(" ".join(map(str, errors))), sample, project, tags, where))
         prediction = answer.get("data") if isinstance(answer, dict) else None
         results = prediction.get("result") if isinstance(prediction, dict) else None
         masks = [r for r in results or [] if isinstance(r, dict) and r.get("type") == "brushlabels"
@@ -357,11 +311,10 @@ class SamSelfTest:
         if count != width * height * RLE_CHANNELS:
             raise SelfTestFailure(
                 f"task {task_id}'s mask has {count // RLE_CHANNELS} pixels but its image is {width}x{height} "
-                f"({width * height}): the backend mixes up simultaneous requests (more than one thread per "
-                "predictor: set THREADS=1)")
+                f"({width * height}){f', {where}' if where else ''}: {SHARED_PREDICTOR}")
         return f"{width}x{height}"
 
-    def _cause(self, error: str, sample: Sample, project: dict, tags: SamTags) -> str:
+    def _cause(self, error: str, sample: Sample, project: dict, tags: SamTags, where: str) -> str:
         """Label Studio's error, and for a failing backend the backend's own words."""
         if "timed out" in error.lower():
             return f"timeout: the backend did not answer in time ({error[:200]})"
@@ -370,7 +323,12 @@ class SamSelfTest:
         if "Max retries exceeded" in error or "Connection refused" in error or "Failed to establish" in error:
             return f"backend unreachable from Label Studio at {self._sam_url} ({error[:200]})"
         if "Server Error" in error and "/predict" in error:
-            return self._ask_backend(sample, project, tags) or f"the backend failed on /predict ({error[:200]})"
+            described = self._ask_backend(sample, project, tags)
+            if not where:
+                return described or f"the backend failed on /predict ({error[:200]})"
+            # The same click alone got its mask before the rounds: what fails it is the company.
+            return (f"task {sample.task['id']} {where}: " + (described or f"the backend failed on /predict "
+                    f"({error[:120]}) where the same click alone got its mask: {SHARED_PREDICTOR}"))
         return f"Label Studio reports: {error[:300]}"
 
     def _ask_backend(self, sample: Sample, project: dict, tags: SamTags) -> str | None:

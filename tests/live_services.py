@@ -51,6 +51,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# /proc/net/tcp's state of a listening socket.
+_TCP_LISTEN = "0A"
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses on which a TCP socket of this machine listens on `port`, IPv4 and IPv6."""
+    found = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        with contextlib.suppress(FileNotFoundError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                address, _, hex_port = fields[1].partition(":")
+                if fields[3] == _TCP_LISTEN and int(hex_port, 16) == port:
+                    found.add(_kernel_address(address, family))
+    return found
+
+
+def _kernel_address(hex_address: str, family: int) -> str:
+    """An address as /proc/net/tcp prints it: each 32-bit word in the machine's byte order."""
+    raw = bytes.fromhex(hex_address)
+    words = [raw[i:i + 4] for i in range(0, len(raw), 4)]
+    return socket.inet_ntop(family, b"".join(word[::-1] if sys.byteorder == "little" else word for word in words))
+
+
 def wait_until(ready: Callable[[], bool], timeout_seconds: float, what: str,
                still_running: Callable[[], bool] = lambda: True) -> None:
     """Poll `ready` until it holds; fail with `what` when the deadline passes or the process died."""

@@ -18,7 +18,7 @@ from components.labeling import DESIRED_STATE_FILE, reconciler_modules
 from reconciler import contract
 from tests.app_environment import LocalValues, app_environment, local_stack
 from tests.label_studio_server import LabelStudioServer, serve_label_studio
-from tests.sam_contract_backend import SharedPredictor, answer_predict
+from tests.sam_contract_backend import OwnPredictor, answer_predict
 from tests.live_services import (
     LOOPBACK,
     MOTO_ACCESS_KEY_ID,
@@ -81,7 +81,7 @@ def label_studio_stack(work_dir: Path, s3_endpoint: str, bucket: str, image_keys
     # It downloads each task image from Label Studio as the backend does and answers with a
     # mask of the image's size (tests/sam_contract_backend.py), so the self-test passes.
     sam = SamBackendStub(predict=functools.partial(
-        answer_predict, predictor=SharedPredictor(racy=False), hostname=f"http://{LOOPBACK}:{port}",
+        answer_predict, predictor=OwnPredictor(), hostname=f"http://{LOOPBACK}:{port}",
         access_token=admin.token, cache_dir=str(work_dir / "sam-image-cache")))
     local = LocalValues(public_url=f"http://{LOOPBACK}:{port}", s3_endpoint=s3_endpoint, bucket=bucket,
                         admin_email=admin.email, admin_password=admin.password, admin_token=admin.token,

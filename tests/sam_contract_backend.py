@@ -12,9 +12,11 @@ mask is a fixed box instead of SAM's output, which has the same shape.
 
 Modes:
   serial      one request at a time, like gunicorn with THREADS=1 (the Deployment's setting)
-  racy        concurrent requests around one shared "predictor", like THREADS=8: each request
-              sets the shared image, waits until another request has set its own, then predicts
-              on whatever image is set, so simultaneous clicks get another image's mask
+  racy        the example's image with its default THREADS=8 and 2 workers (the stack's CPU
+              default): gunicorn workers, each with one predictor behind a one-image cache
+              (ExamplePredictor); gunicorn hands a request to whichever worker accepts it first,
+              here a seeded random choice (--seed). Simultaneous clicks that reach the same worker
+              get another image's mask or the example's "An image must be set" error.
   no-task-id  downloads without the task id, as builds from before April 2024 did
 """
 
@@ -22,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import random
 import re
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from label_studio_sdk._extensions.label_studio_tools.core.utils.io import get_local_path
@@ -37,32 +42,65 @@ if __name__ == "__main__":  # run as a script: the project's tests package is im
 from tests.live_services import SamBackendStub  # noqa: E402 - after the path above
 
 MODEL_VERSION = "sam-contract-stand-in"
-# The racy predictor waits at most this long for a second request to overwrite its image.
-RACE_WAIT_SECONDS = 3
+# The example's costs, shortened: long enough that clicks Label Studio passes on at once overlap.
+EMBEDDING_SECONDS = 0.5
+DECODE_SECONDS = 0.2
+RACY_WORKERS = 2
 
 
-class SharedPredictor:
-    """The example's global predictor: the image last set is the one predicted on."""
+class Predictor(Protocol):
+    def predict(self, path: str) -> tuple[int, int]:
+        """The size of the mask predicted for the image at `path`."""
 
-    def __init__(self, racy: bool):
-        self.racy = racy
-        self.size: tuple[int, int] | None = None
+
+class OwnPredictor:
+    """A predictor per request (THREADS=1): every mask is its own image's."""
+
+    def predict(self, path: str) -> tuple[int, int]:
+        with Image.open(path) as image:
+            return image.size
+
+
+class ExamplePredictor:
+    """One worker's predictor as the example's sam_predictor.py drives segment_anything's
+    SamPredictor: an image missing from its one-image cache is set, which resets the predictor
+    and records the image's size at once and holds the features only after the embedding; a
+    cached image is predicted on at once, with whatever the predictor then holds."""
+
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._second_request = threading.Barrier(2, timeout=RACE_WAIT_SECONDS)
+        self._cached: str | None = None
+        self._size: tuple[int, int] | None = None
+        self._image_set = False
 
     def predict(self, path: str) -> tuple[int, int]:
         with Image.open(path) as image:
             size = image.size
-        if not self.racy:
-            return size
         with self._lock:
-            self.size = size
-        try:
-            self._second_request.wait()
-        except threading.BrokenBarrierError:
-            self._second_request.reset()
+            missing = self._cached != path
+            if missing:
+                self._image_set, self._size = False, size
+        time.sleep(EMBEDDING_SECONDS if missing else DECODE_SECONDS)
         with self._lock:
-            return self.size
+            if missing:
+                self._image_set, self._cached = True, path
+            if not self._image_set:
+                raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+            return self._size
+
+
+class AcceptingWorkers:
+    """gunicorn's workers: each request goes to whichever accepts it first (a seeded random choice)."""
+
+    def __init__(self, workers: int, seed: int):
+        self._predictors = [ExamplePredictor() for _ in range(workers)]
+        self._choice = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def predict(self, path: str) -> tuple[int, int]:
+        with self._lock:
+            predictor = self._choice.choice(self._predictors)
+        return predictor.predict(path)
 
 
 def image_key(label_config: str) -> str:
@@ -72,7 +110,7 @@ def image_key(label_config: str) -> str:
     return match.group(1)
 
 
-def predict(body: dict, predictor: SharedPredictor, with_task_id: bool = True, **download: str) -> dict:
+def predict(body: dict, predictor: Predictor, with_task_id: bool = True, **download: str) -> dict:
     """The example's /predict, download included; `download` passes get_local_path's hostname,
     access_token and cache_dir where the environment does not hold them."""
     context = (body.get("params") or {}).get("context") or {}
@@ -93,7 +131,7 @@ def predict(body: dict, predictor: SharedPredictor, with_task_id: bool = True, *
     return {"results": [{"result": [result], "model_version": MODEL_VERSION, "score": 0.9}]}
 
 
-def answer_predict(body: dict, predictor: SharedPredictor, with_task_id: bool = True, **download: str) -> tuple[int, dict]:
+def answer_predict(body: dict, predictor: Predictor, with_task_id: bool = True, **download: str) -> tuple[int, dict]:
     """(status, document) as label_studio_ml's server answers /predict."""
     try:
         return 200, predict(body, predictor, with_task_id, **download)
@@ -101,10 +139,10 @@ def answer_predict(body: dict, predictor: SharedPredictor, with_task_id: bool = 
         return 500, {"status": 500, "detail": f"{type(error).__name__}: {error}"}
 
 
-def serve(port: int, mode: str) -> None:
+def serve(port: int, mode: str, seed: int) -> None:
     """label_studio_ml's routes (tests/live_services.py's stand-in) with this module's /predict."""
-    predict_here = functools.partial(answer_predict, predictor=SharedPredictor(racy=mode == "racy"),
-                                     with_task_id=mode != "no-task-id")
+    predictor = AcceptingWorkers(RACY_WORKERS, seed) if mode == "racy" else OwnPredictor()
+    predict_here = functools.partial(answer_predict, predictor=predictor, with_task_id=mode != "no-task-id")
     SamBackendStub(predict=predict_here, port=port, one_at_a_time=mode != "racy").start()
     threading.Event().wait()
 
@@ -113,5 +151,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", choices=("serial", "racy", "no-task-id"), default="serial")
+    parser.add_argument("--seed", type=int, default=0, help="racy: which worker takes each request")
     arguments = parser.parse_args()
-    serve(arguments.port, arguments.mode)
+    serve(arguments.port, arguments.mode, arguments.seed)

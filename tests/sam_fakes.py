@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import numpy as np
 from label_studio_sdk.converter import brush
 
 from components import PROJECT_ROOT
+from reconciler.sam_selftest import CONCURRENT_PREDICTIONS
 from tests.live_services import png_bytes
 
 SAM_CONFIG = (PROJECT_ROOT / "label_configs" / "sam_segmentation.xml").read_text()
@@ -24,6 +26,8 @@ UNREACHABLE = ("HTTPConnectionPool(host='sam', port=9090): Max retries exceeded 
                "connection: [Errno 111] Connection refused'))")
 TIMED_OUT = "HTTPConnectionPool(host='sam', port=9090): Read timed out. (read timeout=100.0)"
 FAILED = f"500 Server Error: INTERNAL SERVER ERROR for url: {SAM_URL}/predict"
+# What the example's predictor raises when a simultaneous request reset its image mid-click.
+LOST_IMAGE = "RuntimeError: An image must be set with .set_image(...) before mask prediction."
 
 
 def image_side(task_id: int) -> int:
@@ -49,33 +53,59 @@ def brush_rle(width: int, height: int) -> list[int]:
 
 
 class FakeSam:
-    """What Label Studio answers for an interactive prediction, by `behaviour`: works, racy (the
-    mask of another image), empty, unreachable, timeout, fails (the backend's /predict answers
-    500 with `detail`)."""
+    """What Label Studio answers for an interactive prediction, by `behaviour`: works, empty,
+    unreachable, timeout, fails (the backend's /predict answers 500 with `detail`); and, from
+    round `racy_from_round` of the self-test's simultaneous clicks on (each task alone works):
+    racy (the mask of another image), fails-together (500, while the backend asked directly
+    answers with `detail`, or a mask when that is empty). Each click moves the fake's clock
+    on by `click_seconds`."""
 
-    def __init__(self, behaviour: str = "works", detail: str = "", download_status: int = 200):
+    def __init__(self, behaviour: str = "works", detail: str = "", download_status: int = 200,
+                 racy_from_round: int = 1, click_seconds: float = 0.0):
         self.behaviour = behaviour
         self.detail = detail
         # What Label Studio answers for a task's image (its presign URL).
         self.download_status = download_status
+        self.racy_from_round = racy_from_round
+        self.click_seconds = click_seconds
+        self.now = 0.0
         self.contexts: list[dict] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        return self.now
+
+    def _in_racy_round(self) -> bool:
+        """Whether the click just recorded came in a round of simultaneous clicks that goes wrong."""
+        clicks_alone = CONCURRENT_PREDICTIONS
+        round_number = (len(self.contexts) - 1 - clicks_alone) // CONCURRENT_PREDICTIONS + 1
+        return len(self.contexts) > clicks_alone and round_number >= self.racy_from_round
 
     def interactive(self, task_id: int, context: dict) -> dict:
-        self.contexts.append(context)
+        with self._lock:
+            self.contexts.append(context)
+            self.now += self.click_seconds
+            racy = self._in_racy_round()
         side = image_side(task_id)
+        if self.behaviour == "fails-together":
+            return {"errors": [FAILED]} if racy else self._mask(side, side)
         if self.behaviour in ("works", "racy"):
-            other = side + 1 if self.behaviour == "racy" else side
-            result = {"from_name": "tag", "to_name": "image", "type": "brushlabels", "original_width": side,
-                      "original_height": side, "value": {"format": "rle", "rle": brush_rle(other, other),
-                                                         "brushlabels": ["Banana"]}}
-            return {"data": {"result": [result], "score": 0.9, "model_version": "fake"}}
+            return self._mask(side, side + 1 if self.behaviour == "racy" and racy else side)
         if self.behaviour == "empty":
             return {"data": {"result": [], "score": 0, "model_version": "fake"}}
         return {"errors": [{"unreachable": UNREACHABLE, "timeout": TIMED_OUT, "fails": FAILED}[self.behaviour]]}
 
+    @staticmethod
+    def _mask(side: int, other: int) -> dict:
+        """Label Studio's relay of a mask of an `other` x `other` image for a `side` x `side` one."""
+        result = {"from_name": "tag", "to_name": "image", "type": "brushlabels", "original_width": side,
+                  "original_height": side, "value": {"format": "rle", "rle": brush_rle(other, other),
+                                                     "brushlabels": ["Banana"]}}
+        return {"data": {"result": [result], "score": 0.9, "model_version": "fake"}}
+
     def backend(self, request, timeout: float) -> tuple[int, bytes]:
         """The backend's own /predict, when the self-test asks it directly."""
-        if self.behaviour != "fails":
+        if self.behaviour not in ("fails", "fails-together") or not self.detail:
             return 200, json.dumps({"results": []}).encode()
         return 500, json.dumps({"status": 500, "detail": self.detail, "result": {"traceback": "..."}}).encode()
 

@@ -13,13 +13,15 @@ harmless for what is tested:
 - torch is the release on this machine's disk (tools/sam_backend_env.sh says which and why)
   instead of the image's 2.0.1, on Python 3.11 instead of 3.10;
 - label-studio-sdk is PyPI's release where the image installs its git master;
-- it listens on the loopback address Label Studio's SSRF protection lets through.
+- it listens on the loopback address Label Studio's SSRF protection lets through, and only
+  there: the CMD's `--bind :PORT` would listen on every interface of this machine.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -84,6 +86,14 @@ def image_definition(dockerfile: str) -> tuple[dict[str, str], str]:
     return dict(image.env), image.command
 
 
+def loopback_command(command: str, address: str) -> str:
+    """The image's gunicorn command listening on `address` only, on the port it names."""
+    bound, binds = re.subn(r"--bind\s+[^\s:]*:(\S+)", lambda found: f"--bind {address}:{found.group(1)}", command)
+    if binds != 1:
+        raise ValueError(f"the example's start command has no one `--bind HOST:PORT` to move to {address}: {command!r}")
+    return bound
+
+
 def random_checkpoint(backend: RealBackend, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([str(backend.python), "-c", _RANDOM_CHECKPOINT, str(path)], check=True, capture_output=True,
@@ -105,7 +115,8 @@ def process_environment(backend: RealBackend, dockerfile_env: Mapping[str, str],
 def running_real_backend(backend: RealBackend, deployment_env: Mapping[str, str], work_dir: Path,
                          log_dir: Path) -> Iterator[str]:
     """The example server with a random MobileSAM checkpoint, once /health answers; yields its URL."""
-    dockerfile_env, command = image_definition((backend.example_dir / "Dockerfile").read_text())
+    dockerfile_env, image_command = image_definition((backend.example_dir / "Dockerfile").read_text())
+    command = loopback_command(image_command, SAM_STUB_ADDRESS)
     port = free_port()
     environment = process_environment(backend, dockerfile_env, deployment_env, work_dir / "models", port)
     random_checkpoint(backend, Path(environment["MOBILESAM_CHECKPOINT"]))

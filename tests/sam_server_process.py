@@ -21,7 +21,9 @@ Differences from the pod, each harmless for what is tested (LOCAL_VARIABLES are 
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
@@ -102,3 +104,13 @@ def running_sam_servers(deployment_env: Mapping[str, str], work_dir: Path, log_d
     finally:
         for process in processes:
             process.stop()
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """One series' value from /metrics (0 when it has not been written yet)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    pattern = re.escape(name + (f"{{{selector}}}" if selector else "")) + r" (\S+)"
+    found = re.search(rf"^{pattern}$", text, flags=re.M)
+    return float(found.group(1)) if found else 0.0

@@ -30,10 +30,9 @@ from reconciler.storages import (
     CREDENTIAL_FIELDS, SOURCE_STORAGE_TITLE, changed_fields, credentials_fingerprint, export_prefix_for, patch_for,
     probe_s3_endpoint, project_slug, s3_probe_url, sync_source_storage,
 )
-from reconciler.sam_selftest import SamSelfTest, image_size, rle_values
+from reconciler.sam_selftest import SamSelfTest
 from reconciler.team import TeamSecret, absolute_invite_url, store_invite_in_secret
-from tests.live_services import png_bytes
-from tests.sam_fakes import SAM_CONFIG, SAM_URL, FakeSam, brush_rle, image_side, resolve_url
+from tests.sam_fakes import SAM_CONFIG, SAM_URL, FakeSam, resolve_url
 
 CATS_CONFIG = '<View><Image name="image" value="$image"/><Choices name="choice" toName="image">' \
               '<Choice value="Cat"/><Choice value="Dog"/></Choices></View>'
@@ -273,7 +272,8 @@ def run(fake: FakeLabelStudio, document: dict, settings: RunEnvironment | None =
     client = LabelStudioClient("http://label-studio:80", token, opener=fake)
     if kubernetes is not None:
         settings = replace(settings or RunEnvironment(), team_secret_name="labeling-team")
-    self_test = SamSelfTest(client, document.get("samUrl") or SAM_URL, image_opener=fake, backend_opener=fake.sam.backend)
+    self_test = SamSelfTest(client, document.get("samUrl") or SAM_URL, image_opener=fake,
+                            backend_opener=fake.sam.backend, clock=fake.sam.clock)
     reconcile(parse_desired_state(document), client, settings or RunEnvironment(), report=lines.append,
               s3_opener=reachable_s3, kubernetes_opener=kubernetes, service_account_dir=service_account,
               sign_up=getattr(fake, "sign_up", None), sam_self_test=self_test)
@@ -668,35 +668,35 @@ def test_a_refused_title_is_named_as_the_title():
         run(FakeLabelStudio(), desired(projects=[project]))
 
 
-def _sam_project(wants_sam: bool) -> dict:
+def sam_project(wants_sam: bool) -> dict:
     return {"title": "Fruit", "labelConfig": SAM_CONFIG, "prefix": "fruit", "regexFilter": "", "sam": wants_sam}
 
 
 def test_a_project_that_stops_wanting_sam_loses_only_the_backend_the_reconciler_added():
     fake = FakeLabelStudio()
-    run(fake, desired(projects=[_sam_project(True)]))
+    run(fake, desired(projects=[sam_project(True)]))
     [(project_id, ours)] = [(b["project"], b["id"]) for b in fake.backends.values()]
     for title, url in (("My SAM", "http://sam-backend.labeling.svc.cluster.local:9090"),
                        (LEGACY_SAM_BACKEND_TITLE, "http://sam.elsewhere.example:9090")):
         by_hand = {"id": fake.new_id(), "project": project_id, "title": title, "url": url, "state": "CO"}
         fake.backends[by_hand["id"]] = by_hand
-    lines = run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    lines = run(fake, desired(projects=[sam_project(False)], sam_url=None))
     assert ours not in fake.backends and len(fake.backends) == 2
     assert f'project "Fruit": ml backend http://sam:9090: removed (id {ours}, SAM is not wanted any more)' in lines
-    again = run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    again = run(fake, desired(projects=[sam_project(False)], sam_url=None))
     assert all(NO_OP_LINE.search(line) for line in again) and len(fake.backends) == 2
 
 
 def test_a_backend_with_the_earlier_title_on_the_platforms_service_is_adopted_then_removed():
     fake = FakeLabelStudio()
     url = "http://sam-backend.labeling.svc.cluster.local:9090"
-    run(fake, desired(projects=[_sam_project(True)], sam_url=url))
+    run(fake, desired(projects=[sam_project(True)], sam_url=url))
     [backend] = fake.backends.values()
     backend["title"] = LEGACY_SAM_BACKEND_TITLE
-    run(fake, desired(projects=[_sam_project(True)], sam_url=url))
+    run(fake, desired(projects=[sam_project(True)], sam_url=url))
     assert [b["title"] for b in fake.backends.values()] == [SAM_BACKEND_TITLE]
     backend["title"] = LEGACY_SAM_BACKEND_TITLE
-    run(fake, desired(projects=[_sam_project(False)], sam_url=None))
+    run(fake, desired(projects=[sam_project(False)], sam_url=None))
     assert fake.backends == {}
 
 
@@ -804,122 +804,3 @@ def test_an_export_storage_whose_create_request_is_cut_short_is_found_not_made_t
     lines = run(fake, desired())
     assert len(fake.storages["export"]) == 1
     assert any("export storage" in line and "create request cut short (answered 504)" in line for line in lines)
-
-
-# ---------------------------------------------------------------- the SAM self-test
-
-def _fruit(fake: FakeLabelStudio, images: int = 6, **document_changes) -> dict:
-    fake.objects["fruit"] = images
-    return {**desired(projects=[_sam_project(True)]), **document_changes}
-
-
-def test_sam_self_test_asks_like_the_labeling_ui_and_prints_the_latency():
-    fake = FakeLabelStudio()
-    lines = run(fake, _fruit(fake))
-    [line] = [line for line in lines if "SAM self-test" in line]
-    sizes = ", ".join(f"{image_side(task)}x{image_side(task)}" for task in range(1001, 1003))
-    assert re.fullmatch(rf'project "Fruit": SAM self-test: masks of each image\'s own size \({sizes}\); first click '
-                        rf"\d+\.\d\d s \(download and embedding\), 2 simultaneous clicks \d+\.\d\d s", line), line
-    assert len(fake.sam.contexts) == 4  # each image alone, then both at once
-    # A smart keypoint and a smart rectangle, in percent of the image, on the image's real size.
-    context = fake.sam.contexts[0]["result"]
-    assert [r["type"] for r in context] == ["keypointlabels", "rectanglelabels"]
-    assert [r["from_name"] for r in context] == ["tag2", "tag3"] and {r["to_name"] for r in context} == {"image"}
-    assert {(r["original_width"], r["original_height"]) for r in fake.sam.contexts[0]["result"]} <= {
-        (image_side(task), image_side(task)) for task in range(1001, 1003)}
-
-
-@pytest.mark.parametrize(("behaviour", "detail", "cause"), [
-    ("unreachable", "", "backend unreachable from Label Studio at http://sam:9090 (HTTPConnectionPool"),
-    ("timeout", "", "timeout: the backend did not answer in time (HTTPConnectionPool(host='sam', port=9090): "
-                    "Read timed out."),
-    ("empty", "", "empty result: the backend answered task 1001 without a brush mask ([])"),
-    ("racy", "", "task 1001's mask has 81 pixels but its image is 8x8 (64): the backend mixes up simultaneous "
-              "requests (more than one thread per predictor: set THREADS=1)"),
-    ("fails", "HTTPError: 401 Client Error: Unauthorized for url: http://label-studio:80/tasks/1001/presign/"
-              "?fileuri=czM6Ly9iL2ZydWl0LzEwMDEucG5n",
-     "the backend's image download got 401 Unauthorized from http://label-studio:80/tasks/1001/presign/"
-     "?fileuri=czM6Ly9iL2ZydWl0LzEwMDEucG5n (the backend's LABEL_STUDIO_API_KEY is not a token Label Studio accepts)"),
-    ("fails", "HTTPError: 403 Client Error: Forbidden for url: http://minio:9000/b/fruit/1001.png?X-Amz-Signature=x",
-     "the backend's image download got 403 Forbidden from http://minio:9000/b/fruit/1001.png"),
-    ("fails", "HTTPError: 404 Client Error: Not Found for url: http://other:8080/tasks/1001/presign/?fileuri=x",
-     "got 404 Not Found from http://other:8080/tasks/1001/presign/?fileuri=x (not found: the object is gone, or the "
-     "backend's LABEL_STUDIO_URL points at another Label Studio)"),
-    ("fails", "Exception: Label Studio Task ID is required for cloud storage files",
-     "the backend image predates label-studio-ml-backend's task-aware downloads (April 2024)"),
-], ids=["unreachable", "timeout", "empty", "racy", "wrong-token", "store-refuses", "wrong-url", "old-build"])
-def test_a_broken_sam_backend_fails_the_run_with_one_line_naming_the_cause(behaviour, detail, cause):
-    fake = FakeLabelStudio()
-    fake.sam = FakeSam(behaviour, detail)
-    with pytest.raises(ReconcileError) as failed:
-        run(fake, _fruit(fake))
-    message = str(failed.value)
-    assert message.startswith('project "Fruit": SAM self-test failed: ') and "\n" not in message
-    assert cause in message, message
-
-
-def test_an_image_label_studio_cannot_serve_is_named_with_its_url_form():
-    fake = FakeLabelStudio()
-    fake.sam = FakeSam(download_status=404)
-    with pytest.raises(ReconcileError, match=re.escape(
-            "SAM self-test failed: Label Studio answered 404 for task 1001's image at "
-            "http://label-studio:80/tasks/1001/presign/?fileuri=czM6Ly9iL2ZydWl0LzEwMDEucG5n (s3://b/fruit/1001.png)")):
-        run(fake, _fruit(fake))
-
-
-def test_a_sam_project_without_tasks_is_reported_not_failed():
-    fake = FakeLabelStudio()
-    lines = run(fake, _fruit(fake, images=0))
-    assert ('project "Fruit": SAM self-test: no tasks yet; nothing to predict on (tested on the next run with tasks)'
-            in lines)
-
-
-def test_with_self_test_warn_a_broken_backend_is_a_warning_and_the_run_goes_on():
-    fake = FakeLabelStudio()
-    fake.sam = FakeSam("unreachable")
-    lines = run(fake, _fruit(fake, samSelfTest="warn"))
-    [warning] = [line for line in lines if "SAM self-test" in line]
-    assert warning.startswith('project "Fruit": SAM self-test failed: backend unreachable')
-    assert warning.endswith("(warning only: sam.selfTest is warn)")
-    assert "invite link: available (kept out of logs)" in lines
-
-
-def test_an_unknown_self_test_mode_is_refused():
-    with pytest.raises(ReconcileError, match="samSelfTest is 'skip'; expected one of fail, warn"):
-        parse_desired_state({**desired(), "samSelfTest": "skip"})
-
-
-def test_every_project_is_synced_before_sam_is_waited_for():
-    """Labeling can start while the backend still loads its model."""
-    fake = FakeLabelStudio({"kagglecatsanddogs": 3})
-    document = _fruit(fake)
-    # The SAM project comes first: yet the project after it is synced before SAM is connected.
-    document["projects"].append(desired()["projects"][0])
-    lines = run(fake, document)
-    synced = max(i for i, line in enumerate(lines) if ": synced " in line)
-    connected = next(i for i, line in enumerate(lines) if ": ml backend http://sam:9090: created" in line)
-    assert synced < connected, lines
-
-
-def test_image_sizes_are_read_from_png_and_jpeg_headers():
-    import io
-
-    from PIL import Image
-
-    jpeg = io.BytesIO()
-    Image.new("RGB", (37, 21)).save(jpeg, format="JPEG")
-    assert image_size(jpeg.getvalue()) == (37, 21)
-    assert image_size(png_bytes(3, side=13)) == (13, 13)
-    assert image_size(b"GIF89a\x01\x00\x01\x00") is None
-
-
-@pytest.mark.parametrize(("width", "height"), [(1, 1), (9, 5), (64, 48)])
-def test_brush_rle_of_the_sdk_is_measured_without_it(width, height):
-    count, covered = rle_values(brush_rle(width, height))
-    assert count == width * height * 4
-    assert covered == (3 * height // 4 - height // 4) * (3 * width // 4 - width // 4) * 4
-
-
-def test_a_truncated_rle_is_refused():
-    with pytest.raises(ValueError, match="ends early"):
-        rle_values(brush_rle(9, 5)[:-3])

@@ -3,7 +3,9 @@ keys have spaces (tests/sam_live.py, which also lists the harmless differences f
 cluster), and a SAM stand-in (tests/sam_contract_backend.py) that downloads each task image the
 way the real backend does: label-studio-sdk's `get_local_path` with exactly the env the SAM
 Deployment declares. The deploy-time self-test runs against it (it passes, presign on and off)
-and against stand-ins broken each way (it fails with one line naming the cause).
+and against stand-ins broken each way (it fails with one line naming the cause); against the
+racy one, which shows its race only when simultaneous clicks meet in one worker, its rounds
+catch the race in every run.
 
 The stand-in computes no mask: it answers a box over the downloaded image's size, encoded by the
 SDK's converter as the example does; the size is what the contract is about.
@@ -14,22 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from reconciler.client import LabelStudioClient
 from reconciler.errors import ReconcileError
-from tests.live_services import SAM_STUB_ADDRESS, free_port, start_process, wait_for_process_url
+from reconciler.sam_selftest import SIMULTANEOUS_ROUNDS, SHARED_PREDICTOR
 from tests.live_stack import job_environment, run_job
-from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
+from tests.sam_live import (
+    SamProject, document, rounds_until_caught, run, sam_stack, self_test_line, self_test_passed, stand_in,
+)
 from tests.variants import UPSTREAM_MOBILE_SAM
 
 pytestmark = pytest.mark.slow
-
-STAND_IN = Path(__file__).with_name("sam_contract_backend.py")
 
 
 @pytest.fixture(scope="module")
@@ -45,30 +44,13 @@ def api(stack) -> LabelStudioClient:
     return LabelStudioClient(stack.label_studio_url, stack.admin.token)
 
 
-@contextlib.contextmanager
-def stand_in(stack, work_dir: Path, mode: str = "serial", **replacements: str) -> Iterator[str]:
-    """The stand-in on the SAM address Label Studio lets through; yields its URL."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    process = start_process(f"sam-{mode}-{port}", [sys.executable, str(STAND_IN), "--port", str(port), "--mode", mode],
-                            stack.log_dir, deployment_environment(stack, work_dir, **replacements))
-    try:
-        url = f"http://{SAM_STUB_ADDRESS}:{port}"
-        wait_for_process_url(process, f"{url}/health", 60, expect_status=200)
-        yield url
-    finally:
-        process.stop()
-
-
 @pytest.mark.parametrize("presign", [False, True], ids=["streamed", "presigned"])
 def test_the_self_test_passes_through_the_real_download_path(stack, api, tmp_path, presign):
     title = f"SAM contract, presign {presign}"
     with stand_in(stack, tmp_path) as url:
         lines, _ = run(api, document(stack, title, url, presign))
-    [line] = [line for line in lines if "SAM self-test" in line]
-    assert re.fullmatch(rf'project "{title}": SAM self-test: masks of each image\'s own size \(\d+x\d+, \d+x\d+\); '
-                        r"first click \d+\.\d\d s \(download and embedding\), 2 simultaneous clicks \d+\.\d\d s",
-                        line), line
+    line = self_test_line(lines)
+    assert self_test_passed(title).fullmatch(line), line
     # get_local_path kept each image it fetched, under its key's name, in the Deployment's cache dir.
     cached = [path.name.split("__", 1)[1] for path in (tmp_path / "xdg_cache_home" / "label-studio").iterdir()]
     assert len(cached) == 2 and all(re.fullmatch(r"fruit \d\.png", name) for name in cached), cached
@@ -90,7 +72,7 @@ BROKEN = [
      "the backend's image download got 404 Not Found from {ls}/elsewhere/tasks/"),
     ("old-build", "no-task-id", {},
      "the backend image predates label-studio-ml-backend's task-aware downloads (April 2024)"),
-    ("racy", "racy", {}, "the backend mixes up simultaneous requests (more than one thread per predictor"),
+    ("racy", "racy", {}, SHARED_PREDICTOR),
 ]
 
 
@@ -105,6 +87,20 @@ def test_a_broken_backend_fails_the_self_test_with_one_line_naming_the_cause(sta
     assert message.startswith(f'project "SAM contract, {case}": SAM self-test failed: '), message
     assert cause.format(ls=stack.label_studio_url) in message, message
     assert "\n" not in message
+
+
+def test_the_rounds_catch_a_racy_backend_in_every_run(stack, api, tmp_path):
+    """The racy stand-in hands each click to one of its 2 workers as gunicorn does: one round of
+    simultaneous clicks reaches a single worker, and shows the race, about half the time."""
+    title = "SAM contract, racy, detection"
+    runs = 12
+    with stand_in(stack, tmp_path, "racy") as url:
+        _, projects = run(api, {**document(stack, title, url), "samSelfTest": "warn"})
+        caught = rounds_until_caught(api, projects[title], url, runs)
+    within_one_round = sum(1 for found in caught if found is not None and found <= 1)
+    print(f"racy stand-in: caught in {runs - caught.count(None)} of {runs} runs of {SIMULTANEOUS_ROUNDS} rounds "
+          f"({within_one_round} of {runs} within the first round); rounds: {caught}")
+    assert None not in caught, caught
 
 
 def test_a_backend_gone_after_it_was_connected_is_named_unreachable(stack, api, tmp_path):

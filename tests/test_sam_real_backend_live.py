@@ -2,7 +2,7 @@
 random MobileSAM checkpoint, in the env the SAM Deployment declares, registered by the
 reconciler against Label Studio 1.23.2 and moto (tests/sam_live.py). The deploy-time
 self-test passes against it, and 8 simultaneous clicks on 8 images of different sizes each get
-a mask of their own image's size.
+a mask of their own image's size. It listens on the loopback address only.
 
 Runs only with LABEL_STUDIO_ML_BACKEND_DIR set (`make env-sam-backend` prints what to export):
 torch is not part of the default test environment.
@@ -15,12 +15,15 @@ on 2 cores: slower, not different).
 from __future__ import annotations
 
 import os
-import re
+import urllib.parse
 
 import pytest
 
 from reconciler.client import LabelStudioClient
-from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
+from tests.live_services import SAM_STUB_ADDRESS, listening_addresses
+from tests.sam_live import (
+    SamProject, deployment_environment, document, run, sam_stack, self_test_line, self_test_passed,
+)
 from tests.variants import UPSTREAM_MOBILE_SAM
 from tests.sam_real_backend import (
     ML_BACKEND_DIR_VARIABLE, SETUP_COMMAND, IncompleteSetup, real_backend_from_environment, running_real_backend,
@@ -61,13 +64,15 @@ def backend_url(stack, tmp_path_factory):
         yield url
 
 
+def test_the_backend_listens_on_the_loopback_address_only(backend_url):
+    assert listening_addresses(urllib.parse.urlsplit(backend_url).port) == {SAM_STUB_ADDRESS}
+
+
 def test_the_self_test_passes_against_the_real_backend(stack, api, backend_url):
     title = "SAM, the real backend"
     lines, _ = run(api, document(stack, title, backend_url))
-    [line] = [line for line in lines if "SAM self-test" in line]
-    assert re.fullmatch(rf'project "{title}": SAM self-test: masks of each image\'s own size \(\d+x\d+, \d+x\d+\); '
-                        r"first click \d+\.\d\d s \(download and embedding\), 2 simultaneous clicks \d+\.\d\d s",
-                        line), line
+    line = self_test_line(lines)
+    assert self_test_passed(title).fullmatch(line), line
     print(line)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.request
 
 import pytest
@@ -19,8 +18,10 @@ import pytest
 from reconciler.client import LabelStudioClient
 from reconciler.projects import PREDICTION_ON_OPEN
 from tests.live_services import wait_until
-from tests.sam_live import SamProject, deployment_environment, document, run, sam_stack
-from tests.sam_server_process import running_sam_servers, server_python
+from tests.sam_live import (
+    SamProject, deployment_environment, document, run, sam_stack, self_test_line, self_test_passed,
+)
+from tests.sam_server_process import metric, running_sam_servers, server_python
 from tools.stack_eval import evaluate
 
 pytestmark = pytest.mark.slow
@@ -60,16 +61,6 @@ def get_json(url: str) -> dict:
         return json.load(response)
 
 
-def metric(url: str, name: str, **labels: str) -> float:
-    """One series' value from /metrics (0 when it has not been written yet)."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    selector = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    pattern = re.escape(name + (f"{{{selector}}}" if selector else "")) + r" (\S+)"
-    found = re.search(rf"^{pattern}$", text, flags=re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def test_the_deployment_runs_the_platform_server_with_its_env(stack, tmp_path):
     environment = server_env(stack, tmp_path)
     assert environment["SAM_MODEL"] == "sam2.1-tiny" and environment["SAM_DEVICE"] == "cpu"
@@ -80,10 +71,8 @@ def test_the_deployment_runs_the_platform_server_with_its_env(stack, tmp_path):
 def test_the_self_test_passes_against_the_server(stack, api, server):
     title = "SAM server"
     lines, projects = run(api, document(stack, title, server))
-    [line] = [line for line in lines if "SAM self-test" in line]
-    assert re.fullmatch(rf'project "{title}": SAM self-test: masks of each image\'s own size \(\d+x\d+, \d+x\d+\); '
-                        r"first click \d+\.\d\d s \(download and embedding\), 2 simultaneous clicks \d+\.\d\d s",
-                        line), line
+    line = self_test_line(lines)
+    assert self_test_passed(title).fullmatch(line), line
     # Label Studio asks the server as labelers open tasks, in the Data Manager and in the stream.
     settings = api.get(f"/api/projects/{projects[title]['id']}")
     assert {name: settings[name] for name in PREDICTION_ON_OPEN} == PREDICTION_ON_OPEN
