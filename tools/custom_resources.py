@@ -36,47 +36,40 @@ _CRON_METADATA = {"type": "object", "required": ["timezone", "start", "end", "de
                   "properties": {key: _STRING for key in ("timezone", "start", "end", "desiredReplicas")},
                   "additionalProperties": False}
 
-SCALED_OBJECT = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "ScaledObject"},
-        "metadata": _NAMED_METADATA,
-        "spec": {
-            "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
-            "properties": {
-                "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
-                                   "properties": {"apiVersion": _STRING, "kind": _STRING, "name": _STRING}},
-                "minReplicaCount": {"type": "integer", "minimum": 0},
-                "maxReplicaCount": {"type": "integer", "minimum": 1},
-                "triggers": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["type", "metadata"], "additionalProperties": False,
-                    "properties": {"type": {"const": "cron"}, "metadata": _CRON_METADATA}}},
-            },
-        },
-    },
-    "additionalProperties": False,
-}
+_LABEL_SELECTOR = {"type": "object", "additionalProperties": False, "properties": {"matchLabels": _STRING_MAP}}
 
-POD_MONITOR = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PodMonitor"},
-        "metadata": _NAMED_METADATA,
-        "spec": {
-            "type": "object", "required": ["selector"], "additionalProperties": False,
-            "properties": {
-                "selector": {"type": "object", "additionalProperties": False,
-                             "properties": {"matchLabels": _STRING_MAP}},
-                "podMetricsEndpoints": {"type": "array", "items": {
-                    "type": "object", "additionalProperties": False,
-                    "properties": {"port": _STRING, "path": _STRING}}},
-            },
+
+def _custom_resource(api_version: str, kind: str, metadata: dict, spec_required: list[str],
+                     spec_properties: dict) -> dict:
+    """What every custom resource here shares: its apiVersion and kind, its metadata, and a spec
+    that admits only the fields listed."""
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": api_version}, "kind": {"const": kind}, "metadata": metadata,
+            "spec": {"type": "object", "required": spec_required, "additionalProperties": False,
+                     "properties": spec_properties},
         },
-    },
-    "additionalProperties": False,
-}
+        "additionalProperties": False,
+    }
+
+
+SCALED_OBJECT = _custom_resource("keda.sh/v1alpha1", "ScaledObject", _NAMED_METADATA, ["scaleTargetRef", "triggers"], {
+    "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
+                       "properties": {"apiVersion": _STRING, "kind": _STRING, "name": _STRING}},
+    "minReplicaCount": {"type": "integer", "minimum": 0},
+    "maxReplicaCount": {"type": "integer", "minimum": 1},
+    "triggers": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["type", "metadata"], "additionalProperties": False,
+        "properties": {"type": {"const": "cron"}, "metadata": _CRON_METADATA}}},
+})
+
+POD_MONITOR = _custom_resource("monitoring.coreos.com/v1", "PodMonitor", _NAMED_METADATA, ["selector"], {
+    "selector": _LABEL_SELECTOR,
+    "podMetricsEndpoints": {"type": "array", "items": {
+        "type": "object", "additionalProperties": False, "properties": {"port": _STRING, "path": _STRING}}},
+})
 
 _CLUSTER_METADATA = {**_NAMED_METADATA, "properties": {
     name: schema for name, schema in _NAMED_METADATA["properties"].items() if name != "namespace"}}
@@ -96,39 +89,26 @@ _VERIFY_IMAGES = {"type": "object", "required": ["imageReferences", "attestors"]
                               "properties": {"keyless": _KEYLESS}}}}}},
                       **{flag: {"type": "boolean"} for flag in ("mutateDigest", "verifyDigest", "required")}}}
 _MATCH_RESOURCES = {"type": "object", "additionalProperties": False, "properties": {
-    "kinds": _STRINGS, "namespaces": _STRINGS,
-    "selector": {"type": "object", "additionalProperties": False,
-                 "properties": {"matchLabels": _STRING_MAP}}}}
+    "kinds": _STRINGS, "namespaces": _STRINGS, "selector": _LABEL_SELECTOR}}
 
-CLUSTER_POLICY = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "kyverno.io/v1"}, "kind": {"const": "ClusterPolicy"},
-        "metadata": _CLUSTER_METADATA,
-        "spec": {
-            "type": "object", "required": ["rules"], "additionalProperties": False,
-            "properties": {
-                "background": {"type": "boolean"},
-                "rules": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["name", "match"], "additionalProperties": False,
-                    "properties": {
-                        "name": {"type": "string", "maxLength": 63},
-                        "match": {"type": "object", "additionalProperties": False, "properties": {
-                            "any": {"type": "array", "items": {
-                                "type": "object", "additionalProperties": False,
-                                "properties": {"resources": _MATCH_RESOURCES}}}}},
-                        "verifyImages": {"type": "array", "items": _VERIFY_IMAGES},
-                    }}},
-            },
-        },
-    },
-    "additionalProperties": False,
-}
+CLUSTER_POLICY = _custom_resource("kyverno.io/v1", "ClusterPolicy", _CLUSTER_METADATA, ["rules"], {
+    "background": {"type": "boolean"},
+    "rules": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["name", "match"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "maxLength": 63},
+            "match": {"type": "object", "additionalProperties": False, "properties": {
+                "any": {"type": "array", "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"resources": _MATCH_RESOURCES}}}}},
+            "verifyImages": {"type": "array", "items": _VERIFY_IMAGES},
+        }}},
+})
 
-SCHEMAS: Mapping[tuple[str, str], dict] = {("keda.sh/v1alpha1", "ScaledObject"): SCALED_OBJECT,
-                                           ("monitoring.coreos.com/v1", "PodMonitor"): POD_MONITOR,
-                                           ("kyverno.io/v1", "ClusterPolicy"): CLUSTER_POLICY}
+# Keyed by the (apiVersion, kind) each schema admits.
+SCHEMAS: Mapping[tuple[str, str], dict] = {
+    (schema["properties"]["apiVersion"]["const"], schema["properties"]["kind"]["const"]): schema
+    for schema in (SCALED_OBJECT, POD_MONITOR, CLUSTER_POLICY)}
 
 
 def custom_resource_problem(obj: Mapping[str, Any]) -> Optional[str]:
