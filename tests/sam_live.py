@@ -211,3 +211,13 @@ class SamProject:
         for task_id, answer in answers:
             width, height = self.sizes[task_id]
             assert self.mask_pixels(answer) == width * height, (task_id, self.sizes[task_id])
+
+
+def assert_simultaneous_clicks_each_get_their_own_mask(stack: LiveStack, api: LabelStudioClient, sam_url: str,
+                                                       title: str) -> None:
+    """A SAM project over all of the stack's images, registered for the backend at `sam_url`; one
+    click on every image at the same moment, each answered with a mask of its own image's size."""
+    _, projects = run(api, document(stack, title, sam_url))
+    project = SamProject(stack, api, projects[title])
+    assert len(project.tasks) == len(IMAGE_SIDES)
+    project.assert_each_mask_fits_its_own_image(project.click_all_at_once())

@@ -24,7 +24,8 @@ from reconciler.errors import ReconcileError
 from reconciler.sam_selftest import SIMULTANEOUS_ROUNDS, SHARED_PREDICTOR
 from tests.live_stack import job_environment, run_job
 from tests.sam_live import (
-    SamProject, document, rounds_until_caught, run, sam_stack, self_test_line, self_test_passed, stand_in,
+    assert_simultaneous_clicks_each_get_their_own_mask, document, rounds_until_caught, run, sam_stack, self_test_line,
+    self_test_passed, stand_in,
 )
 from tests.variants import UPSTREAM_MOBILE_SAM
 
@@ -59,10 +60,7 @@ def test_the_self_test_passes_through_the_real_download_path(stack, api, tmp_pat
 def test_eight_simultaneous_clicks_on_eight_images_each_get_their_own_images_mask(stack, api, tmp_path):
     title = "SAM contract, eight clicks"
     with stand_in(stack, tmp_path) as url:
-        _, projects = run(api, document(stack, title, url))
-        project = SamProject(stack, api, projects[title])
-        assert len(project.tasks) == 8
-        project.assert_each_mask_fits_its_own_image(project.click_all_at_once())
+        assert_simultaneous_clicks_each_get_their_own_mask(stack, api, url, title)
 
 
 BROKEN = [

@@ -22,7 +22,8 @@ import pytest
 from reconciler.client import LabelStudioClient
 from tests.live_services import SAM_STUB_ADDRESS, listening_addresses
 from tests.sam_live import (
-    SamProject, deployment_environment, document, run, sam_stack, self_test_line, self_test_passed,
+    assert_simultaneous_clicks_each_get_their_own_mask, deployment_environment, document, run, sam_stack,
+    self_test_line, self_test_passed,
 )
 from tests.variants import UPSTREAM_MOBILE_SAM
 from tests.sam_real_backend import (
@@ -78,7 +79,4 @@ def test_the_self_test_passes_against_the_real_backend(stack, api, backend_url):
 
 def test_eight_simultaneous_clicks_on_eight_images_each_get_their_own_images_mask(stack, api, backend_url):
     title = "SAM, the real backend, eight clicks"
-    _, projects = run(api, document(stack, title, backend_url))
-    project = SamProject(stack, api, projects[title])
-    assert len(project.tasks) == 8
-    project.assert_each_mask_fits_its_own_image(project.click_all_at_once())
+    assert_simultaneous_clicks_each_get_their_own_mask(stack, api, backend_url, title)

@@ -19,7 +19,8 @@ from reconciler.client import LabelStudioClient
 from reconciler.projects import PREDICTION_ON_OPEN
 from tests.live_services import wait_until
 from tests.sam_live import (
-    SamProject, deployment_environment, document, run, sam_stack, self_test_line, self_test_passed,
+    SamProject, assert_simultaneous_clicks_each_get_their_own_mask, deployment_environment, document, run, sam_stack,
+    self_test_line, self_test_passed,
 )
 from tests.sam_server_process import metric, running_sam_servers, server_python
 from tools.stack_eval import evaluate
@@ -80,10 +81,7 @@ def test_the_self_test_passes_against_the_server(stack, api, server):
 
 def test_eight_simultaneous_clicks_on_eight_images_each_get_their_own_images_mask(stack, api, server):
     title = "SAM server, eight clicks"
-    _, projects = run(api, document(stack, title, server))
-    project = SamProject(stack, api, projects[title])
-    assert len(project.tasks) == 8
-    project.assert_each_mask_fits_its_own_image(project.click_all_at_once())
+    assert_simultaneous_clicks_each_get_their_own_mask(stack, api, server, title)
 
 
 def test_opening_a_task_warms_its_image_up_once_and_the_first_click_is_a_cache_hit(stack, api, tmp_path):
