@@ -83,9 +83,8 @@ def node_on_its_way(events: Sequence[dict]) -> bool:
 
 
 def _pull_error(events: Sequence[dict]) -> str | None:
-    pulls = [event for event in events if event.get("reason") == PULL_FAILED_EVENT
-             and (event.get("message") or "").startswith(PULL_FAILED_PREFIX)]
-    latest = max(pulls, key=_event_time, default=None)
+    pulls = [event for event in events if (event.get("message") or "").startswith(PULL_FAILED_PREFIX)]
+    latest = _latest(pulls, (PULL_FAILED_EVENT,))
     return one_line(latest["message"]) if latest else None
 
 
