@@ -69,30 +69,32 @@ class Server:
 
     # ------------------------------------------------------------ features of an image
 
-    async def features(self, key: str, url: str, task_id: Optional[int], priority: int) -> Features:
+    async def features(self, url: str, task_id: Optional[int], priority: int) -> Features:
+        """The features of the image at `url` (the cache's key), from the cache or from the one
+        download and embedding of it under way."""
         if priority == CLICK:
-            cached = self.cache.get(key)
+            cached = self.cache.get(url)
             self.metrics.cache_lookups.labels("hit" if cached else "miss").inc()
         else:
-            cached = self.cache.peek(key)
+            cached = self.cache.peek(url)
         if cached is not None:
             return cached
-        loading = self._loading.get(key)
+        loading = self._loading.get(url)
         if loading is None:
-            self._priority[key] = priority
-            loading = self._loading[key] = asyncio.ensure_future(self._load(key, url, task_id))
-            loading.add_done_callback(lambda _: (self._loading.pop(key, None), self._priority.pop(key, None)))
-        elif priority < self._priority.get(key, priority):
-            self._priority[key] = priority
-            self.lane.lift(key, priority)
+            self._priority[url] = priority
+            loading = self._loading[url] = asyncio.ensure_future(self._load(url, task_id))
+            loading.add_done_callback(lambda _: (self._loading.pop(url, None), self._priority.pop(url, None)))
+        elif priority < self._priority.get(url, priority):
+            self._priority[url] = priority
+            self.lane.lift(url, priority)
         return await asyncio.shield(loading)
 
-    async def _load(self, key: str, url: str, task_id: Optional[int]) -> Features:
+    async def _load(self, url: str, task_id: Optional[int]) -> Features:
         started = time.monotonic()
         image = await asyncio.get_running_loop().run_in_executor(
             self.downloads, download_rgb, self.config, url, task_id, self.scratch)
         self.metrics.download_seconds.observe(time.monotonic() - started)
-        return await asyncio.wrap_future(self.lane.submit(key, lambda: self._embed(key, image), self._priority[key]))
+        return await asyncio.wrap_future(self.lane.submit(url, lambda: self._embed(url, image), self._priority[url]))
 
     def _embed(self, key: str, image) -> Features:
         cached = self.cache.peek(key)
@@ -134,7 +136,7 @@ class Server:
                 return reply
         started = time.monotonic()
         cached = self.cache.peek(url) is not None
-        features = await self.features(url, url, task.get("id"), CLICK)
+        features = await self.features(url, task.get("id"), CLICK)
         mask = await asyncio.get_running_loop().run_in_executor(
             self.decoder, self.model.decode, features, prompt(clicked, features.width, features.height))
         self.metrics.click_seconds.labels("hit" if cached else "miss").observe(time.monotonic() - started)
@@ -149,7 +151,7 @@ class Server:
             self.metrics.warmups.labels("dropped").inc()
             return
         self.metrics.warmups.labels("queued").inc()
-        warming = asyncio.ensure_future(self.features(url, url, task_id, WARMUP))
+        warming = asyncio.ensure_future(self.features(url, task_id, WARMUP))
         self.warming.add(warming)
         warming.add_done_callback(self._warmed_up)
 
